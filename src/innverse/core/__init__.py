@@ -1,0 +1,24 @@
+"""The invertible-module protocol, compositions, base distributions and flows."""
+
+from .adapter import TorchTransform
+from .distributions import AbstractBase, DiagonalGaussian, GaussianMixture, StandardNormal
+from .flow import Flow
+from .graph import ConditionPort, Graph, GraphBuilder, Port
+from .module import AbstractInvertible, Inverse
+from .sequence import Sequence
+
+__all__ = [
+    "AbstractBase",
+    "AbstractInvertible",
+    "ConditionPort",
+    "DiagonalGaussian",
+    "Flow",
+    "GaussianMixture",
+    "Graph",
+    "GraphBuilder",
+    "Inverse",
+    "Port",
+    "Sequence",
+    "StandardNormal",
+    "TorchTransform",
+]

@@ -1,0 +1,170 @@
+"""A normalizing flow: an invertible module plus a base distribution."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .distributions import AbstractBase, StandardNormal
+from .module import AbstractInvertible, Context
+
+__all__ = ["Flow"]
+
+
+def _check_finite(owner: str, what: str, t: Tensor) -> None:
+    if not torch.isfinite(t).all():
+        bad = (~torch.isfinite(t)).reshape(t.shape[0], -1).any(1).nonzero().flatten()
+        raise ValueError(
+            f"{owner}: {what} contains NaN or Inf (rows {bad[:10].tolist()}"
+            f"{'...' if len(bad) > 10 else ''}); pass validate_args=False to skip this check"
+        )
+
+
+class Flow(nn.Module):
+    r"""A (conditional) normalizing flow :math:`p(x \mid c)`.
+
+    The transform maps data to latent space, :math:`z = f(x; h(c))`, so that
+
+    .. math::
+        \log p(x \mid c) = \log p_Z(f(x; h(c))) + \log|\det \partial f / \partial x|,
+
+    and samples are :math:`x = f^{-1}(z; h(c))`, :math:`z \sim p_Z`. :math:`h` is an optional
+    conditioning network that runs once per batch; its output feeds every conditioned block.
+
+    Args:
+        transform: the invertible module ``f`` (data -> latent).
+        base: base distribution over ``transform.output_shape`` (default standard normal).
+        context_net: optional network ``h`` applied to the context before the transform; it may
+            return a list of tensors for a :class:`Graph` with several condition inputs.
+        context_shape: shape of one raw context sample; required with ``context_net``, else taken
+            from ``transform``.
+        validate_args: check inputs and contexts for NaN/Inf (one pass over the data); shape
+            checks always run.
+    """
+
+    def __init__(self, transform: AbstractInvertible, base: AbstractBase | None = None,
+                 context_net: nn.Module | Callable[[Tensor], Tensor] | None = None,
+                 context_shape: tuple[int, ...] | None = None, validate_args: bool = True) -> None:
+        super().__init__()
+        if not isinstance(transform, AbstractInvertible):
+            raise TypeError(f"Flow: transform must be an invertible module, got {type(transform).__name__}")
+        self.transform = transform
+        self.base = StandardNormal(transform.output_shape) if base is None else base
+        if self.base.event_shape != transform.output_shape:
+            raise ValueError(
+                f"Flow: base distribution has event shape {self.base.event_shape} but the "
+                f"transform outputs {transform.output_shape}"
+            )
+        self.context_net = context_net
+        if context_net is not None and context_shape is None:
+            raise ValueError("Flow: context_shape is required when a context_net is given")
+        if context_net is None and context_shape is not None and tuple(context_shape) != transform.context_shape:
+            raise ValueError(
+                f"Flow: context_shape {tuple(context_shape)} differs from the transform's "
+                f"{transform.context_shape}"
+            )
+        self.context_shape = tuple(context_shape) if context_shape is not None else transform.context_shape
+        self.validate_args = validate_args
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.transform.event_shape
+
+    @property
+    def conditional(self) -> bool:
+        return self.transform.conditional
+
+    # -- contexts -------------------------------------------------------------------------------
+    def _check_raw_context(self, context: Tensor | None, what: str = "context") -> None:
+        if not self.conditional:
+            if context is not None:
+                raise ValueError("Flow: this flow is unconditional, but a context was given")
+            return
+        if context is None:
+            raise ValueError(f"Flow: this flow is conditional; expected a context of shape "
+                             f"(batch, *{self.context_shape})")
+        if not isinstance(context, Tensor) or not context.is_floating_point():
+            raise ValueError(f"Flow: expected a floating-point context tensor, got "
+                             f"{getattr(context, 'dtype', type(context).__name__)}")
+        if self.context_shape is not None and tuple(context.shape[1:]) != self.context_shape:
+            raise ValueError(f"Flow: expected a context of shape (batch, *{self.context_shape}), "
+                             f"got {tuple(context.shape)}")
+        if self.validate_args:
+            _check_finite("Flow", what, context)
+
+    def embed(self, context: Tensor | None) -> Context:
+        """Apply the conditioning network (if any) to a batch of raw contexts."""
+        if context is None or self.context_net is None:
+            return context
+        return self.context_net(context)
+
+    # -- densities ------------------------------------------------------------------------------
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Log-density of ``x`` (``(B, *event)``) given ``context`` (``(B, *context_shape)``)."""
+        self._check_raw_context(context)
+        if self.validate_args and isinstance(x, Tensor) and x.is_floating_point():
+            _check_finite("Flow.log_prob", "x", x)
+        if context is not None and context.shape[0] != x.shape[0]:
+            raise ValueError(f"Flow.log_prob: x has batch size {x.shape[0]} but the context has "
+                             f"{context.shape[0]}")
+        z, log_det = self.transform(x, self.embed(context))
+        return self.base.log_prob(z) + log_det
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Same as :meth:`log_prob` (so the flow can be called like a module)."""
+        return self.log_prob(x, context)
+
+    # -- sampling -------------------------------------------------------------------------------
+    def _expanded(self, n: int, context: Tensor | None) -> tuple[int, Context]:
+        """Embed ``k`` contexts once, then repeat them ``n`` times (rows ordered ``(n, k)``)."""
+        if context is None:
+            return n, None
+        k = context.shape[0]
+        emb = self.embed(context)
+
+        def rep(t: Tensor) -> Tensor:
+            return t.repeat(n, *([1] * (t.dim() - 1)))
+
+        return n * k, (rep(emb) if isinstance(emb, Tensor) else [rep(t) for t in emb])
+
+    def rsample_and_log_prob(self, n: int, context: Tensor | None = None,
+                             generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Reparametrised samples and their log-densities.
+
+        Without context: shapes ``(n, *event)`` and ``(n,)``. With ``k`` contexts (``(k, C)``):
+        ``(n, k, *event)`` and ``(n, k)``.
+        """
+        self._check_raw_context(context)
+        m, ctx = self._expanded(n, context)
+        z = self.base.rsample(m, generator)
+        base_lp = self.base.log_prob(z)
+        x, log_det = self.transform.inverse(z, ctx)
+        lp = base_lp - log_det
+        if context is not None:
+            x = x.reshape(n, context.shape[0], *x.shape[1:])
+            lp = lp.reshape(n, context.shape[0])
+        return x, lp
+
+    def rsample(self, n: int, context: Tensor | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+        """Reparametrised samples: ``(n, *event)``, or ``(n, k, *event)`` for ``k`` contexts."""
+        self._check_raw_context(context)
+        m, ctx = self._expanded(n, context)
+        z = self.base.rsample(m, generator)
+        x, _ = self.transform.inverse(z, ctx, log_det=False)
+        if context is not None:
+            x = x.reshape(n, context.shape[0], *x.shape[1:])
+        return x
+
+    @torch.no_grad()
+    def sample(self, n: int, context: Tensor | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Samples without gradient; shapes as :meth:`rsample`."""
+        return self.rsample(n, context, generator)
+
+    @torch.no_grad()
+    def sample_and_log_prob(self, n: int, context: Tensor | None = None,
+                            generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        return self.rsample_and_log_prob(n, context, generator)

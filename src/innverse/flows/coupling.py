@@ -1,0 +1,97 @@
+"""One-line constructors for coupling flows on vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+from ..blocks import (
+    ActNorm,
+    AdditiveCoupling,
+    AffineCoupling,
+    GINCoupling,
+    LULinear,
+    Orthogonal,
+    RandomPermutation,
+    SplineCoupling,
+)
+from ..core import AbstractBase, AbstractInvertible, Flow
+from ..core import Sequence as InvSequence
+from ..nets.subnets import mlp_constructor
+
+__all__ = ["coupling_flow", "COUPLINGS", "PERMUTATIONS"]
+
+COUPLINGS = ("affine", "additive", "gin", "spline")
+PERMUTATIONS = ("random", "orthogonal", "lu", "none")
+
+
+def coupling_flow(
+    features: int,
+    context_features: int = 0,
+    blocks: int = 8,
+    hidden: Sequence[int] = (256, 256),
+    coupling: str = "affine",
+    permutation: str = "random",
+    actnorm: bool = False,
+    clamp: float = 2.0,
+    bins: int = 8,
+    bound: float = 3.0,
+    activation: Callable[[], nn.Module] = nn.ReLU,
+    base: AbstractBase | None = None,
+    context_net: nn.Module | None = None,
+    context_shape: tuple[int, ...] | None = None,
+    seed: int = 0,
+) -> Flow:
+    """A coupling flow on vectors: ``blocks`` x ``[ActNorm?] -> coupling -> permutation``.
+
+    Each coupling transforms half of the features conditioned on the other half (and on the
+    context); the permutation between couplings mixes which features are transformed next.
+
+    Args:
+        features: dimension D of the data (D >= 2).
+        context_features: dimension of the condition the couplings see (0 = unconditional);
+            with a ``context_net`` this is the net's output size.
+        blocks: number of coupling blocks.
+        hidden: hidden widths of each coupling's MLP.
+        coupling: ``"affine"`` (GLOW form, clamped), ``"additive"`` (NICE), ``"gin"``
+            (volume-preserving) or ``"spline"`` (rational-quadratic, ``bins``, ``bound``).
+        permutation: ``"random"``, ``"orthogonal"`` (fixed random rotation), ``"lu"``
+            (learnable LU linear map) or ``"none"``.
+        actnorm: put an ActNorm (data-initialised) before each coupling.
+        clamp: soft bound of affine log-scales.
+        activation: hidden activation of the subnets.
+        base: base distribution (default standard normal).
+        context_net: optional network applied once per batch to the raw context.
+        context_shape: raw context shape (required with ``context_net``).
+        seed: seed of the random permutations / rotations (block ``i`` uses ``seed + i``).
+    """
+    if coupling not in COUPLINGS:
+        raise ValueError(f"coupling_flow: coupling must be one of {COUPLINGS}, got {coupling!r}")
+    if permutation not in PERMUTATIONS:
+        raise ValueError(f"coupling_flow: permutation must be one of {PERMUTATIONS}, got {permutation!r}")
+    if features < 2:
+        raise ValueError(f"coupling_flow: needs features >= 2, got {features}")
+    if blocks < 1:
+        raise ValueError(f"coupling_flow: needs blocks >= 1, got {blocks}")
+    ctx = (context_features,) if context_features else None
+    subnet = mlp_constructor(hidden, activation)
+    layers: list[AbstractInvertible] = []
+    for i in range(blocks):
+        if actnorm:
+            layers.append(ActNorm(features))
+        if coupling == "affine":
+            layers.append(AffineCoupling(features, subnet, ctx, clamp=clamp))
+        elif coupling == "additive":
+            layers.append(AdditiveCoupling(features, subnet, ctx))
+        elif coupling == "gin":
+            layers.append(GINCoupling(features, subnet, ctx, clamp=clamp))
+        else:
+            layers.append(SplineCoupling(features, subnet, ctx, bins=bins, bound=bound))
+        if permutation == "random":
+            layers.append(RandomPermutation(features, seed=seed + i))
+        elif permutation == "orthogonal":
+            layers.append(Orthogonal(features, seed=seed + i))
+        elif permutation == "lu":
+            layers.append(LULinear(features, seed=seed + i))
+    return Flow(InvSequence(layers), base=base, context_net=context_net, context_shape=context_shape)

@@ -1,0 +1,75 @@
+"""Default subnetwork constructors for couplings: ``constructor(in, out) -> nn.Module``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+__all__ = ["MLP", "ConvNet", "mlp_constructor", "conv_constructor", "SubnetConstructor"]
+
+SubnetConstructor = Callable[[int, int], nn.Module]
+
+
+class MLP(nn.Sequential):
+    """Fully connected network ``in -> hidden... -> out`` with the last layer zero-initialised.
+
+    A zero last layer makes every coupling start as the identity, the usual choice for
+    stable training of deep INNs (Kingma & Dhariwal 2018).
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (256, 256),
+                 activation: Callable[[], nn.Module] = nn.ReLU, zero_init: bool = True) -> None:
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), activation()]
+            width = h
+        last = nn.Linear(width, out_features)
+        if zero_init:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        layers.append(last)
+        super().__init__(*layers)
+
+
+class ConvNet(nn.Sequential):
+    """Convolutional subnet for image couplings: 3x3 conv, 1x1 conv(s), 3x3 conv (zero-init last)."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: Sequence[int] = (64, 64),
+                 kernel_size: int = 3, activation: Callable[[], nn.Module] = nn.ReLU,
+                 zero_init: bool = True) -> None:
+        layers: list[nn.Module] = []
+        width = in_channels
+        for i, h in enumerate(hidden):
+            k = kernel_size if i == 0 else 1
+            layers += [nn.Conv2d(width, h, k, padding=k // 2), activation()]
+            width = h
+        last = nn.Conv2d(width, out_channels, kernel_size, padding=kernel_size // 2)
+        if zero_init:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        layers.append(last)
+        super().__init__(*layers)
+
+
+def mlp_constructor(hidden: Sequence[int] = (256, 256), activation: Callable[[], nn.Module] = nn.ReLU,
+                    zero_init: bool = True) -> SubnetConstructor:
+    """A ``subnet_constructor`` building :class:`MLP` subnets with the given widths."""
+    hidden = tuple(hidden)
+
+    def construct(in_features: int, out_features: int) -> nn.Module:
+        return MLP(in_features, out_features, hidden, activation, zero_init)
+
+    return construct
+
+
+def conv_constructor(hidden: Sequence[int] = (64, 64), kernel_size: int = 3,
+                     activation: Callable[[], nn.Module] = nn.ReLU, zero_init: bool = True) -> SubnetConstructor:
+    """A ``subnet_constructor`` building :class:`ConvNet` subnets (channels in, channels out)."""
+    hidden = tuple(hidden)
+
+    def construct(in_channels: int, out_channels: int) -> nn.Module:
+        return ConvNet(in_channels, out_channels, hidden, kernel_size, activation, zero_init)
+
+    return construct

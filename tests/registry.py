@@ -1,0 +1,91 @@
+"""Registry of invertible modules run through the generic property suite.
+
+A new block joins the suite with one line in ``CASES``: a name, and a factory
+``seed -> (module, context_shape_or_shapes)``. Factories must build the same structure for every
+seed (the seed only varies random buffers such as permutations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from innverse import blocks as B
+from innverse.core import AbstractInvertible, GraphBuilder, Sequence
+from innverse.flows import multiscale_flow
+from innverse.nets import conv_constructor, mlp_constructor
+
+Factory = Callable[[int], AbstractInvertible]
+
+MLP = mlp_constructor((16, 16))
+CONV = conv_constructor((8, 8))
+IMG = (4, 4, 4)
+
+
+def _graph_two_conditions(seed: int) -> AbstractInvertible:
+    """Two scales, a latent split off after the first, a different condition at each scale."""
+    b = GraphBuilder((2, 4, 4))
+    c_img = b.condition((1, 2, 2))
+    c_vec = b.condition((3,))
+    h = b.add(B.HaarDownsample(b.input.shape), b.input)                    # (8, 2, 2)
+    h = b.add(B.AffineCoupling(h.shape, CONV, c_img.shape), h, c_img)
+    z, h = b.split(h, [3, 5])
+    h = b.add(B.Flatten(h.shape), h)                                         # (20,)
+    h = b.add(B.SplineCoupling(h.shape, MLP, c_vec.shape, bins=4), h, c_vec)
+    z = b.add(B.Flatten(z.shape), z)
+    m = b.merge([z, h])                                                      # (32,)
+    m = b.add(B.RandomPermutation(m.shape, seed=seed), m)
+    a, bb = b.split(m, [16, 16])
+    return b.build([bb, a])
+
+
+def _sequence(seed: int) -> AbstractInvertible:
+    return Sequence(
+        B.ActNorm(5),
+        B.AffineCoupling(5, MLP, (3,)),
+        B.RandomPermutation(5, seed=seed),
+        B.SplineCoupling(5, MLP, (3,), bins=5),
+        B.LULinear(5, seed=seed),
+        B.ConditionalAffine(5, (3,), MLP),
+    )
+
+
+CASES: dict[str, Factory] = {
+    "affine_vec_odd_cond": lambda s: B.AffineCoupling(5, MLP, (3,)),
+    "affine_vec_even": lambda s: B.AffineCoupling(4, MLP, split=1),
+    "affine_img_veccond": lambda s: B.AffineCoupling(IMG, CONV, (3,)),
+    "affine_img_imgcond": lambda s: B.AffineCoupling(IMG, CONV, (2, 4, 4)),
+    "realnvp_vec_cond": lambda s: B.RealNVPCoupling(5, MLP, (3,)),
+    "realnvp_img": lambda s: B.RealNVPCoupling(IMG, CONV),
+    "additive_vec": lambda s: B.AdditiveCoupling(3, MLP),
+    "additive_img_cond": lambda s: B.AdditiveCoupling(IMG, CONV, (3,)),
+    "gin_vec_cond": lambda s: B.GINCoupling(5, MLP, (3,), split=2),
+    "gin_img": lambda s: B.GINCoupling(IMG, CONV),
+    "spline_vec_cond": lambda s: B.SplineCoupling(5, MLP, (3,), bins=6, bound=2.0),
+    "spline_img": lambda s: B.SplineCoupling(IMG, CONV, bins=4),
+    "coupling_generic": lambda s: B.Coupling(3, B.RationalQuadraticSpline(3), MLP, (2,)),
+    "coupling_generic_affine": lambda s: B.Coupling(4, B.AffineTransformer(1.0), MLP),
+    "coupling_generic_additive": lambda s: B.Coupling(4, B.AdditiveTransformer(), MLP),
+    "conditional_affine_vec": lambda s: B.ConditionalAffine(3, (2,), MLP),
+    "conditional_affine_img": lambda s: B.ConditionalAffine((2, 2, 2), (3,), MLP),
+    "allinone_vec_cond": lambda s: B.AllInOne(5, MLP, (3,), seed=s),
+    "allinone_img": lambda s: B.AllInOne(IMG, CONV, seed=s),
+    "actnorm_vec": lambda s: B.ActNorm(4),
+    "actnorm_img": lambda s: B.ActNorm(IMG),
+    "permutation_vec": lambda s: B.RandomPermutation(5, seed=s),
+    "permutation_img": lambda s: B.RandomPermutation(IMG, seed=s),
+    "orthogonal_vec": lambda s: B.Orthogonal(5, seed=s),
+    "orthogonal_img": lambda s: B.Orthogonal(IMG, seed=s),
+    "lu_vec": lambda s: B.LULinear(5, seed=s),
+    "lu_img": lambda s: B.InvertibleConv1x1(IMG, seed=s),
+    "haar": lambda s: B.HaarDownsample((2, 4, 4)),
+    "haar_interleaved": lambda s: B.HaarDownsample((2, 4, 4), order_by_wavelet=False),
+    "squeeze": lambda s: B.Squeeze((2, 4, 4)),
+    "flatten": lambda s: B.Flatten((2, 2, 3)),
+    "unflatten": lambda s: B.Unflatten((2, 2, 3)),
+    "sequence_cond": _sequence,
+    "graph_two_conditions": _graph_two_conditions,
+    "graph_multiscale": lambda s: multiscale_flow((1, 8, 8), scales=2, blocks_per_scale=1,
+                                                  hidden_channels=8, dense_blocks=1,
+                                                  dense_hidden=(16,), context_features=2,
+                                                  seed=s).transform,
+}
