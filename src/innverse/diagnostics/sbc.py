@@ -38,8 +38,13 @@ def check_samples_truth(samples: Any, truth: Any, owner: str) -> tuple[Tensor, T
     return s, t
 
 
-def _rank_with_ties(below: Tensor, equal: Tensor, gen: torch.Generator) -> Tensor:
+#: offset of the tie-breaking seed, so that it never shares a stream with the PIT's seed
+TIES_SEED_OFFSET = 7919
+
+
+def _rank_with_ties(below: Tensor, equal: Tensor, seed: int) -> Tensor:
     """Rank = #below + a uniform draw from {0, ..., #equal} (random tie breaking)."""
+    gen = torch.Generator().manual_seed(seed + TIES_SEED_OFFSET)
     u = torch.rand(below.shape, generator=gen, dtype=torch.float64).to(below.device)
     return below + torch.floor(u * (equal + 1)).to(below.dtype)
 
@@ -64,8 +69,7 @@ def sbc_ranks(samples: Any, truth: Any, *, seed: int = 0) -> Tensor:
         with Simulation-Based Calibration". arXiv:1804.06788, 2018.
     """
     s, t = check_samples_truth(samples, truth, "sbc_ranks")
-    gen = torch.Generator().manual_seed(seed)
-    return _rank_with_ties((s < t).sum(0), (s == t).sum(0), gen)
+    return _rank_with_ties((s < t).sum(0), (s == t).sum(0), seed)
 
 
 def randomized_pit(ranks: Tensor, num_samples: int, *, seed: int = 0) -> Tensor:
