@@ -30,7 +30,7 @@ def test_multiscale_flow_learns_digits():
             lp = flow.log_prob(flow_input(v)) + 64 * math.log(4.0) - 64 * math.log(17)
         return float(-lp.mean() / (64 * math.log(2)))
 
-    for step in range(60):
+    for _ in range(60):
         batch = train[torch.randint(0, len(train), (100,), generator=gen)]
         loss = -flow.log_prob(flow_input(batch)).mean()
         opt.zero_grad()
