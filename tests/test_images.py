@@ -30,8 +30,8 @@ def test_multiscale_flow_learns_digits():
             lp = flow.log_prob(flow_input(v)) + 64 * math.log(4.0) - 64 * math.log(17)
         return float(-lp.mean() / (64 * math.log(2)))
 
-    for _ in range(60):
-        batch = train[torch.randint(0, len(train), (100,), generator=gen)]
+    for _ in range(40):
+        batch = train[torch.randint(0, len(train), (64,), generator=gen)]
         loss = -flow.log_prob(flow_input(batch)).mean()
         opt.zero_grad()
         loss.backward()
@@ -41,5 +41,6 @@ def test_multiscale_flow_learns_digits():
     # Uniform pixels cost log2(17) = 4.09 bits/dim; an untrained (identity-initialised) flow
     # costs more. Learning the digits' structure must beat uniform by a clear margin.
     assert held_out < 3.7, held_out
+    print(f"held-out bits/dim {held_out:.3f}")
     samples = flow.sample(4, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (4, 1, 8, 8) and torch.isfinite(samples).all()
