@@ -199,8 +199,8 @@ def misspecification_test(observed_summaries: Any, simulated_summaries: Any, *, 
                           seed: int = 0) -> dict[str, Any]:
     r"""Set-level test: do the observations' summaries come from the simulated summaries' distribution?
 
-    Both sets are whitened with the simulated summaries' mean and Ledoit-Wolf covariance; the
-    unbiased MMD² between them is compared with its permutation distribution
+    Both sets are whitened with the pooled mean and Ledoit-Wolf covariance (label-free, so the
+    permutation test stays exact); the unbiased MMD² between them is compared with its permutation distribution
     (:func:`~innverse.diagnostics.mmd_test`, Gaussian kernel, median heuristic). A small p-value
     means the observed data, taken together, are unlike the simulations: the simulator (or
     prior) is misspecified for them, and posteriors for them should not be trusted.
@@ -225,7 +225,9 @@ def misspecification_test(observed_summaries: Any, simulated_summaries: Any, *, 
     if sim.shape[0] > max_simulated:
         gen = torch.Generator().manual_seed(seed)
         sim = sim[torch.randperm(sim.shape[0], generator=gen)[:max_simulated].to(sim.device)]
-    shift, w = whitening(sim)
+    # Whitening (like the bandwidth) is computed on the pooled sample, so that it does not depend
+    # on the labels: the permutation test stays exact.
+    shift, w = whitening(torch.cat([obs, sim]))
     stat, p = mmd_test((obs - shift) @ w.T, (sim - shift) @ w.T, permutations=permutations, seed=seed)
     return {"statistic": stat, "p_value": p, "flagged": p <= level, "level": level,
             "num_observed": int(obs.shape[0]), "num_simulated": int(sim.shape[0])}
