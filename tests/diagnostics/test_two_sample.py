@@ -166,3 +166,14 @@ def test_c2st_hand_written_backward_matches_autograd():
     auto = torch.autograd.grad(loss, params)
     for m, a in zip(manual, auto):
         assert torch.allclose(m, a, atol=1e-12)
+
+
+def test_c2st_sklearn_backend_names_the_missing_extra(monkeypatch):
+    import sys
+
+    for mod in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ImportError
+    a = torch.randn(20, 2)
+    with pytest.raises(ImportError, match=r"pip install 'innverse\[sklearn\]'"):
+        c2st(a, a + 1, backend="sklearn")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -13,10 +14,14 @@ from .conformal import ScoreCalibrator, _check_level
 from .mmd import median_bandwidth, mmd_test
 from .whitening import whitening
 
-__all__ = ["SummaryOutlierDetector", "misspecification_test", "METHODS"]
+__all__ = ["MisspecificationWarning", "SummaryOutlierDetector", "misspecification_test", "METHODS"]
 
 METHODS = ("kernel", "knn", "mahalanobis")
 _CHUNK = 1 << 22  # query x reference entries per block
+
+
+class MisspecificationWarning(UserWarning):
+    """Observed data lie outside the simulated data: their posteriors extrapolate."""
 
 
 class SummaryOutlierDetector(nn.Module):
@@ -173,6 +178,24 @@ class SummaryOutlierDetector(nn.Module):
     def flags(self, s: Any) -> Tensor:
         """Boolean ``(k,)``: ``True`` for summaries outside the simulated ones at :attr:`level`."""
         return self.calibrator.flags(self.score(s))
+
+    def warn_outliers(self, s: Any, *, owner: str = "posterior", stacklevel: int = 2) -> Tensor:
+        """Flag summaries ``(k, S)`` and emit one :class:`MisspecificationWarning` naming the outliers.
+
+        Returns the flags ``(k,)``. Meant for estimators: call it on the summaries of the
+        observations passed to ``sample`` so that users learn when they extrapolate.
+        """
+        p = self.p_values(s)
+        flags = p <= self.level + 1e-12
+        if bool(flags.any()):
+            idx = flags.nonzero().flatten().tolist()
+            shown = ", ".join(f"{i} (p = {float(p[i]):.2g})" for i in idx[:8]) + (" ..." if len(idx) > 8 else "")
+            warnings.warn(MisspecificationWarning(
+                f"{owner}: {len(idx)} of {p.numel()} observation(s) lie outside the simulated training data "
+                f"(summary outlier test at level {self.level}: {shown}); their posteriors extrapolate and "
+                "should not be trusted. Check the simulator and prior against these data, e.g. with "
+                "innverse.diagnostics.check(..., observations=...)."), stacklevel=stacklevel + 1)
+        return flags
 
     def forward(self, s: Tensor) -> Tensor:
         return self.score(s)
