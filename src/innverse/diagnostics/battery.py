@@ -15,8 +15,8 @@ from ._inputs import as_tensor
 from .coverage import coverage_test, credibility_central, credibility_hpd, credibility_tarp
 from .ecdf import ecdf_band
 from .misspecification import SummaryOutlierDetector, misspecification_test
+from .parameter_recovery import recovery
 from .protocol import posterior_log_prob, posterior_sample, prior_variance, simulate
-from .recovery import recovery
 from .result import CheckResult, write_json
 from .sbc import sbc_ranks, sbc_test
 

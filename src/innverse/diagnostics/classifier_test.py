@@ -232,7 +232,7 @@ def c2st(a: Any, b: Any, *, folds: int = 5, seed: int = 0, hidden: tuple[int, ..
     which allows a patience of 10 instead of 50 epochs. ``backend="sklearn"`` runs the reference
     (scikit-learn MLP, accuracy-based stopping, patience 50 unless given) and needs scikit-learn;
     the two agree within about 0.01 (``tests/diagnostics/test_two_sample.py``,
-    ``benchmarks/c2st_speed.py``).
+    ``benchmarks/diagnostics_c2st.py``).
 
     Args:
         a: samples ``(n, d)`` (tensor or array), the reference.
