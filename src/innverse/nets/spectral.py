@@ -105,11 +105,13 @@ class AbstractSpectralLayer(nn.Module):
                 break
         self.u.copy_(u)
         self.v.copy_(v)
-        self._synced = self._key()
+        self._synced = (self._key(), tolerance > 0)
         return sigma
 
     def _refresh(self) -> None:
-        if self._synced == self._key():
+        # Training: a few steps per weight change. Eval: converge once per weight change, also
+        # when the last training steps already saw these weights.
+        if self._synced is not None and self._synced[0] == self._key() and (self.training or self._synced[1]):
             return
         if self.training:
             self.power_iteration_(self.n_power_iterations)
@@ -143,12 +145,16 @@ class AbstractSpectralLayer(nn.Module):
 
     @torch.no_grad()
     def lipschitz_bound(self) -> float:
-        """Operator norm of the layer as used now: exact (linear) or a certified bound (conv)."""
+        """Operator norm of the layer as used now: exact, or a certified bound for large convs."""
         w = self.normalized_weight()
         assert self._cache is not None
         if self._cache[2] is None:
-            self._cache = (self._cache[0], w, float(self.exact_norm(w)))
+            self._cache = (self._cache[0], w, float(self.operator_norm(w)))
         return self._cache[2]
+
+    def operator_norm(self, weight: Tensor) -> Tensor:
+        """Largest singular value of the layer's linear map with ``weight`` (or an upper bound)."""
+        return self.exact_norm(weight)
 
 
 class SpectralLinear(AbstractSpectralLayer):
@@ -166,7 +172,7 @@ class SpectralLinear(AbstractSpectralLayer):
 
     def __init__(self, in_features: int, out_features: int, coeff: float = 0.97, bias: bool = True,
                  mode: str = "auto", n_power_iterations: int = 1, exact_max: int = 64,
-                 eval_tolerance: float = 1e-7, eval_max_iterations: int = 200) -> None:
+                 eval_tolerance: float = 1e-9, eval_max_iterations: int = 1000) -> None:
         super().__init__(coeff, mode, n_power_iterations, eval_tolerance, eval_max_iterations)
         if in_features < 1 or out_features < 1:
             raise ValueError(f"SpectralLinear: sizes must be positive, got ({in_features}, {out_features})")
@@ -227,7 +233,7 @@ class SpectralConv2d(AbstractSpectralLayer):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  input_size: SequenceABC[int], coeff: float = 0.97, bias: bool = True,
                  mode: str = "auto", n_power_iterations: int = 1, exact_max: int = 65536,
-                 eval_tolerance: float = 1e-7, eval_max_iterations: int = 200) -> None:
+                 eval_tolerance: float = 1e-9, eval_max_iterations: int = 1000) -> None:
         super().__init__(coeff, mode, n_power_iterations, eval_tolerance, eval_max_iterations)
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"SpectralConv2d: kernel_size must be odd and positive, got {kernel_size}")
@@ -259,6 +265,17 @@ class SpectralConv2d(AbstractSpectralLayer):
         grid = (self.input_size[0] + 2 * self.padding, self.input_size[1] + 2 * self.padding)
         spectrum = torch.fft.fft2(w, s=grid).permute(2, 3, 0, 1)  # (H', W', C_out, C_in)
         return torch.linalg.matrix_norm(spectrum, ord=2).max()
+
+    def operator_norm(self, weight: Tensor, dense_max: int = 1024) -> Tensor:
+        """Exact norm of the zero-padded operator for small images (SVD of its dense matrix,
+        at most ``dense_max`` inputs), else the certified FFT bound of :meth:`exact_norm`."""
+        n = self.in_channels * self.input_size[0] * self.input_size[1]
+        if n > dense_max:
+            return self.exact_norm(weight)
+        basis = torch.eye(n, dtype=weight.dtype, device=weight.device).reshape(n, self.in_channels,
+                                                                               *self.input_size)
+        matrix = F.conv2d(basis, weight, padding=self.padding).reshape(n, -1)
+        return torch.linalg.matrix_norm(matrix, ord=2)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.normalized_weight(), self.bias, padding=self.padding)
