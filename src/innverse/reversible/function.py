@@ -10,7 +10,9 @@ incoming gradients of the output and of the log-det through it:
     (\bar x_k, \bar\theta_k, \bar c\,{+}{=}) = \mathrm{vjp}\big((x, \theta_k, c) \mapsto
     (f_k(x), \log|\det J_{f_k}(x)|);\ (\bar x_{k+1}, \overline{\log\det})\big).
 
-At any time only one block's graph exists, so activation memory does not grow with depth. For
+At any time only one block's graph exists, so activation memory does not grow with depth.
+Data-dependent initialisation (ActNorm) happens in the forward pass if at all, never in the
+recomputation. For
 blocks that draw random numbers (dropout) the generator state before each block's forward is
 stored and restored for the reconstruction and the recomputation, which therefore see the same
 random draws as the forward pass.
@@ -82,6 +84,23 @@ def _replay(state: tuple | None, devices: list[int]):
         yield
 
 
+@contextmanager
+def _no_data_init(block: AbstractInvertible):
+    """Treat not-yet-initialised data-dependent layers (ActNorm's ``initialized`` buffer) as
+    initialised: a recomputation must use the parameters of the original pass, not re-initialise
+    them from reconstructed data (which happens when the original pass was an inverse)."""
+    pending = [m for m in block.modules()
+               if isinstance(getattr(m, "initialized", None), Tensor) and m.initialized.dtype == torch.bool
+               and m.initialized.numel() == 1 and not bool(m.initialized)]
+    for m in pending:
+        m.initialized.fill_(True)
+    try:
+        yield
+    finally:
+        for m in pending:
+            m.initialized.fill_(False)
+
+
 class ReversibleFunction(torch.autograd.Function):
     """``apply(plan, x, c, *plan.params) -> y`` or ``(y, log_det)``; see the module docstring."""
 
@@ -114,9 +133,9 @@ class ReversibleFunction(torch.autograd.Function):
         grad_c = None
         for step in reversed(plan.steps):
             cond = c if step.conditioned else None
-            with torch.no_grad(), _replay(step.rng, plan.devices):
+            with torch.no_grad(), _replay(step.rng, plan.devices), _no_data_init(step.block):
                 x, _ = plan.reconstruct(step.block)(y, cond, False)
-            with torch.enable_grad(), _replay(step.rng, plan.devices):
+            with torch.enable_grad(), _replay(step.rng, plan.devices), _no_data_init(step.block):
                 xr = x.detach().requires_grad_(True)
                 cr = None
                 if cond is not None:
