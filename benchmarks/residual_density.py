@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import innverse
-from _common import markdown_table, write_results
+from _common import write_results
 from innverse.blocks import lipschitz_bounds
 from innverse.tasks import density
 
@@ -56,6 +52,11 @@ def evaluate(flow, test: torch.Tensor) -> tuple[float, float]:
     with torch.no_grad():
         lp = torch.cat([flow.log_prob(chunk) for chunk in test.float().split(5000)])
     return float(-lp.mean()), float(lp.std() / math.sqrt(len(lp)))
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def main() -> None:
@@ -117,12 +118,11 @@ def main() -> None:
               "train s (coup / res)", "max Lip", "round trip"]
     table = markdown_table(header, rows)
     config = vars(args) | {"torch": torch.__version__}
-    text = (f"# Residual flow vs coupling flow, 2-D densities\n\nConfig: `{config}`\n\n"
+    text = (f"Residual flow vs coupling flow on the 2-D densities. Config: `{config}`\n\n"
             f"Test NLL in nats on {args.test_size} fresh samples (± standard error).\n\n{table}")
     print(text)
     if not args.no_write:
-        paths = write_results("residual_density", {"config": config, "results": records}, text)
-        print("wrote", *paths)
+        write_results("residual_density", {"config": config, "results": records}, text)
 
 
 if __name__ == "__main__":

@@ -36,18 +36,14 @@ import argparse
 import copy
 import math
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import markdown_table, write_results
+from _common import write_results
 from innverse import blocks as B
 from innverse.core import Sequence
 from innverse.nets import MLP
@@ -270,6 +266,11 @@ def _table(records: list[dict], args: argparse.Namespace) -> str:
     return markdown_table(header, rows)
 
 
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--depths", type=int, nargs="+", default=[4, 16, 64])
@@ -290,15 +291,14 @@ def main() -> None:
     print(f"self-check: a 12 MiB allocation pattern measures {check:.2f} MiB; peers: {peers}", flush=True)
     records, table = run(args)
     config = vars(args) | {"torch": torch.__version__, "peers": peers, "self_check_mib": check}
-    text = (f"# Reversible vs ordinary backprop: peak training memory and time\n\n"
+    text = (f"Reversible vs ordinary backprop: peak training memory and time.\n\n"
             f"Config: `{config}`\n\nMemory: {'torch.cuda.max_memory_allocated' if device.type == 'cuda' else 'torch.profiler allocation events'}"
             f" (peak of live tensor bytes during one forward+backward step, parameters excluded "
             f"as described in the script). activation = peak - parameter bytes (the gradients). "
             f"Times: median of {args.repeats} interleaved steps on a shared machine (~10-30% noise).\n\n{table}")
     print(text)
     if not args.no_write:
-        paths = write_results("reversible_memory", {"config": config, "results": records}, text)
-        print("wrote", *paths)
+        write_results("reversible_memory", {"config": config, "results": records}, text)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..core.module import AbstractInvertible
+from ..core.module import AbstractInvertible, add_log_det
 
 __all__ = ["Step", "Plan", "ReversibleFunction"]
 
@@ -112,7 +112,7 @@ class ReversibleFunction(torch.autograd.Function):
                 step.rng = _rng_state(plan.devices)
             x, ld = plan.run(step.block)(x, c if step.conditioned else None, plan.log_det)
             if plan.log_det:
-                total = ld if total is None else total + ld
+                total = add_log_det(total, ld)
         if x is x_in or x._base is not None:
             x = x.clone()  # an output must not alias the input (or be a view) of a custom function
         ctx.plan = plan
