@@ -59,6 +59,8 @@ class Plan:
     needs_input_grad: bool = False
     needs_context_grad: bool = False
     devices: list[int] = field(default_factory=list)
+    checkpoint_every: int | None = None  # also keep the input of every k-th step (k = this)
+    checkpointed: list[int] = field(default_factory=list)  # filled by forward: steps whose input is kept
 
     def run(self, block: AbstractInvertible) -> Callable:
         return block._forward if self.forward else block._inverse
@@ -107,7 +109,12 @@ class ReversibleFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan: Plan, x: Tensor, c: Tensor | None, *params: Tensor):  # type: ignore[override]
         x_in, total = x, None
-        for step in plan.steps:
+        kept: list[Tensor] = []
+        plan.checkpointed = []
+        for i, step in enumerate(plan.steps):
+            if plan.checkpoint_every and i % plan.checkpoint_every == 0:
+                plan.checkpointed.append(i)
+                kept.append(x)
             if step.stochastic:
                 step.rng = _rng_state(plan.devices)
             x, ld = plan.run(step.block)(x, c if step.conditioned else None, plan.log_det)
@@ -116,7 +123,7 @@ class ReversibleFunction(torch.autograd.Function):
         if x is x_in or x._base is not None:
             x = x.clone()  # an output must not alias the input (or be a view) of a custom function
         ctx.plan = plan
-        ctx.save_for_backward(x, c)
+        ctx.save_for_backward(x, c, *kept)
         if not plan.log_det:
             return x
         return x, (total if total is not None else x.new_zeros(x.shape[0]))
@@ -125,16 +132,21 @@ class ReversibleFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, *grads: Tensor):  # type: ignore[override]
         plan: Plan = ctx.plan
-        y, c = ctx.saved_tensors
+        y, c, *kept = ctx.saved_tensors
+        checkpoints = dict(zip(plan.checkpointed, kept))
         grad_y = grads[0]
         grad_ld = grads[1] if plan.log_det else None
         params = plan.params
         param_grads: list[Tensor | None] = [None] * len(params)
         grad_c = None
-        for step in reversed(plan.steps):
+        for i in reversed(range(len(plan.steps))):
+            step = plan.steps[i]
             cond = c if step.conditioned else None
-            with torch.no_grad(), _replay(step.rng, plan.devices), _no_data_init(step.block):
-                x, _ = plan.reconstruct(step.block)(y, cond, False)
+            if i in checkpoints:
+                x = checkpoints[i]
+            else:
+                with torch.no_grad(), _replay(step.rng, plan.devices), _no_data_init(step.block):
+                    x, _ = plan.reconstruct(step.block)(y, cond, False)
             with torch.enable_grad(), _replay(step.rng, plan.devices), _no_data_init(step.block):
                 xr = x.detach().requires_grad_(True)
                 cr = None
