@@ -158,7 +158,7 @@ class ReversibleFunction(torch.autograd.Function):
                     outputs.append(ld)
                     out_grads.append(grad_ld)
                 inputs = [xr] + ([cr] if cr is not None and cr.requires_grad else [])
-                inputs += [params[i] for i in step.params]
+                inputs += [params[j] for j in step.params]
                 got = torch.autograd.grad(outputs, inputs, out_grads, allow_unused=True)
             grad_y = torch.zeros_like(x) if got[0] is None else got[0]
             k = 1
@@ -166,9 +166,9 @@ class ReversibleFunction(torch.autograd.Function):
                 if got[1] is not None:
                     grad_c = got[1] if grad_c is None else grad_c + got[1]
                 k = 2
-            for i, g in zip(step.params, got[k:]):
+            for j, g in zip(step.params, got[k:]):
                 if g is not None:
-                    param_grads[i] = g if param_grads[i] is None else param_grads[i] + g
+                    param_grads[j] = g if param_grads[j] is None else param_grads[j] + g
             y = x
         return (None, grad_y if plan.needs_input_grad else None,
                 grad_c if plan.needs_context_grad else None, *param_grads)
