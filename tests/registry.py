@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 from innverse import blocks as B
 from innverse.core import AbstractInvertible, GraphBuilder, Sequence
-from innverse.flows import multiscale_flow
+from innverse.flows import multiscale_flow, residual_flow
 from innverse.nets import conv_constructor, mlp_constructor
+from innverse.reversible import Reversible
 
 Factory = Callable[[int], AbstractInvertible]
 
@@ -47,6 +48,11 @@ def _sequence(seed: int) -> AbstractInvertible:
         B.LULinear(5, seed=seed),
         B.ConditionalAffine(5, (3,), MLP),
     )
+
+
+def _reversible(seed: int) -> AbstractInvertible:
+    return Reversible(Sequence(B.ActNorm(5), B.AffineCoupling(5, MLP, (3,)), B.RandomPermutation(5, seed=seed),
+                               B.SplineCoupling(5, MLP, (3,), bins=5), B.LULinear(5, seed=seed)))
 
 
 CASES: dict[str, Factory] = {
@@ -88,4 +94,14 @@ CASES: dict[str, Factory] = {
                                                   hidden_channels=8, dense_blocks=1,
                                                   dense_hidden=(16,), context_features=2,
                                                   seed=s).transform,
+    "residual_vec": lambda s: B.ResidualBlock(3, hidden=(16, 16), coeff=0.9),
+    "residual_vec_cond_power": lambda s: B.ResidualBlock(4, (3,), hidden=(16,), coeff=0.9, spectral="power"),
+    "residual_img_veccond": lambda s: B.ResidualBlock((2, 4, 4), (3,), hidden=(8,), coeff=0.9),
+    "residual_img_imgcond_power": lambda s: B.ResidualBlock((2, 4, 4), (1, 4, 4), hidden=(8,), coeff=0.9,
+                                                            spectral="power"),
+    "residual_anderson": lambda s: B.ResidualBlock(3, (2,), hidden=(16,), coeff=0.9,
+                                                   solver=B.FixedPointSolver(method="anderson")),
+    "residual_newton": lambda s: B.ResidualBlock(3, hidden=(16,), coeff=0.9, solver=B.FixedPointSolver(method="newton")),
+    "residual_flow": lambda s: residual_flow(3, context_features=2, blocks=2, hidden=(16,), coeff=0.9).transform,
+    "reversible_sequence_cond": _reversible,
 }

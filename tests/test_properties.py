@@ -19,6 +19,13 @@ from innverse.core import AbstractInvertible, Graph, Inverse, Sequence
 from .registry import CASES
 
 BATCH = 3
+#: round-trip tolerance of iteratively inverted modules (``exact_inverse = False``: residual
+#: blocks with c = 0.9, fixed-point tolerance 1e-11 in float64); exact inverses must reach 1e-10.
+INEXACT_ROUND_TRIP_TOL = 1e-6
+
+
+def _round_trip_tol(module: AbstractInvertible) -> float:
+    return 1e-10 if module.exact_inverse else INEXACT_ROUND_TRIP_TOL
 
 
 def _contexts(module: AbstractInvertible, batch: int, gen: torch.Generator):
@@ -75,13 +82,13 @@ def test_round_trip(name, inverted):
     assert ld.shape == (BATCH,) and ld.dtype == torch.float64
     x2, ld_inv = m.inverse(y, c)
     scale = x.abs().max().clamp_min(1.0)
-    assert ((x2 - x).abs().max() / scale) < 1e-10
+    assert ((x2 - x).abs().max() / scale) < _round_trip_tol(m)
     torch.testing.assert_close(ld_inv, -ld, rtol=1e-9, atol=1e-9)
     # and the other way round, starting from the output space
     y0 = torch.randn(BATCH, *m.output_shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     x0, _ = m.inverse(y0, c)
     y1, _ = m(x0, c)
-    assert ((y1 - y0).abs().max() / y0.abs().max().clamp_min(1.0)) < 1e-10
+    assert ((y1 - y0).abs().max() / y0.abs().max().clamp_min(1.0)) < _round_trip_tol(m)
 
 
 @pytest.mark.parametrize("name,inverted", PARAMS)
@@ -89,6 +96,9 @@ def test_log_det_matches_jacobian(name, inverted):
     m = _build(name, inverted=inverted)
     x, c = _inputs(m)
     _, ld = m(x, c)
+    # In eval mode the log-det is deterministic: stochastic estimators (residual blocks) switch
+    # to their exact mode there (for the small events of the registry).
+    torch.testing.assert_close(m(x, c)[1], ld, rtol=0, atol=0)
     for i in range(BATCH):
         ci = None if c is None else ([t[i:i + 1] for t in c] if isinstance(c, list) else c[i:i + 1])
         jac = _jacobian(m, x[i], ci)

@@ -11,8 +11,11 @@ from .coupling import (
     SplineCoupling,
     default_subnet,
 )
+from .fixed_point import FixedPointError, FixedPointResult, FixedPointSolver, FixedPointWarning
 from .linear import ActNorm, InvertibleConv1x1, LULinear, Orthogonal, RandomPermutation
+from .logdet import AbstractLogDetEstimator, AutoLogDet, ExactLogDet, PowerSeriesLogDet, RouletteLogDet
 from .reshape import Flatten, HaarDownsample, Squeeze, Unflatten
+from .residual import ResidualBlock, lipschitz_bounds, log_det_estimator
 from .transformers import (
     AbstractTransformer,
     AdditiveTransformer,
@@ -22,6 +25,7 @@ from .transformers import (
 
 __all__ = [
     "AbstractCoupling",
+    "AbstractLogDetEstimator",
     "AbstractTransformer",
     "ActNorm",
     "AdditiveCoupling",
@@ -29,19 +33,30 @@ __all__ = [
     "AffineCoupling",
     "AffineTransformer",
     "AllInOne",
+    "AutoLogDet",
     "ConditionalAffine",
     "Coupling",
+    "ExactLogDet",
+    "FixedPointError",
+    "FixedPointResult",
+    "FixedPointSolver",
+    "FixedPointWarning",
     "Flatten",
     "GINCoupling",
     "HaarDownsample",
     "InvertibleConv1x1",
     "LULinear",
     "Orthogonal",
+    "PowerSeriesLogDet",
     "RandomPermutation",
     "RationalQuadraticSpline",
     "RealNVPCoupling",
+    "ResidualBlock",
+    "RouletteLogDet",
     "SplineCoupling",
     "Squeeze",
     "Unflatten",
     "default_subnet",
+    "lipschitz_bounds",
+    "log_det_estimator",
 ]
