@@ -15,6 +15,20 @@ from .inverse_base import AbstractInverseTask
 __all__ = ["Ballistics"]
 
 
+def _psi(s: np.ndarray) -> np.ndarray:
+    """(1 - e^{-s}) / s, accurate for small s."""
+    small = np.abs(s) < 1e-4
+    safe = np.where(small, 1.0, s)
+    return np.where(small, 1.0 - s / 2 + s * s / 6, -np.expm1(-safe) / safe)
+
+
+def _phi(s: np.ndarray) -> np.ndarray:
+    """(1 - e^{-s} - s) / s^2, accurate for small s."""
+    small = np.abs(s) < 1e-3
+    safe = np.where(small, 1.0, s)
+    return np.where(small, -0.5 + s / 6 - s * s / 24, (-np.expm1(-safe) - safe) / (safe * safe))
+
+
 class Ballistics(AbstractInverseTask):
     r"""A body thrown from :math:`(x_1, x_2)` at angle :math:`x_3` with speed :math:`x_4`, with drag.
 
@@ -94,25 +108,38 @@ class Ballistics(AbstractInverseTask):
         return p1, p2
 
     def impact_time(self, x: Tensor) -> Tensor:
-        """Time :math:`t^*` of the descending ground crossing, ``(batch,)`` (NaN if none)."""
+        r"""Time :math:`t^*` of the descending ground crossing, ``(batch,)`` (NaN if none).
+
+        The Lambert-W solution loses digits near its branch point (weak drag, where
+        :math:`-B e^{-(A+B)} \to -1/e`), so it is refined by three Newton steps on
+        :math:`p_2(t) = x_2 + v_2 t\,\psi(at) + g t^2 \phi(at)` with
+        :math:`\psi(s) = (1 - e^{-s})/s` and :math:`\phi(s) = (1 - e^{-s} - s)/s^2`, both
+        evaluated without cancellation (series for small s).
+        """
         x = self.check_x(x)
         a, g = self.drag / self.mass, self.gravity
+        height = x[:, 1].cpu().numpy()
         v2 = (x[:, 3] * torch.sin(x[:, 2])).cpu().numpy()
-        big_a = a * a * x[:, 1].cpu().numpy() / g
-        big_b = 1.0 + a * v2 / g
+        big_a, big_b = a * a * height / g, 1.0 + a * v2 / g
         with np.errstate(over="ignore", invalid="ignore"):
             arg = -big_b * np.exp(-(big_a + big_b))
             # Round-off can push the branch point (launch from the ground straight along it)
             # a hair below -1/e.
             arg = np.where((arg < -1 / math.e) & (arg > -1 / math.e - 1e-12), -1 / math.e, arg)
-            w = lambertw(arg, 0).real
-            u = np.where(arg >= -1 / math.e, big_a + big_b + w, np.nan)
-        u = np.where(u >= 0, u, np.nan)
-        return torch.from_numpy(u / a).to(x.device)
+            u = np.where(arg >= -1 / math.e, big_a + big_b + lambertw(arg, 0).real, np.nan)
+            t = np.where(u >= 0, u / a, np.nan)
+            for _ in range(3):
+                s = a * t
+                decay = np.exp(-s)
+                p2 = height + v2 * t * _psi(s) + g * t * t * _phi(s)
+                dp2 = v2 * decay - g * t * _psi(s)
+                t = np.where(dp2 < 0, t - p2 / np.where(dp2 < 0, dp2, 1.0), t)
+        return torch.from_numpy(np.where(t >= 0, t, np.nan)).to(x.device)
 
     def simulate(self, x: Tensor) -> Tensor:
         x = self.check_x(x)
-        a = self.drag / self.mass
-        u = a * self.impact_time(x)
+        t = self.impact_time(x)
         v1 = x[:, 3] * torch.cos(x[:, 2])
-        return (x[:, 0] + v1 / a * -torch.expm1(-u))[:, None]
+        # p_1(t) = x_1 + v_1 t psi(a t), stable for weak drag.
+        psi = torch.from_numpy(_psi((self.drag / self.mass * t).cpu().numpy())).to(x.device)
+        return (x[:, 0] + v1 * t * psi)[:, None]
