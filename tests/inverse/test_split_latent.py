@@ -32,7 +32,9 @@ def _perturbed(model: SplitLatentINN, seed: int = 0) -> SplitLatentINN:
 
 def test_layout_and_padding():
     m = SplitLatentINN(4, 2)
-    assert (m.z_dim, m.width, m.x_pad, m.out_pad) == (2, 4, 0, 0)
+    assert (m.z_dim, m.width, m.x_pad, m.out_pad) == (2, 6, 2, 2)       # two spare dimensions
+    m = SplitLatentINN(4, 2, width=4)
+    assert (m.x_pad, m.out_pad) == (0, 0)
     m = SplitLatentINN(2, 4, z_dim=2, width=8)
     assert (m.x_pad, m.out_pad) == (6, 2)
     x = torch.randn(5, 2)
@@ -50,7 +52,7 @@ def test_network_is_exactly_invertible_in_float64(coupling):
     out = m.forward_std(xp)
     torch.testing.assert_close(m.inverse_std(out), xp, atol=1e-10, rtol=0)
     # generate() inverts forward() when the padding is exactly zero on both sides.
-    m0 = _perturbed(SplitLatentINN(4, 2, blocks=3, hidden=(16,), coupling=coupling)).double()
+    m0 = _perturbed(SplitLatentINN(4, 2, width=4, blocks=3, hidden=(16,), coupling=coupling)).double()
     x = torch.randn(32, 4, generator=_gen(2), dtype=torch.float64)
     y_hat, z = m0(x)
     torch.testing.assert_close(m0.generate(y_hat, z), x, atol=1e-10, rtol=0)

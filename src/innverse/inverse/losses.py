@@ -43,6 +43,10 @@ class SplitLatentLoss:
 
     Args:
         fit_weight, latent_weight, inverse_weight, reconstruction_weight: :math:`w_y, w_z, w_x, w_r`.
+            The defaults (1, 5, 25, 1) were tuned on the 8-modes and inverse-kinematics tasks at
+            budgets of a few thousand steps; ten times larger MMD weights (the ratio of the
+            published experiments, whose kernels are not normalised) left the y fit an order of
+            magnitude worse at the same budget.
         forward_scales: IMQ scales of :math:`L_z`; inverse_scales: of :math:`L_x`.
         inverse_ramp: fraction of training over which :math:`w_x` ramps up linearly (0: none).
         y_noise: std of Gaussian noise added to the (standardised) target y in all terms; a
@@ -54,8 +58,8 @@ class SplitLatentLoss:
         Sec. 3.3 and Appendix.
     """
 
-    def __init__(self, fit_weight: float = 1.0, latent_weight: float = 50.0,
-                 inverse_weight: float = 250.0, reconstruction_weight: float = 1.0,
+    def __init__(self, fit_weight: float = 1.0, latent_weight: float = 5.0,
+                 inverse_weight: float = 25.0, reconstruction_weight: float = 1.0,
                  forward_scales: SequenceABC[float] = (0.2, 0.5, 1.0, 2.0),
                  inverse_scales: SequenceABC[float] = (0.05, 0.2, 0.5, 1.0),
                  inverse_ramp: float = 0.2, y_noise: float = 0.0, z_noise: float = 2e-2) -> None:

@@ -41,8 +41,10 @@ class SplitLatentINN(nn.Module):
         y_dim: number of observed quantities.
         z_dim: latent size; default ``x_dim - y_dim`` (the information the forward process
             loses); must be given when ``y_dim >= x_dim`` (e.g. one-hot observations).
-        width: network width; default ``max(x_dim, y_dim + z_dim)``. x is zero-padded and the
-            output [y, z] too, up to ``width``.
+        width: network width; default ``max(x_dim, y_dim + z_dim) + 2``. x is zero-padded and
+            the output [y, z] too, up to ``width``. The two spare dimensions give the couplings
+            room: on the 8-modes toy the minimal width 6 did not separate the colours within
+            1000 steps where width 8 did, and on inverse kinematics width 6 beat width 4.
         blocks: number of invertible blocks.
         hidden: hidden widths of each block's subnetwork (an MLP).
         coupling: ``"allinone"`` (affine coupling + learned global affine + fixed random
@@ -73,7 +75,7 @@ class SplitLatentINN(nn.Module):
         if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim < 1:
             raise ValueError(f"SplitLatentINN: z_dim must be a positive int, got {z_dim!r}")
         need = max(x_dim, y_dim + z_dim)
-        width = need if width is None else width
+        width = need + 2 if width is None else width
         if isinstance(width, bool) or not isinstance(width, int) or width < need or width < 2:
             raise ValueError(
                 f"SplitLatentINN: width must be an int >= max(x_dim, y_dim + z_dim, 2) = "

@@ -32,7 +32,7 @@ class TrainingBudget:
 
     steps: int = 8000
     batch_size: int = 512
-    lr: float = 1e-3
+    lr: float = 2e-3
     final_lr_fraction: float = 0.02
     weight_decay: float = 1e-5
     grad_clip: float = 10.0
