@@ -84,7 +84,7 @@ class IdentifiabilityReport:
         rows = [f"{'parameter':>12} {'contraction':>12} {'std ratio':>10}  recoverable"]
         for n, c, s, r in zip(self.names, self.contraction.tolist(), self.std_ratio.tolist(),
                               self.recoverable.tolist()):
-            rows.append(f"{n:>12} {c:12.3f} {s:10.3f}  {'yes' if r else 'NO (posterior ~ prior)'}")
+            rows.append(f"{n:>12} {c:12.3f} {s:10.3f}  {'yes' if r else 'NO (posterior ~ prior or wider)'}")
         return "\n".join(rows)
 
 
