@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from innverse.tasks import AbstractInverseTask, InverseKinematics, abc_reference, cache_dir
+from innverse.tasks import AbstractInverseTask, InverseKinematics, abc_cache_dir, abc_reference
 from innverse.tasks import rejection_abc as abc_module
 
 
@@ -54,7 +54,7 @@ def test_abc_result_does_not_depend_on_memory_chunking_of_targets(tmp_path):
 
 def test_abc_cache_is_reused_and_written_atomically(tmp_path, monkeypatch):
     monkeypatch.setenv("INNVERSE_CACHE", str(tmp_path))
-    assert cache_dir() == tmp_path
+    assert abc_cache_dir() == tmp_path / "abc"
     task = SumOfTwo()
     first = abc_reference(task, torch.tensor([0.5], dtype=torch.float64), n_keep=20, n_simulations=2000,
                           chunk_size=1000)
@@ -77,7 +77,7 @@ def test_corrupt_cache_file_is_recomputed(tmp_path):
     task = SumOfTwo()
     kw = dict(n_keep=10, n_simulations=1000, chunk_size=500, cache_path=tmp_path)
     first = abc_reference(task, torch.tensor([0.0], dtype=torch.float64), **kw)
-    (path,) = (tmp_path / "abc").iterdir()
+    (path,) = tmp_path.iterdir()
     path.write_bytes(b"not an npz file")
     again = abc_reference(task, torch.tensor([0.0], dtype=torch.float64), **kw)
     torch.testing.assert_close(first.samples, again.samples)

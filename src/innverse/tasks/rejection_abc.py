@@ -16,18 +16,22 @@ from torch import Tensor
 
 from .inverse_base import AbstractInverseTask, as_observations
 
-__all__ = ["ABCReference", "abc_reference", "cache_dir"]
+__all__ = ["ABCReference", "abc_reference", "abc_cache_dir"]
 
 _FORMAT = 1                              # bump when the sampling scheme changes (invalidates caches)
 _DISTANCE_BUDGET = 2**24                 # distance-matrix entries per chunk (128 MiB in float64)
 
 
-def cache_dir(path: str | os.PathLike | None = None) -> Path:
-    """The cache folder: ``path``, else ``$INNVERSE_CACHE``, else ``~/.cache/innverse``."""
+def abc_cache_dir(path: str | os.PathLike | None = None) -> Path:
+    """Folder of cached ABC references: ``path``, else ``$INNVERSE_CACHE/abc``, else ``~/.cache/innverse/abc``.
+
+    ``INNVERSE_CACHE`` names innverse's cache root, shared with the other caches (e.g. the
+    reference posteriors of the simulation-based-inference tasks under ``references/``).
+    """
     if path is not None:
         return Path(path)
     env = os.environ.get("INNVERSE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "innverse"
+    return (Path(env) if env else Path.home() / ".cache" / "innverse") / "abc"
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,13 @@ def _key(task: AbstractInverseTask, targets: Tensor, n_keep: int, n_simulations:
 
 def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o644)                  # mkstemp creates 0600; cached references are shared
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -105,7 +112,7 @@ def abc_reference(task: AbstractInverseTask, y_targets: Tensor, n_keep: int = 10
     Simulations run in chunks; per chunk only the ``(k, chunk)`` distance matrix and the running
     ``(k, n_keep)`` best are held, so memory does not grow with ``n_simulations`` (the chunk is
     shrunk so that the distance matrix stays under 128 MiB). Results are cached in
-    ``cache_dir(cache_path)/abc/`` under a hash of the task, its constants, the targets and all
+    :func:`abc_cache_dir` (``cache_path``) under a hash of the task, its constants, the targets and all
     arguments, written atomically (temporary file + ``os.replace``).
 
     Args:
@@ -116,7 +123,7 @@ def abc_reference(task: AbstractInverseTask, y_targets: Tensor, n_keep: int = 10
         chunk_size: simulations per chunk.
         seed: seed of the simulations.
         cache: read and write the on-disk cache.
-        cache_path: cache folder (default ``$INNVERSE_CACHE`` or ``~/.cache/innverse``).
+        cache_path: cache folder (default ``$INNVERSE_CACHE/abc`` or ``~/.cache/innverse/abc``).
 
     References:
         Pritchard, Seielstad, Perez-Lezaun, Feldman. "Population growth of human Y chromosomes:
@@ -137,7 +144,7 @@ def abc_reference(task: AbstractInverseTask, y_targets: Tensor, n_keep: int = 10
     if n_simulations < chunk or n_simulations < 2 * n_keep:
         raise ValueError(f"abc_reference: n_simulations={n_simulations} must be at least one chunk "
                          f"({chunk}) and 2 x n_keep ({2 * n_keep})")
-    path = cache_dir(cache_path) / "abc" / (
+    path = abc_cache_dir(cache_path) / (
         f"{task.name}-{_key(task, targets, n_keep, n_simulations, chunk, seed)}.npz")
     data = _load(path, k, n_keep, task.x_dim) if cache and path.exists() else None
     if data is None:
