@@ -47,6 +47,11 @@ class AbstractInverseTask:
     Everything works in float64 on the CPU; samples are drawn through an explicit
     ``torch.Generator`` so that every experiment is reproducible.
 
+    Names follow the inverse-problem literature (Ardizzone et al. 2019): ``x`` are the hidden
+    parameters and ``y`` the observations (the simulation-based-inference tasks,
+    :class:`~innverse.tasks.AbstractTask`, call them ``theta`` and ``x``); and the forward
+    process here is deterministic, so a task also provides :meth:`simulate` for re-simulation.
+
     Subclasses set ``name``, ``x_dim``, ``y_dim``, ``parameter_names`` and implement
     :meth:`sample_prior`, :meth:`simulate` and :meth:`config`. A task whose observation is not a
     deterministic function of x (the 8-modes toy, whose label comes from the mixture component)
