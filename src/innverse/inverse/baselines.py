@@ -137,7 +137,7 @@ class PointRegressor(nn.Module):
         """The point estimate repeated: ``(n, x_dim)`` or ``(n, k, x_dim)``."""
         ys, single = as_observations("PointRegressor.sample", y_obs, self.y_dim)
         n = _check_n("PointRegressor.sample", n)
-        x = self(ys).expand(n, -1, -1)
+        x = self(ys).expand(n, -1, -1).clone()
         return x[:, 0] if single else x
 
 
