@@ -144,16 +144,18 @@ class PointRegressor(nn.Module):
 def hidden_width_for(target: int, count: Callable[[int], int], low: int = 2, high: int = 8192) -> int:
     """The hidden width ``w`` in ``[low, high]`` whose parameter count ``count(w)`` is nearest ``target``.
 
-    ``count`` must be non-decreasing in ``w`` (true for MLP widths); bisection, then the better
-    of the two neighbours.
+    ``count`` must be non-decreasing in ``w`` (true for MLP widths). The bracket is found by
+    doubling from ``low`` (so no model much larger than the target is ever built), then bisected;
+    the better of the two neighbours wins.
     """
     if count(low) >= target:
         return low
-    if count(high) < target:
-        raise ValueError(f"hidden_width_for: even width {high} has {count(high)} < {target} parameters")
-    lo, hi = low, high
+    lo, hi = low, low
+    while count(hi) < target:
+        if hi >= high:
+            raise ValueError(f"hidden_width_for: even width {high} has fewer than {target} parameters")
+        lo, hi = hi, min(2 * hi, high)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
     return lo if abs(count(lo) - target) <= abs(count(hi) - target) else hi
-
