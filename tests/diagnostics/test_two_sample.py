@@ -149,7 +149,7 @@ def test_mmd_bad_input():
 
 
 def test_c2st_hand_written_backward_matches_autograd():
-    from innverse.diagnostics.c2st import _FoldMLPs
+    from innverse.diagnostics.classifier_test import _FoldMLPs
 
     g = torch.Generator().manual_seed(11)
     net = _FoldMLPs(3, 4, (7, 5), g, torch.device("cpu"), lr=1e-3, alpha=0.1)

@@ -19,8 +19,8 @@ Protocols used by :func:`check` (see :mod:`innverse.diagnostics.protocol`):
   are dropped and counted.
 """
 
-from .c2st import c2st
-from .check import check
+from .battery import check
+from .classifier_test import c2st
 from .conformal import ScoreCalibrator
 from .coverage import (
     LEVELS,
@@ -32,14 +32,14 @@ from .coverage import (
 )
 from .ecdf import ECDFBand, ecdf_band, uniformity_test
 from .invertibility import BlockInvertibility, InvertibilityReport, InvertibilityWarning, check_invertibility
+from .kernel_test import gaussian_kernel, median_bandwidth, mmd, mmd_test
 from .lipschitz import local_lipschitz
 from .misspecification import MisspecificationWarning, SummaryOutlierDetector, misspecification_test
-from .mmd import gaussian_kernel, median_bandwidth, mmd, mmd_test
+from .parameter_recovery import recovery
 from .plot_calibration import coverage_plot, ecdf_difference_plot, rank_histogram_plot, sbc_ecdf_plot
 from .plot_posterior import pair_plot
 from .plot_recovery import recovery_plot, zscore_contraction_plot
 from .plot_training import loss_plot
-from .recovery import recovery
 from .result import CheckResult
 from .sbc import randomized_pit, rank_histogram, sbc_ranks, sbc_test
 

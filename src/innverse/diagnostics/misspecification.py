@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ._inputs import as_samples, paired_samples
 from .conformal import ScoreCalibrator, _check_level
-from .mmd import median_bandwidth, mmd_test
+from .kernel_test import median_bandwidth, mmd_test
 from .whitening import whitening
 
 __all__ = ["MisspecificationWarning", "SummaryOutlierDetector", "misspecification_test", "METHODS"]

@@ -15,8 +15,8 @@ from ._inputs import as_tensor
 from .coverage import coverage_test, credibility_central, credibility_hpd, credibility_tarp
 from .ecdf import ecdf_band
 from .misspecification import SummaryOutlierDetector, misspecification_test
+from .parameter_recovery import recovery
 from .protocol import posterior_log_prob, posterior_sample, prior_variance, simulate
-from .recovery import recovery
 from .result import CheckResult, write_json
 from .sbc import sbc_ranks, sbc_test
 
@@ -100,8 +100,10 @@ def check(posterior: Any, prior: torch.distributions.Distribution, simulator: Ca
     * **misspecification** of ``observations`` (if given): a conformal outlier score per
       observation in summary space (:class:`SummaryOutlierDetector`) and a set-level MMD test.
 
-    Each check gives a verdict at ``level`` (Bonferroni-corrected within the check); the overall
-    verdict passes when every check does. With ``out_dir``, all plots are saved there (PNG)
+    Each check gives a verdict at ``level`` (Bonferroni-corrected within the check, so a
+    calibrated posterior fails it with probability at most ``level``); the overall verdict passes
+    when every check does, so it raises a false alarm with probability at most about
+    ``5 * level`` (less in practice: the checks are positively correlated). With ``out_dir``, all plots are saved there (PNG)
     with ``diagnostics.json``; their paths are in ``result["plots"]``.
 
     Args:
@@ -192,6 +194,7 @@ def check(posterior: Any, prior: torch.distributions.Distribution, simulator: Ca
     obs = None
     if observations is not None:
         obs = _observations(observations, tuple(x.shape[1:]))
+
         def simulate_reference() -> Tensor:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + 1)
