@@ -83,3 +83,6 @@ __all__ = [
     "mmd",
     "mmd_test",
 ]
+
+from .analysis import count_modes, identifiability, multimodality, posterior_contraction, posterior_correlation  # noqa: I001
+__all__ += ["count_modes", "identifiability", "multimodality", "posterior_contraction", "posterior_correlation"]

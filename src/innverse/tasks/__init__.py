@@ -78,3 +78,13 @@ __all__ = [
     "get_task",
     "sample_reference_mcmc",
 ]
+
+# Inverse problems (split-latent INN tasks): x -> y = s(x), reference posteriors by rejection ABC.
+from .ballistics import Ballistics
+from .eight_modes import EIGHT_MODES_LABELS, EightModes
+from .inverse_base import AbstractInverseTask
+from .inverse_kinematics import InverseKinematics
+from .rejection_abc import ABCReference, abc_cache_dir, abc_reference
+
+__all__ += ["ABCReference", "AbstractInverseTask", "Ballistics", "EIGHT_MODES_LABELS", "EightModes",
+            "InverseKinematics", "abc_reference", "abc_cache_dir"]
