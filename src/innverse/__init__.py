@@ -2,7 +2,9 @@
 
 from . import blocks, core, flows, nets
 from .core import Flow, Graph, GraphBuilder, Sequence
+from .io import load, save
 
 __version__ = "0.1.0"
 
-__all__ = ["Flow", "Graph", "GraphBuilder", "Sequence", "blocks", "core", "flows", "nets", "__version__"]
+__all__ = ["Flow", "Graph", "GraphBuilder", "Sequence", "blocks", "core", "flows", "nets", "__version__",
+           "load", "save"]
