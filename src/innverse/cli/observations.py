@@ -20,6 +20,14 @@ def _shape(shape: Sequence[int]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
 def read_observations(path: str | os.PathLike[str], x_shape: Sequence[int]) -> np.ndarray:
     """Read observations for a model whose data have per-sample shape ``x_shape``.
 
@@ -44,9 +52,13 @@ def read_observations(path: str | os.PathLike[str], x_shape: Sequence[int]) -> n
             if len(x_shape) != 1:
                 raise UsageError(f"observation file {path}: CSV holds vector observations only; this "
                                  f"model expects observations of shape {_shape(x_shape)}; use .npy")
-            text = path.read_text().strip().splitlines()
-            skip = 1 if text and any(c.isalpha() and c not in "eE" for c in text[0]) else 0
-            data = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+            rows = [r for r in path.read_text().splitlines() if r.strip()]
+            if not rows:
+                raise UsageError(f"observation file {path} holds no observations")
+            skip = 1 if all(not _is_number(f) for f in rows[0].split(",")) else 0  # a header row
+            if skip and len(rows) == 1:
+                raise UsageError(f"observation file {path} holds only a header row, no observations")
+            data = np.loadtxt(rows[skip:], delimiter=",", ndmin=2)
         else:
             raise UsageError(f"observation file {path}: unknown format {suffix or '(no suffix)'!r}; "
                              "use .npy (numpy.save) or .csv (one observation per row)")

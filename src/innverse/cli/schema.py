@@ -22,6 +22,7 @@ _TYPES = {
     "number": "a number",
     "boolean": "true or false",
     "integers": "a list of integers",
+    "string list": "a list of strings",
     "numbers": "a list of numbers",
     "table": "a table",
     "string or table": "a string or a table",
@@ -68,6 +69,7 @@ def _type_ok(kind: str, v: Any) -> bool:
         "number": is_num,
         "boolean": isinstance(v, bool),
         "integers": isinstance(v, list) and all(isinstance(e, int) and not isinstance(e, bool) for e in v),
+        "string list": isinstance(v, list) and all(isinstance(e, str) for e in v),
         "numbers": isinstance(v, list) and all(isinstance(e, int | float) and not isinstance(e, bool)
                                                for e in v),
         "table": isinstance(v, dict),
@@ -84,7 +86,7 @@ def _check(file: str, name: str, key: Key, value: Any) -> Any:
         did = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise UsageError(f"{file}: key '{name}' must be one of {', '.join(map(repr, key.choices))}, "
                          f"got {value!r}{did}")
-    if key.minimum is not None:
+    if key.minimum is not None and key.type in ("integer", "number", "integers", "numbers"):
         values = value if isinstance(value, list) else [value]
         if any(v < key.minimum for v in values):
             raise UsageError(f"{file}: key '{name}' must be >= {key.minimum:g}{example}, got {value!r}")
