@@ -17,7 +17,7 @@ from .sample import load_model
 HELP = "run the diagnostics battery (SBC, coverage, recovery) on a trained run"
 DESCRIPTION = """\
 Simulate fresh data sets from the run's prior and simulator, sample the posterior for each, and
-test calibration (simulation-based calibration ranks), coverage of credible regions and recovery
+test calibration (SBC: simulation-based calibration ranks), coverage of credible regions and recovery
 of the true parameters. Results with pass/fail verdicts go to RUN/diagnostics/diagnostics.json,
 plots next to it. Exit code 0 even when a check fails (the job ran); read the verdicts, or use
 --strict to exit 1 on a failed check.

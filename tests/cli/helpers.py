@@ -1,0 +1,24 @@
+"""Run the ``innverse`` command in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def innverse(*args: str, cwd: Path | None = None, timeout: float = 240,
+             check: int | None = None) -> subprocess.CompletedProcess:
+    """``python -m innverse.cli ARGS`` with this checkout's sources first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.run([sys.executable, "-m", "innverse.cli", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check is not None:
+        assert proc.returncode == check, (f"exit {proc.returncode} != {check}\nstdout:\n{proc.stdout}\n"
+                                          f"stderr:\n{proc.stderr[-4000:]}")
+    return proc

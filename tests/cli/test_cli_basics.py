@@ -1,0 +1,63 @@
+"""The command line itself: help for every subcommand, exit codes, JSON errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from innverse.cli import build_parser, main
+from innverse.cli.commands import COMMANDS
+
+from .helpers import innverse
+
+
+def test_help_explains_every_subcommand() -> None:
+    proc = innverse("--help", check=0)
+    for name in COMMANDS:
+        assert name in proc.stdout
+    assert "Exit codes: 0 ok, 1 the job failed, 2 bad usage or input" in proc.stdout
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    ("demo", ["--task", "--fast", "two moons", "report"]),
+    ("simulate", ["--simulator", "MODULE:FUNCTION", "--workers", "resum"]),
+    ("fit", ["--resume", "--example-config", "--config-keys"]),
+    ("sample", ["--obs", ".npy", ".csv", "ArviZ"]),
+    ("check", ["SBC", "coverage", "--strict"]),
+    ("report", ["report.html", "offline"]),
+])
+def test_subcommand_help(command: str, words: list[str], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for w in [*words, "--quiet", "--json"]:
+        assert w in out, f"{command} --help does not mention {w}"
+
+
+def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["frobnicate"])
+    assert exit_.value.code == 2
+    assert main(["fit", str(tmp_path / "none.toml")]) == 2
+    assert "config file" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "none")]) == 2
+    assert main(["sample", str(tmp_path), "--obs", "x.npy"]) == 2
+    assert "is not a run directory (no run.json)" in capsys.readouterr().err
+
+
+def test_json_mode_reports_errors_as_json(tmp_path: Path) -> None:
+    proc = innverse("check", tmp_path / "missing", "--json", check=2)
+    data = json.loads(proc.stdout)
+    assert data == {"ok": False, "error": f"run directory {tmp_path / 'missing'} does not exist",
+                    "exit_code": 2}
+
+
+def test_example_config_and_keys(tmp_path: Path) -> None:
+    proc = innverse("fit", "--example-config", check=0)
+    assert "[simulator]" in proc.stdout and 'task = "two_moons"' in proc.stdout
+    proc = innverse("fit", "--config-keys", check=0)
+    assert "epochs" in proc.stdout and "an integer" in proc.stdout
