@@ -165,7 +165,8 @@ def build_report(run_dir: str | os.PathLike[str]) -> Path:
     for name, path in plots:
         key = ("calibration" if any(t in name.lower() for t in _CALIBRATION) else
                "recovery" if any(t in name.lower() for t in _RECOVERY) else "diagnostics")
-        groups[key].append(Figure(file_to_data_uri(_resolve(path, layout)), name.replace("_", " ")))
+        label = name.split(".")[-1].replace("_", " ")
+        groups[key].append(Figure(file_to_data_uri(_resolve(path, layout)), label[:1].upper() + label[1:]))
     titles = {"calibration": ("Calibration", "Simulation-based calibration ranks and coverage of credible "
                               "regions over simulated data sets: a calibrated posterior has uniform ranks "
                               "and coverage on the diagonal."),

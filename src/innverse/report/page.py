@@ -87,7 +87,7 @@ h3{margin:18px 0 8px;font-size:16px}
 table{border-collapse:collapse;width:100%;margin:6px 0 14px;font-size:14px}
 th,td{text-align:left;padding:7px 10px;border-bottom:1px solid var(--line);vertical-align:top}
 th{background:#f0f2f6;font-weight:600;color:#39404f}
-td.num{font-variant-numeric:tabular-nums;text-align:right}
+td.num,th.num{font-variant-numeric:tabular-nums;text-align:right}
 caption{caption-side:bottom;text-align:left;color:var(--muted);font-size:13px;padding-top:6px}
 .badge{display:inline-block;min-width:52px;text-align:center;padding:2px 9px;border-radius:999px;
 font-weight:650;font-size:12px;letter-spacing:.04em}
@@ -121,20 +121,28 @@ def badge(passed: bool | None) -> str:
     return '<span class="badge pass">PASS</span>' if passed else '<span class="badge fail">FAIL</span>'
 
 
-def _cell(value: Any) -> str:
+def _is_num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _cell(value: Any, numeric: bool) -> str:
+    cls = ' class="num"' if numeric else ""
     if isinstance(value, bool):
         return f"<td>{badge(value)}</td>"
-    if isinstance(value, int):
-        return f'<td class="num">{value}</td>'
     if isinstance(value, float):
         text = f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
-        return f'<td class="num">{text}</td>'
-    return f"<td>{_e(value)}</td>"
+        return f"<td{cls}>{text}</td>"
+    return f"<td{cls}>{_e(value)}</td>"
 
 
 def _table(t: Table) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in t.headers)
-    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in t.rows)
+    # a column is right-aligned (header included) only when every entry in it is a number
+    numeric = [bool(t.rows) and all(i < len(r) and _is_num(r[i]) for r in t.rows)
+               for i in range(len(t.headers))]
+    num = ' class="num"'
+    head = "".join(f"<th{num if n else ''}>{_e(h)}</th>" for h, n in zip(t.headers, numeric))
+    body = "".join("<tr>" + "".join(_cell(v, i < len(numeric) and numeric[i]) for i, v in enumerate(row))
+                   + "</tr>" for row in t.rows)
     cap = f"<caption>{_e(t.caption)}</caption>" if t.caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
