@@ -1,0 +1,31 @@
+"""Task registry: :func:`get_task` by name, and the names of the standard SBI benchmark tasks."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import AbstractTask
+from .gaussian_iid import GaussianIID
+from .gaussian_linear import GaussianLinear, GaussianLinearUniform
+from .gaussian_mixture import GaussianMixture
+from .two_moons import TwoMoons
+
+__all__ = ["SBI_TASKS", "TASKS", "get_task"]
+
+_REGISTRY: dict[str, type[AbstractTask]] = {
+    cls.name: cls
+    for cls in (TwoMoons, GaussianLinear, GaussianLinearUniform, GaussianMixture, GaussianIID)
+}
+
+#: The tasks of Lueckmann et al. (2021) implemented here, in the paper's order.
+SBI_TASKS: tuple[str, ...] = ("two_moons", "gaussian_linear", "gaussian_linear_uniform", "gaussian_mixture")
+
+#: Every registered task: :data:`SBI_TASKS` plus the set-valued and time-series tasks.
+TASKS: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def get_task(name: str, dtype: torch.dtype = torch.float32) -> AbstractTask:
+    """A fresh instance of the task called ``name`` (one of :data:`TASKS`) in ``dtype``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"get_task: unknown task {name!r}; choose one of {sorted(_REGISTRY)}")
+    return _REGISTRY[name](dtype=dtype)
