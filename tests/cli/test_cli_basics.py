@@ -61,3 +61,13 @@ def test_example_config_and_keys(tmp_path: Path) -> None:
     assert "[simulator]" in proc.stdout and 'task = "two_moons"' in proc.stdout
     proc = innverse("fit", "--config-keys", check=0)
     assert "epochs" in proc.stdout and "an integer" in proc.stdout
+
+
+def test_unknown_task_exits_2_and_lists_tasks(tmp_path: Path) -> None:
+    proc = innverse("demo", "--task", "two_moon", "--out", tmp_path / "d", check=2)
+    assert "unknown task 'two_moon' (did you mean 'two_moons'?)" in proc.stderr
+    assert "gaussian_linear" in proc.stderr
+    proc = innverse("simulate", "--task", "nope", "-n", "10", "--out", tmp_path / "s.h5", check=2)
+    assert "unknown task 'nope'" in proc.stderr and not (tmp_path / "s.h5").exists()
+    proc = innverse("demo", "--list-tasks", check=0)
+    assert "two_moons" in proc.stdout.split()

@@ -32,9 +32,9 @@ class Problem:
 
 
 def task_names() -> list[str]:
-    from ..tasks import SBI_TASKS
+    from ..tasks import TASKS
 
-    return list(SBI_TASKS)
+    return list(TASKS)
 
 
 def get_task(name: str) -> Any:
