@@ -35,7 +35,8 @@ def test_example_config_is_valid_and_defaults_fill_in(tmp_path: Path) -> None:
     ('[simulator]\ntask = "two_moons"\n[flow]\nhidden = [64, "wide"]',
      "key 'flow.hidden' must be a list of integers (e.g. hidden = [128, 128])"),
     ('[simulator]\ntask = "two_moons"\n[flow]\ncoupling = "splin"',
-     "key 'flow.coupling' must be one of 'affine', 'spline', got 'splin' (did you mean 'spline'?)"),
+     "key 'flow.coupling' must be one of 'affine', 'spline', 'additive', 'gin', got 'splin' "
+     "(did you mean 'spline'?)"),
     ('[simulator]\ntask = "two_moons"\n[training]\nepoch = 3',
      "unknown key 'training.epoch' (did you mean 'training.epochs'?)"),
     ('[simulator]\ntask = "two_moons"\n[trainig]\nepochs = 3', "unknown section [trainig] (did you mean [training]?)"),

@@ -23,6 +23,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "path": Key("string", example='path = "."', help="folder to import the module from (default: "
                                                           "the config file's folder)"),
         "parameter_names": Key("string list", example='parameter_names = ["mu", "sigma"]'),
+        "input": Key("string", "torch", choices=("torch", "numpy"), example='input = "numpy"',
+                     help="what your simulator receives: a torch tensor or a numpy array"),
     },
     "simulations": {
         "store": Key("string", example='store = "sims.h5"', help="HDF5 store (made by innverse simulate, "
@@ -33,13 +35,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seed": Key("integer", 0, example="seed = 0"),
     },
     "summary": {
-        "network": Key("string", "none", example='network = "deepset"',
-                       choices=("none", "deepset", "set_transformer", "time_series"),
-                       help="summary network trained with the flow"),
+        "network": Key("string", "auto", example='network = "deepset"',
+                       choices=("auto", "identity", "mlp", "deepset", "set_transformer", "time_series"),
+                       help="summary network trained with the flow (auto: identity for vectors, "
+                            "deepset for sets)"),
         "output": Key("integer", None, minimum=1, example="output = 16", help="summary dimension"),
     },
     "flow": {
-        "coupling": Key("string", "spline", choices=("affine", "spline"), example='coupling = "spline"'),
+        "coupling": Key("string", "spline", choices=("affine", "spline", "additive", "gin"),
+                        example='coupling = "spline"'),
         "blocks": Key("integer", None, minimum=1, example="blocks = 6"),
         "hidden": Key("integers", None, minimum=1, example="hidden = [128, 128]"),
     },
@@ -74,7 +78,7 @@ workers = 2
 seed = 0
 
 [summary]
-network = "none"                  # "deepset" for sets, "time_series" for sequences
+network = "auto"                  # "deepset" for sets, "time_series" for sequences
 
 [flow]
 coupling = "spline"               # or "affine"

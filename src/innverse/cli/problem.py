@@ -28,6 +28,7 @@ class Problem:
     record: dict[str, Any]
     task: Any = None
     x_shape: tuple[int, ...] | None = None
+    theta_format: str = "torch"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,7 +81,7 @@ def _prior_from(ref: str | None, table: dict[str, Any] | None, path: str) -> tup
 
 def problem_from_refs(function: str, prior: str | None, path: str,
                       prior_table: dict[str, Any] | None = None,
-                      parameter_names: list[str] | None = None) -> Problem:
+                      parameter_names: list[str] | None = None, theta_format: str = "torch") -> Problem:
     """A user's simulator ``module:function`` and prior (reference or ``[prior]`` table)."""
     simulator = resolve_callable(function, "simulator", path)
     dist, prior_record = _prior_from(prior, prior_table, path)
@@ -92,9 +93,12 @@ def problem_from_refs(function: str, prior: str | None, path: str,
     if len(names) != dim:
         raise UsageError(f"simulator.parameter_names has {len(names)} names but the prior has {dim} "
                          "parameters")
-    record = {"function": function, "path": path, "parameter_names": names, **prior_record}
+    if theta_format not in ("torch", "numpy"):
+        raise UsageError(f"simulator input must be 'torch' or 'numpy', got {theta_format!r}")
+    record = {"function": function, "path": path, "parameter_names": names, "input": theta_format,
+              **prior_record}
     return Problem(name=function.split(":")[-1], prior=dist, simulator=simulator, parameter_names=names,
-                   record=record)
+                   record=record, theta_format=theta_format)
 
 
 def problem_from_record(record: dict[str, Any]) -> Problem:
@@ -103,6 +107,7 @@ def problem_from_record(record: dict[str, Any]) -> Problem:
         return problem_from_task(record["task"])
     if "function" in record:
         return problem_from_refs(record["function"], record.get("prior"), record["path"],
-                                 record.get("prior_config"), record.get("parameter_names"))
+                                 record.get("prior_config"), record.get("parameter_names"),
+                                 record.get("input", "torch"))
     raise UsageError("run.json does not say which simulator the run used (no 'problem' entry); "
                      "was it made by innverse fit or innverse demo?")

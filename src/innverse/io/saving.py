@@ -35,6 +35,9 @@ BUILTIN_KINDS: Mapping[str, tuple[str, str]] = {
     "PosteriorEstimator": ("innverse.amortized", "PosteriorEstimator"),
     "Posterior": ("innverse.amortized", "Posterior"),
 }
+#: kinds that wrap a module rather than being one: kind -> (attribute holding it, kind of that module).
+#: Their file holds the wrapped module's config and tensors, plus the wrapper's ``info`` dict.
+_WRAPPERS: Mapping[str, tuple[str, str]] = {"Posterior": ("estimator", "PosteriorEstimator")}
 
 
 def _version() -> str:
@@ -85,14 +88,36 @@ def save(obj: Any, path: str | os.PathLike[str], *, kinds: Mapping[str, type] | 
         The path written.
     """
     kind = _kind_of(obj, kinds)
+    inner = obj
+    if kind in _WRAPPERS and not (kinds and kind in kinds):
+        inner = getattr(obj, _WRAPPERS[kind][0])
     for method in ("config", "state_dict"):
-        if not callable(getattr(obj, method, None)):
-            raise TypeError(f"innverse.save: {type(obj).__name__} has no {method}() method")
-    config = obj.config()
+        if not callable(getattr(inner, method, None)):
+            raise TypeError(f"innverse.save: {type(inner).__name__} has no {method}() method")
+    config = inner.config()
     if not isinstance(config, dict):
-        raise TypeError(f"innverse.save: {type(obj).__name__}.config() must return a dict, "
+        raise TypeError(f"innverse.save: {type(inner).__name__}.config() must return a dict, "
                         f"got {type(config).__name__}")
-    return write_model_file(path, kind, config, dict(obj.state_dict()), _version())
+    if inner is not obj:
+        config = {_WRAPPERS[kind][0]: config, "info": _jsonable(getattr(obj, "info", {}))}
+    return write_model_file(path, kind, config, dict(inner.state_dict()), _version())
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with everything JSON cannot hold (tensors, objects) turned into strings."""
+    import json
+
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except (TypeError, ValueError):
+        if isinstance(value, dict):
+            return {str(k): _jsonable(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [_jsonable(v) for v in value]
+        if isinstance(value, float):
+            return None
+        return str(value)
 
 
 def load(path: str | os.PathLike[str], *, kinds: Mapping[str, type] | None = None,
@@ -108,7 +133,15 @@ def load(path: str | os.PathLike[str], *, kinds: Mapping[str, type] | None = Non
     envelope = read_envelope(path)
     cls = _resolve(envelope["kind"], kinds, path)  # fail on unknown kinds before reading weights
     envelope, tensors = read_model_file(path)
-    obj = cls.from_config(envelope["config"])
+    kind, config = envelope["kind"], envelope["config"]
+    wrapper = None
+    if kind in _WRAPPERS and not (kinds and kind in kinds):
+        attr, inner_kind = _WRAPPERS[kind]
+        wrapper, cls = cls, _resolve(inner_kind, None, path)
+        if not isinstance(config.get(attr), dict):
+            raise ModelFileError(f"innverse.load: {path} has no {attr!r} configuration")
+        info, config = config.get("info", {}), config[attr]
+    obj = cls.from_config(config)
     try:
         obj.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
@@ -116,8 +149,10 @@ def load(path: str | os.PathLike[str], *, kinds: Mapping[str, type] | None = Non
                              f"described by its config: {err}") from err
     if isinstance(obj, torch.nn.Module):
         obj.to(device).eval()
-    elif callable(getattr(obj, "to", None)):
-        obj = obj.to(device) or obj
+    if wrapper is not None:
+        obj = wrapper(obj)
+        if isinstance(getattr(obj, "info", None), dict) and isinstance(info, dict):
+            obj.info.update(info)
     return obj
 
 

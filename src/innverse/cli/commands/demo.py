@@ -50,7 +50,7 @@ def demo_config(task: str, fast: bool, simulations: int | None, epochs: int | No
     return {
         "simulator": {"task": task},
         "simulations": {"count": simulations or sims, "workers": workers, "seed": seed},
-        "summary": {"network": "none"},
+        "summary": {"network": "auto"},
         "flow": {"coupling": "spline"},
         "training": {"epochs": epochs or max_epochs, "seed": seed},
         "diagnostics": {"simulations": n_diag, "samples": m_diag, "seed": seed + 1},

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     sim = cfg["simulator"]
     problem = (problem_from_task(sim["task"]) if sim["task"] else
                problem_from_refs(sim["function"], sim["prior"], sim["path"], cfg.get("prior"),
-                                 sim["parameter_names"]))
+                                 sim["parameter_names"], sim["input"]))
     if not args.resume or not layout.run_json.is_file():
         new_run(layout, problem, cfg, command="fit")
     atomic_write_text(layout.config, text)

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--simulator", metavar="MODULE:FUNCTION", help="your simulator")
     p.add_argument("--prior", metavar="MODULE:ATTRIBUTE", help="your prior (with --simulator)")
     p.add_argument("--path", default=".", help="folder to import your module from (default: .)")
+    p.add_argument("--input", choices=("torch", "numpy"), default="torch",
+                   help="what your simulator receives: a torch tensor (default) or a numpy array")
     p.add_argument("-n", "--simulations", type=int, required=True, help="number of simulations")
     p.add_argument("--out", required=True, type=Path, help="the HDF5 store to create or continue")
     p.add_argument("--workers", type=int, default=1, help="simulation processes (default 1)")
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     else:
         if not args.prior:
             raise UsageError("--simulator needs --prior MODULE:ATTRIBUTE (a torch Distribution)")
-        problem = problem_from_refs(args.simulator, args.prior, args.path)
+        problem = problem_from_refs(args.simulator, args.prior, args.path, theta_format=args.input)
     with console.step(f"simulating {args.simulations} x {problem.name} into {args.out}"):
         stats = engine.simulate(problem, args.out, args.simulations, args.batch_size, args.workers,
                                 args.seed, console)
