@@ -143,16 +143,80 @@ def sample(model: Any, obs: np.ndarray, n: int, seed: int) -> np.ndarray:
     return s.detach().cpu().numpy().reshape(n, len(obs), -1)
 
 
-def misspecification(model: Any, obs: np.ndarray) -> list[dict[str, Any]]:
-    return []
+def misspecification(model: Any, obs: np.ndarray, level: float = 0.01, seed: int = 0) -> list[dict[str, Any]]:
+    """Score each observation's summary against the training summaries kept in the model.
+
+    A conformal outlier detector (:class:`innverse.diagnostics.SummaryOutlierDetector`) fitted on
+    the reference summaries flags observations whose score exceeds the level-``level`` threshold:
+    their posterior is an extrapolation beyond what the simulator produced in training.
+    """
+    from ..diagnostics import SummaryOutlierDetector
+
+    reference = getattr(model, "reference_summaries", None)
+    if reference is None or reference.shape[0] == 0:
+        return []
+    try:
+        detector = SummaryOutlierDetector(reference, level=level, seed=seed)
+    except ValueError:
+        return []  # too few training summaries for a calibrated threshold at this level
+    summaries = model.summaries(np.asarray(obs, dtype=np.float32)).reshape(len(obs), -1)
+    scores = detector.score(summaries)
+    p_values = detector.p_values(summaries)
+    flags = detector.flags(summaries)
+    return [{"observation": i, "score": float(scores[i]), "threshold": float(detector.threshold),
+             "p_value": float(p_values[i]), "flagged": bool(flags[i]), "level": level}
+            for i in range(len(obs))]
 
 
-def sample_task_observations(posterior: Any, task: Any, k: int, n_ref: int, path: Path,
-                             seed: int) -> list[dict[str, Any]]:
-    raise NotImplementedError
+def flags_from_check(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-observation misspecification rows from a diagnostics result (empty without observations)."""
+    m = result.get("misspecification", {})
+    if not m.get("available"):
+        return []
+    return [{"observation": i, "score": s, "threshold": m["threshold"], "p_value": p, "flagged": bool(f),
+             "level": m.get("level")} for i, (s, p, f) in enumerate(zip(m["scores"], m["p_values"], m["flags"]))]
 
 
-def diagnose(model: Any, problem: Problem, n: int, m: int, seed: int, out_dir: Path,
-             console: Console) -> dict[str, Any]:
-    raise NotImplementedError
+def sample_task_observations(posterior: Any, task: Any, k: int, n: int, path: Path,
+                             seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Posterior samples for a task's first ``k`` fixed observations, with truth and reference.
 
+    Writes ``path`` (.npz: ``samples (n, k, D)``, ``observations``, ``true_parameters``,
+    ``reference (n, k, D)``, ``parameter_names``); returns the observations and reference samples.
+    """
+    from .observations import write_samples
+
+    k = min(k, task.num_observations)
+    obs = np.stack([task.observation(i).numpy() for i in range(k)]).astype(np.float64)
+    samples = sample(posterior, obs, n, seed)
+    reference = [task.reference_posterior(i, n).numpy() for i in range(k)]
+    write_samples(path, samples, list(task.parameter_names), obs,
+                  extra={"true_parameters": np.stack([task.true_parameters(i).numpy() for i in range(k)]),
+                         "reference": np.stack(reference, axis=1)})
+    return obs, reference
+
+
+def diagnose(model: Any, problem: Problem, n: int, m: int, seed: int, out_dir: Path, console: Console,
+             observations: np.ndarray | None = None,
+             reference_samples: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """The diagnostics battery (:func:`innverse.diagnostics.check`); plots and JSON go to ``out_dir``."""
+    from ..diagnostics import check
+
+    try:
+        result = check(model, problem.prior, _simulator_for_check(problem), n=n, samples=m, seed=seed,
+                       out_dir=out_dir, observations=observations, reference_samples=reference_samples,
+                       parameter_names=problem.parameter_names, history=getattr(model, "history", None))
+    except ValueError as err:
+        raise JobError(f"the diagnostics could not run: {err}") from err
+    return result.to_dict()
+
+
+def _simulator_for_check(problem: Problem) -> Any:
+    """The simulator as check() calls it: ``theta (m, D)`` tensor in, data out."""
+    if problem.theta_format == "torch":
+        return problem.simulator
+
+    def call(theta: Any) -> Any:
+        return problem.simulator(theta.detach().cpu().numpy())
+
+    return call

@@ -96,10 +96,10 @@ def _atomic(path: Path, write) -> None:
 
 
 def write_samples(path: str | os.PathLike[str], samples: np.ndarray, names: Sequence[str],
-                  observations: np.ndarray) -> Path:
+                  observations: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> Path:
     """Write posterior samples ``(n, k, d)`` for ``k`` observations, by the suffix of ``path``.
 
-    ``.npz``: arrays ``samples`` ``(n, k, d)``, ``observations``, ``parameter_names``.
+    ``.npz``: arrays ``samples`` ``(n, k, d)``, ``observations``, ``parameter_names`` (and ``extra``).
     ``.csv``: one row per draw: ``observation, draw, <parameter names...>``.
     ``.nc``: an ArviZ InferenceData (posterior group: chain 1, draws ``n``, dims
     ``observation`` x parameter), requires ``arviz``.
@@ -112,7 +112,7 @@ def write_samples(path: str | os.PathLike[str], samples: np.ndarray, names: Sequ
         def w(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, samples=samples, observations=observations,
-                                    parameter_names=np.array(list(names)))
+                                    parameter_names=np.array(list(names)), **(extra or {}))
         _atomic(path, w)
     elif suffix == ".csv":
         obs = np.repeat(np.arange(k), n)

@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--simulations", type=int, help="simulated data sets (default: the config's, or 200)")
     p.add_argument("--samples", type=int, help="posterior samples per data set (default 500)")
     p.add_argument("--seed", type=int, help="seed of the fresh simulations")
+    p.add_argument("--obs", type=Path, help="observations (.npy/.csv) to test for misspecification too")
     p.add_argument("--strict", action="store_true", help="exit 1 if any check fails")
 
 
@@ -48,9 +49,14 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     seed = args.seed if args.seed is not None else settings.get("diagnostics.seed", 1)
     if n < 10 or m < 10:
         raise UsageError(f"--simulations and --samples must be at least 10, got {n} and {m}")
+    obs = None
+    if args.obs is not None:
+        from ..observations import read_observations
+
+        obs = read_observations(args.obs, info.get("x_shape") or engine.x_shape_of(model))
     t = time.perf_counter()
     with console.step(f"diagnostics on {n} simulated data sets x {m} samples"):
-        result = engine.diagnose(model, problem, n, m, seed, layout.diagnostics, console)
+        result = engine.diagnose(model, problem, n, m, seed, layout.diagnostics, console, observations=obs)
     atomic_write_text(layout.diagnostics_json, json.dumps(result, indent=2, default=str) + "\n")
     verdicts = {k: v["passed"] for k, v in result.items() if isinstance(v, dict) and "passed" in v}
     record_step(layout, "check", time.perf_counter() - t, simulations=n, samples=m, verdicts=verdicts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -99,17 +100,17 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     t = time.perf_counter()
     n_obs, n_ref = budget[4], budget[5]
     with console.step(f"[3/5] sampling the posterior of {n_obs} reference observations"):
-        flags = engine.sample_task_observations(posterior, problem.task, n_obs, n_ref,
-                                                layout.samples / "task_observations.npz", args.seed)
-    record_step(layout, "sample", time.perf_counter() - t, observations=n_obs, misspecification=flags)
+        obs, refs = engine.sample_task_observations(posterior, problem.task, n_obs, n_ref,
+                                                    layout.samples / "task_observations.npz", args.seed)
+        flags = engine.misspecification(posterior, obs)
+    record_step(layout, "sample", time.perf_counter() - t, observations=len(obs), samples=n_ref,
+                misspecification=flags)
     t = time.perf_counter()
     diag = cfg["diagnostics"]
     with console.step(f"[4/5] diagnostics on {diag['simulations']} simulated data sets"):
-        import json
-
         result = engine.diagnose(posterior, problem, diag["simulations"], diag["samples"], diag["seed"],
-                                 layout.diagnostics, console)
-        atomic_write_text(layout.diagnostics_json, json.dumps(result, indent=2, default=str) + "\n")
+                                 layout.diagnostics, console, observations=obs, reference_samples=refs)
+        atomic_write_text(layout.diagnostics_json, json.dumps(result, indent=2) + "\n")
     verdicts = {k: v["passed"] for k, v in result.items() if isinstance(v, dict) and "passed" in v}
     record_step(layout, "check", time.perf_counter() - t, verdicts=verdicts)
     with console.step("[5/5] writing the report"):
