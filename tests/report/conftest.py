@@ -38,13 +38,20 @@ def synthetic_run(tmp_path: Path) -> Path:
     log = [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.1 / e + 0.01, "lr": 1e-3 * (1 - e / 12)}
            for e in range(1, 11)]
     (run / "training_log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n{\"torn")
-    diag = {
-        "sbc": {"passed": True, "level": 0.05, "calibration_error": [0.01, 0.02], "p_value": 0.42,
-                "plots": {"sbc_ranks": _plot(run / "diagnostics" / "sbc_ranks.png", "SBC ranks")}},
-        "coverage": {"passed": False, "level": 0.05, "worst_deviation": 0.21,
-                     "plots": {"coverage": _plot(run / "diagnostics" / "coverage.png", "Coverage")}},
-        "recovery": {"passed": True, "r2": [0.93, 0.88],
-                     "plots": {"recovery": _plot(run / "diagnostics" / "recovery.png", "Recovery")}},
+    d = run / "diagnostics"
+    diag = {  # the layout of innverse.diagnostics.check(...).to_dict()
+        "settings": {"n": 200, "samples": 500, "level": 0.05},
+        "sbc": {"passed": True, "level": 0.05, "calibration_error": [0.01, 0.02], "p_value": [0.42, 0.77]},
+        "coverage": {"passed": False, "central": {"passed": False, "max_deviation": [0.21, 0.05],
+                                                  "p_value": [0.001, 0.6]}},
+        "tarp": {"passed": True, "level": 0.05, "atc": 0.01, "p_value": [0.5]},
+        "recovery": {"passed": True, "level": 0.05, "r2": [0.93, 0.88], "mean_z": [0.1, -0.05]},
+        "misspecification": {"available": False, "reason": "no observations given", "passed": True},
+        "plots": {"sbc_ecdf": str(d / _plot(d / "sbc_ecdf.png", "SBC ranks")),
+                  "coverage": str(d / _plot(d / "coverage.png", "Coverage")),
+                  "recovery": str(d / _plot(d / "recovery.png", "Recovery")),
+                  "pair_plot_observation_0": str(d / _plot(d / "pair_plot_observation_0.png", "dup"))},
+        "passed": False,
     }
     (run / "diagnostics" / "diagnostics.json").write_text(json.dumps(diag))
     (run / "config.toml").write_text('[data]\ntask = "two_moons"  # <script>alert(1)</script>\n')

@@ -43,7 +43,7 @@ def test_report_is_self_contained_and_complete(synthetic_run: Path) -> None:
     assert links and all(u.startswith(("#", "data:image/")) for u in links), "external reference"
     assert "@import" not in text and "url(" not in text  # no fonts or stylesheets fetched by CSS
     images = [a["src"] for t, a in tags if t == "img"]
-    # 2 posterior pair plots + training curves + SBC, coverage, recovery
+    # 2 posterior pair plots + training curves + SBC, coverage, recovery (not the battery's pair plot)
     assert len(images) == 6
     for src in images:
         assert src.startswith("data:image/png;base64,")
@@ -58,10 +58,13 @@ def test_summary_table_shows_each_verdict(synthetic_run: Path) -> None:
     summary = text.split('<section id="summary">')[1].split("</section>")[0]
     rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td>", summary)
     verdicts = {re.sub("<.*?>", "", check): "PASS" in badge for check, badge in rows}
-    assert verdicts == {"SBC": True, "Coverage": False, "Recovery": True,
+    assert verdicts == {"SBC rank uniformity": True, "Coverage of credible regions": False,
+                        "TARP coverage": True, "Recovery (z-scores)": True,
+                        "Observations like the simulations": False,  # N/A badge: no observations given
                         "Observation 0 within simulations": True, "Observation 1 within simulations": False}
-    assert "2 of 5 checks failed" in summary
-    assert "worst_deviation = 0.21" in summary
+    assert "N/A" in summary and "no observations given" in summary
+    assert "2 of 6 checks failed" in summary
+    assert "worst deviation = 0.21, 0.05; p = 0.001, 0.6" in summary
 
 
 def test_user_text_is_escaped(synthetic_run: Path) -> None:

@@ -45,19 +45,60 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _nums(xs: Any) -> str:
+    xs = xs if isinstance(xs, list) else [xs]
+    return ", ".join("-" if x is None else f"{x:.3g}" for x in xs)
+
+
+#: check name -> (title, anchor, headline numbers: [(label, path into the entry)])
+_KNOWN = {
+    "sbc": ("SBC rank uniformity", "calibration",
+            [("p", ("p_value",)), ("calibration error", ("calibration_error",))]),
+    "coverage": ("Coverage of credible regions", "calibration",
+                 [("worst deviation", ("central", "max_deviation")), ("p", ("central", "p_value"))]),
+    "tarp": ("TARP coverage", "calibration", [("ATC", ("atc",)), ("p", ("p_value",))]),
+    "recovery": ("Recovery (z-scores)", "recovery",
+                 [("R²", ("r2",)), ("mean z", ("mean_z",)), ("contraction", ("mean_contraction",))]),
+    "misspecification": ("Observations like the simulations", "posterior",
+                         [("flags", ("flags",)), ("set-level p", ("set_test", "p_value"))]),
+}
+
+
+def _dig(entry: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(entry, dict) or key not in entry:
+            return None
+        entry = entry[key]
+    return entry
+
+
 def verdicts_from_diagnostics(result: dict[str, Any]) -> list[Verdict]:
     """One verdict per check in a diagnostics result (every entry with a ``passed`` flag)."""
     rows = []
     for name, entry in result.items():
-        if isinstance(entry, dict) and "passed" in entry:
-            detail = ", ".join(f"{k} = {_fmt(v)}" for k, v in _scalars(entry, 3))
-            if "level" in entry:
-                detail = f"{detail} (level {entry['level']})" if detail else f"level {entry['level']}"
-            passed = entry["passed"] if isinstance(entry["passed"], bool) else None
+        if not (isinstance(entry, dict) and "passed" in entry):
+            continue
+        passed = entry["passed"] if isinstance(entry["passed"], bool) else None
+        if name in _KNOWN:
+            title, anchor, picks = _KNOWN[name]
+            parts = []
+            for label, path in picks:
+                value = _dig(entry, path)
+                if label == "flags" and isinstance(value, list):
+                    parts.append(f"{sum(bool(v) for v in value)} of {len(value)} observations flagged")
+                elif value is not None and not isinstance(value, dict):
+                    parts.append(f"{label} = {_nums(value)}")
+            if entry.get("available") is False:
+                passed, parts = None, [str(entry.get("reason", "not available"))]
+            detail = "; ".join(parts)
+        else:
+            title = name.replace("_", " ").capitalize()
             anchor = ("calibration" if any(t in name.lower() for t in _CALIBRATION) else
                       "recovery" if any(t in name.lower() for t in _RECOVERY) else "diagnostics")
-            rows.append(Verdict(name.replace("_", " ").upper() if len(name) <= 5 else
-                                name.replace("_", " ").capitalize(), passed, detail, anchor))
+            detail = ", ".join(f"{k} = {_fmt(v)}" for k, v in _scalars(entry, 3))
+        if entry.get("level") is not None and passed is not None:
+            detail = f"{detail} (level {entry['level']})" if detail else f"level {entry['level']}"
+        rows.append(Verdict(title, passed, detail, anchor))
     return rows
 
 
@@ -160,7 +201,10 @@ def build_report(run_dir: str | os.PathLike[str]) -> Path:
     sections = [Section("Posterior", "posterior", _posterior_sections(layout, names, misspec),
                         "Samples of the amortized posterior for each observation.")]
     sections.append(Section("Training", "training", _training_blocks(layout, steps.get("fit", {}))))
-    plots = [(n, p) for n, p in _plot_paths(diag) if _resolve(p, layout)]
+    # The posterior and training sections draw their own pair plots (from the sample files, with
+    # truth) and loss curves (from the log), so the battery's versions of those are not repeated.
+    plots = [(n, p) for n, p in _plot_paths(diag) if _resolve(p, layout)
+             and not n.split(".")[-1].startswith(("pair_plot", "training_loss"))]
     groups: dict[str, list[Any]] = {"calibration": [], "recovery": [], "diagnostics": []}
     for name, path in plots:
         key = ("calibration" if any(t in name.lower() for t in _CALIBRATION) else
