@@ -205,7 +205,7 @@ def diagnose(model: Any, problem: Problem, n: int, m: int, seed: int, out_dir: P
     try:
         result = check(model, problem.prior, _simulator_for_check(problem), n=n, samples=m, seed=seed,
                        out_dir=out_dir, observations=observations, reference_samples=reference_samples,
-                       parameter_names=problem.parameter_names, history=getattr(model, "history", None))
+                       parameter_names=problem.parameter_names)  # loss curves: the report draws them
     except ValueError as err:
         raise JobError(f"the diagnostics could not run: {err}") from err
     return result.to_dict()

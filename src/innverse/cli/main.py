@@ -42,6 +42,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or notes")
     g.add_argument("--json", action="store_true", help="print one JSON object with the result on stdout")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: $INNVERSE_THREADS, else 1: the networks are "
+                        "small, and one thread per process is fastest when cores are shared)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _set_threads(threads: int | None) -> None:
+    """The command is the application, so it (not the library) decides torch's thread count."""
+    import os
+
+    if threads is None:
+        env = os.environ.get("INNVERSE_THREADS", "1")
+        try:
+            threads = int(env)
+        except ValueError as err:
+            raise UsageError(f"INNVERSE_THREADS must be an integer, got {env!r}") from err
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
@@ -71,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     console = Console(quiet=args.quiet, json_mode=args.json)
     try:
+        _set_threads(args.threads)
         args._run(args, console)
     except UsageError as err:
         console.error(args.command, str(err), EXIT_USAGE)

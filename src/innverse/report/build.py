@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .figures import figure_to_data_uri, file_to_data_uri
-from .page import Code, Figure, Section, Table, Text, Verdict, render_page
+from .page import Code, Figure, Pass, Section, Table, Text, Verdict, render_page
 from .plots import pair_plot, training_curves
 from .run import RunLayout, atomic_write_text, read_json, read_jsonl
 
@@ -25,6 +25,30 @@ __all__ = ["build_report", "verdicts_from_diagnostics"]
 
 _CALIBRATION = ("sbc", "rank", "ecdf", "coverage", "tarp", "calibration")
 _RECOVERY = ("recovery", "zscore", "z_score", "contraction", "rmse")
+
+
+_CAPTIONS = {
+    "sbc_rank_histogram": "SBC rank histograms: ranks of the true parameters among posterior samples "
+                          "should be uniform (inside the grey band)",
+    "sbc_ecdf": "SBC ECDF difference with simultaneous 95% band (Säilynoja et al. 2022): a curve "
+                "leaving the band means miscalibration",
+    "coverage": "Expected coverage of central, highest-density and TARP credible regions: on the "
+                "diagonal = calibrated, below = over-confident, above = under-confident",
+    "recovery": "Posterior mean ± sd against the true parameter of each simulated data set",
+    "zscore_contraction": "Posterior z-score against contraction (Schad et al. 2021): good posteriors "
+                          "contract (right) with |z| < 2",
+}
+
+
+def _aspect(path: Path) -> float:
+    """Width / height of a PNG (1.0 for other formats)."""
+    import struct
+
+    head = path.read_bytes()[:24]
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        return 1.0
+    w, h = struct.unpack(">II", head[16:24])
+    return w / max(h, 1)
 
 
 def _scalars(d: dict[str, Any], limit: int = 4) -> list[tuple[str, Any]]:
@@ -127,6 +151,52 @@ def _resolve(path: str, layout: RunLayout) -> Path | None:
     return None
 
 
+#: sections of a diagnostics result shown as number tables, and the quantities they list
+_NUMBERS = {
+    "sbc": ("SBC", ["p_value", "chi2_p_value", "calibration_error", "inside_band"]),
+    "coverage.central": ("Central coverage", ["max_deviation", "mean_deviation", "p_value"]),
+    "coverage.hpd": ("HPD coverage", ["max_deviation", "mean_deviation", "p_value"]),
+    "tarp": ("TARP", ["atc", "max_deviation", "p_value"]),
+    "recovery": ("Recovery", ["r2", "rmse", "nrmse", "correlation", "mean_z", "mean_z2",
+                              "mean_contraction", "z_p_value", "z2_p_value"]),
+}
+
+
+def _number_tables(diag: dict[str, Any], names: list[str]) -> list[Any]:
+    """One table: a row per (check, quantity), a column per parameter (or one joint column)."""
+    d = len(names) or 1
+    rows: list[list[Any]] = []
+    for path, (title, keys) in _NUMBERS.items():
+        entry = _dig(diag, tuple(path.split(".")))
+        if not isinstance(entry, dict) or entry.get("available") is False:
+            continue
+        for key in keys:
+            value = entry.get(key)
+            if value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            if not all(v is None or isinstance(v, int | float) for v in values):
+                continue
+            cells: list[Any] = [None] * d
+            if len(values) == d:
+                cells = [None if v is None else float(v) for v in values]
+            else:  # a joint quantity: one value, shown in the first column
+                cells[0] = None if values[0] is None else float(values[0])
+            rows.append([title, key.replace("_", " "), *cells])
+    blocks: list[Any] = []
+    if rows:
+        blocks.append(Table(["check", "quantity", *(names or ["value"])], rows,
+                            caption="Per-parameter values; joint quantities (TARP, HPD) in the first column"))
+    sim = diag.get("simulation")
+    settings = diag.get("settings", {})
+    if isinstance(sim, dict):
+        blocks.append(Text(f"{sim.get('used')} of {sim.get('requested')} simulated data sets used "
+                           f"({sim.get('dropped_nonfinite', 0)} dropped for non-finite output), "
+                           f"{settings.get('samples', '?')} posterior samples each, level "
+                           f"{settings.get('level', '?')}."))
+    return blocks
+
+
 def _posterior_sections(layout: RunLayout, names: list[str], misspec: list[dict]) -> list[Any]:
     blocks: list[Any] = []
     files = sorted(layout.samples.glob("*.npz")) if layout.samples.is_dir() else []
@@ -157,7 +227,7 @@ def _posterior_sections(layout: RunLayout, names: list[str], misspec: list[dict]
     if misspec:
         rows = [[m.get("observation", i), m.get("score", float("nan")), m.get("threshold", float("nan")),
                  "far outside the simulations" if m.get("flagged") else "in distribution",
-                 not m.get("flagged", False)] for i, m in enumerate(misspec)]
+                 Pass(not m.get("flagged", False))] for i, m in enumerate(misspec)]
         blocks.append(Table(["observation", "score", "threshold", "assessment", "verdict"], rows,
                             caption="Misspecification: distance of each observation's summary from the "
                                     "simulated summaries; a flagged observation's posterior is not trustworthy"))
@@ -209,8 +279,10 @@ def build_report(run_dir: str | os.PathLike[str]) -> Path:
     for name, path in plots:
         key = ("calibration" if any(t in name.lower() for t in _CALIBRATION) else
                "recovery" if any(t in name.lower() for t in _RECOVERY) else "diagnostics")
-        label = name.split(".")[-1].replace("_", " ")
-        groups[key].append(Figure(file_to_data_uri(_resolve(path, layout)), label[:1].upper() + label[1:]))
+        file = _resolve(path, layout)
+        short = name.split(".")[-1]
+        label = _CAPTIONS.get(short, short.replace("_", " ").capitalize())
+        groups[key].append(Figure(file_to_data_uri(file), label, wide=_aspect(file) > 2.2))
     titles = {"calibration": ("Calibration", "Simulation-based calibration ranks and coverage of credible "
                               "regions over simulated data sets: a calibrated posterior has uniform ranks "
                               "and coverage on the diagonal."),
@@ -221,11 +293,8 @@ def build_report(run_dir: str | os.PathLike[str]) -> Path:
         if blocks:
             sections.append(Section(titles[key][0], key, blocks, titles[key][1]))
     if diag:
-        table = [[name, _fmt(k), _fmt(v)] for name, e in diag.items() if isinstance(e, dict)
-                 for k, v in _scalars(e, 12)]
-        if table:
-            sections.append(Section("Diagnostic numbers", "numbers",
-                                    [Table(["check", "quantity", "value"], table)]))
+        sections.append(Section("Diagnostic numbers", "numbers", _number_tables(diag, names),
+                                "Every number behind the verdicts, per parameter."))
     elif not verdicts:
         sections.append(Section("Diagnostics", "calibration", [Text("Not run yet: innverse check RUN.")]))
 

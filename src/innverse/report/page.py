@@ -14,7 +14,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Code", "Figure", "Section", "Table", "Text", "Verdict", "render_page"]
+__all__ = ["Code", "Figure", "Pass", "Section", "Table", "Text", "Verdict", "render_page"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,14 @@ class Figure:
     src: str
     caption: str
     alt: str = ""
+    wide: bool = False  # span the full width of a figure grid (e.g. a row of several panels)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """A table cell shown as a PASS / FAIL / N/A badge (plain booleans show as yes / no)."""
+
+    passed: bool | None
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,7 @@ font-weight:650;font-size:12px;letter-spacing:.04em}
 figure{margin:10px 0 18px;text-align:center}
 figure img{max-width:100%;height:auto;border:1px solid var(--line);border-radius:6px;background:#fff}
 figcaption{color:var(--muted);font-size:13px;margin-top:6px}
+.grid figure.wide{grid-column:1/-1}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:8px 18px}
 .callout{border-left:4px solid var(--accent);background:#eef3fb;padding:9px 14px;border-radius:4px;margin:8px 0}
 .callout.warn{border-color:var(--bad);background:var(--badbg)}.callout.ok{border-color:var(--ok);background:var(--okbg)}
@@ -127,8 +136,12 @@ def _is_num(value: Any) -> bool:
 
 def _cell(value: Any, numeric: bool) -> str:
     cls = ' class="num"' if numeric else ""
+    if isinstance(value, Pass):
+        return f"<td>{badge(value.passed)}</td>"
     if isinstance(value, bool):
-        return f"<td>{badge(value)}</td>"
+        return f"<td>{'yes' if value else 'no'}</td>"
+    if value is None:
+        return f"<td{cls}>-</td>"
     if isinstance(value, float):
         text = f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
         return f"<td{cls}>{text}</td>"
@@ -152,7 +165,8 @@ def _block(b: Figure | Table | Text | Code) -> str:
         if not b.src.startswith("data:image/"):
             raise ValueError(f"report: figure {b.caption!r} must be embedded as a data URI, got "
                              f"{b.src[:40]!r}")
-        return (f'<figure><img src="{b.src}" alt="{_e(b.alt or b.caption)}">'
+        wide = ' class="wide"' if b.wide else ""
+        return (f'<figure{wide}><img src="{b.src}" alt="{_e(b.alt or b.caption)}">'
                 f"<figcaption>{_e(b.caption)}</figcaption></figure>")
     if isinstance(b, Table):
         return _table(b)

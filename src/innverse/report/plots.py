@@ -92,9 +92,11 @@ def pair_plot(samples: np.ndarray, names: Sequence[str], truth: np.ndarray | Non
                 ax.axis("off")
                 continue
             if i == j:
+                both = samples[:, i] if ref is None else np.concatenate([samples[:, i], ref[:, i]])
+                bins = np.linspace(np.quantile(both, 0.001), np.quantile(both, 0.999), 41)
                 if ref is not None:
-                    ax.hist(ref[:, i], bins=40, density=True, color="0.75", label="reference")
-                ax.hist(samples[:, i], bins=40, density=True, histtype="step", color="tab:blue", lw=1.5,
+                    ax.hist(ref[:, i], bins=bins, density=True, color="0.75", label="reference")
+                ax.hist(samples[:, i], bins=bins, density=True, histtype="step", color="tab:blue", lw=1.5,
                         label="innverse")
                 if truth is not None:
                     ax.axvline(truth[i], color="tab:red", lw=1.2, label="truth")
