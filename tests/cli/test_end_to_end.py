@@ -19,7 +19,7 @@ import pytest
 
 from innverse.report.run import RunLayout
 
-from .helpers import SRC, innverse
+from .helpers import SRC, innverse, run_main
 
 TINY = """\
 [simulator]
@@ -71,8 +71,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
     np.savetxt(tmp / "obs.csv", obs[:2], delimiter=",", header="x1,x2", comments="")
     out["obs"] = obs
     out["sample"] = innverse("sample", "run", "--obs", "obs.npy", "-n", "200", "--json", cwd=tmp, check=0)
-    out["sample_csv"] = innverse("sample", "run", "--obs", "obs.csv", "-n", "50", "--out", "post.csv",
-                                 cwd=tmp, check=0)
+    out["sample_csv"] = run_main("sample", "run", "--obs", "obs.csv", "-n", "50", "--out", "post.csv",
+                                 "-q", cwd=tmp)
     out["check"] = innverse("check", "run", "--json", cwd=tmp, check=0)
     out["report"] = innverse("report", "run", cwd=tmp, check=0)
     return out
@@ -81,15 +81,16 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_simulate_fills_the_store(pipeline: dict) -> None:
     result = json.loads(pipeline["simulate"].stdout)
     assert result["ok"] and result["simulations"] == 300 and result["failed"] == 0
-    again = innverse("simulate", "--task", "two_moons", "-n", "300", "--out", pipeline["tmp"] / "sims.h5",
-                     "--json", cwd=pipeline["tmp"], check=0)
-    assert json.loads(again.stdout)["simulations"] == 300  # already complete: nothing added
+    code, out, _ = run_main("simulate", "--task", "two_moons", "-n", "300", "--out", "sims.h5", "--json",
+                            cwd=pipeline["tmp"])
+    assert code == 0
+    assert json.loads(out)["simulations"] == 300 and json.loads(out)["added"] == 0  # complete already
 
 
 def test_fit_writes_the_run_directory(pipeline: dict) -> None:
     layout = RunLayout(pipeline["run"])
     assert pipeline["fit"].stderr == ""  # --quiet
-    assert str(layout.model) in pipeline["fit"].stdout
+    assert "model: run/model.safetensors" in pipeline["fit"].stdout
     for path in (layout.run_json, layout.config, layout.model, layout.training_log):
         assert path.is_file(), path
     assert any(layout.checkpoints.iterdir())
@@ -98,7 +99,7 @@ def test_fit_writes_the_run_directory(pipeline: dict) -> None:
     assert info["steps"]["simulate"]["simulations"] == 300
     assert info["steps"]["fit"]["epochs"] == 3
     log = [json.loads(line) for line in layout.training_log.read_text().splitlines()]
-    assert [row["epoch"] for row in log][-1] == 3
+    assert [row["epoch"] for row in log] == [0, 1, 2]
     assert layout.config.read_text() == (pipeline["tmp"] / "config.toml").read_text()
 
 
@@ -114,6 +115,7 @@ def test_sample_writes_samples_inside_the_prior(pipeline: dict) -> None:
         assert list(z["parameter_names"]) == ["theta_1", "theta_2"]
     assert np.all(np.abs(samples) <= 1.0)  # two moons' prior is the box [-1, 1]^2
     assert len(result["misspecification"]) in (0, 3)
+    assert pipeline["sample_csv"][0] == 0
     table = np.loadtxt(pipeline["tmp"] / "post.csv", delimiter=",", skiprows=1)
     assert table.shape == (100, 4) and set(table[:, 0]) == {0.0, 1.0}
 
@@ -121,8 +123,8 @@ def test_sample_writes_samples_inside_the_prior(pipeline: dict) -> None:
 def test_same_seed_same_samples(pipeline: dict) -> None:
     tmp = pipeline["tmp"]
     for name in ("a.npz", "b.npz"):
-        innverse("sample", "run", "--obs", "obs.npy", "-n", "20", "--seed", "5", "--out", name, "-q",
-                 cwd=tmp, check=0)
+        assert run_main("sample", "run", "--obs", "obs.npy", "-n", "20", "--seed", "5", "--out", name, "-q",
+                        cwd=tmp)[0] == 0
     with np.load(tmp / "a.npz") as a, np.load(tmp / "b.npz") as b:
         assert np.array_equal(a["samples"], b["samples"])
 
@@ -157,19 +159,32 @@ def test_report_renders_in_chromium(pipeline: dict) -> None:
 def test_bad_inputs_exit_2_with_a_clear_message(pipeline: dict) -> None:
     tmp = pipeline["tmp"]
     np.save(tmp / "wrong.npy", np.zeros((4, 3)))
+    # one through a real process, to see the exit status the shell sees
     proc = innverse("sample", "run", "--obs", "wrong.npy", cwd=tmp, check=2)
     assert "wrong.npy has shape (4, 3), but this model expects one observation of shape (2,)" in proc.stderr
     (tmp / "bad.toml").write_text('[simulator]\ntask = "two_moons"\n[training]\nepochs = "many"\n')
-    proc = innverse("fit", "bad.toml", "--run", "bad", cwd=tmp, check=2)
-    assert "key 'training.epochs' must be an integer (e.g. epochs = 100), got the string 'many'" in proc.stderr
     (tmp / "nosim.toml").write_text('[simulator]\nfunction = "no_such_module:simulate"\nprior = "x:p"\n')
-    proc = innverse("fit", "nosim.toml", "--run", "nosim", cwd=tmp, check=2)
-    assert "simulator 'no_such_module:simulate': no module named 'no_such_module'" in proc.stderr
-    proc = innverse("simulate", "--simulator", "oops", "--prior", "x:p", "-n", "5", "--out", "x.h5",
-                    cwd=tmp, check=2)
-    assert "must look like 'module:function'" in proc.stderr
-    proc = innverse("fit", "config.toml", "--run", "run", cwd=tmp, check=2)
-    assert "already holds a run; pass --resume" in proc.stderr
+    (tmp / "nokey.toml").write_text('[simulations]\ncount = 100\n')
+    cases = [
+        (["fit", "bad.toml", "--run", "bad"],
+         "key 'training.epochs' must be an integer (e.g. epochs = 100), got the string 'many'"),
+        (["fit", "nokey.toml", "--run", "bad"], "missing key 'simulator.task' or 'simulator.function'"),
+        (["fit", "nosim.toml", "--run", "nosim"],
+         "simulator 'no_such_module:simulate': no module named 'no_such_module'"),
+        (["simulate", "--simulator", "oops", "--prior", "x:p", "-n", "5", "--out", "x.h5"],
+         "must look like 'module:function'"),
+        (["fit", "config.toml", "--run", "run"], "already holds a run; pass --resume"),
+        (["sample", "run", "--obs", "missing.npy"], "observation file missing.npy does not exist"),
+        (["sample", "run", "--obs", "obs.npy", "--out", "x.parquet"], "unknown format '.parquet'"),
+        (["demo", "--task", "three_moons"], "unknown task 'three_moons' (did you mean 'two_moons'?)"),
+        (["check", "run", "--simulations", "3"], "must be at least 10"),
+    ]
+    for args, message in cases:
+        code, _, err = run_main(*args, cwd=tmp)
+        assert code == 2, (args, err)
+        assert message in err, (args, err)
+        assert err.startswith(f"innverse {args[0]}: error: "), err
+    assert not (tmp / "bad").exists() and not (tmp / "x.h5").exists()
 
 
 USER_SIM = '''\
@@ -197,18 +212,23 @@ def test_user_simulator_from_a_file(tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["simulations"] == 300
     tiny_config(tmp_path / "c.toml", 'function = "linesim:simulate"\nprior = "linesim:prior"\n'
                 'parameter_names = ["slope", "intercept"]', store="s.h5", epochs=2, coupling="spline")
-    innverse("fit", "c.toml", "--run", "r", "-q", cwd=tmp_path, check=0)
     np.save(tmp_path / "o.npy", 0.5 * np.linspace(0, 1, 8) + 0.2)
-    proc = innverse("sample", "r", "--obs", "o.npy", "-n", "100", "--json", cwd=tmp_path, check=0)
-    with np.load(tmp_path / json.loads(proc.stdout)["samples"][0]) as z:
-        s = z["samples"]
-        assert s.shape == (100, 1, 2) and list(z["parameter_names"]) == ["slope", "intercept"]
-    assert np.all(np.abs(s[..., 0]) <= 2.0) and np.all(np.abs(s[..., 1]) <= 1.0)
-    info = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert info["problem"]["function"] == "linesim:simulate"
-    # check rebuilds the user's simulator from run.json, from another folder
+    try:
+        assert run_main("fit", "c.toml", "--run", "r", "-q", cwd=tmp_path)[0] == 0
+        code, out, err = run_main("sample", "r", "--obs", "o.npy", "-n", "100", "--json", cwd=tmp_path)
+        assert code == 0, err
+        with np.load(tmp_path / json.loads(out)["samples"][0]) as z:
+            s = z["samples"]
+            assert s.shape == (100, 1, 2) and list(z["parameter_names"]) == ["slope", "intercept"]
+        assert np.all(np.abs(s[..., 0]) <= 2.0) and np.all(np.abs(s[..., 1]) <= 1.0)
+        info = json.loads((tmp_path / "r" / "run.json").read_text())
+        assert info["problem"]["function"] == "linesim:simulate"
+    finally:
+        sys.modules.pop("linesim", None)
+    # check rebuilds the user's simulator from run.json, from another folder, in a fresh process
     innverse("check", tmp_path / "r", "--simulations", "10", "--samples", "20", "-q", cwd=tmp_path.parent,
              check=0)
+    assert (tmp_path / "r" / "diagnostics" / "diagnostics.json").is_file()
 
 
 def test_resume_after_killing_fit(tmp_path: Path) -> None:

@@ -150,8 +150,8 @@ def _cell(value: Any, numeric: bool) -> str:
 
 def _table(t: Table) -> str:
     # a column is right-aligned (header included) only when every entry in it is a number
-    numeric = [bool(t.rows) and all(i < len(r) and _is_num(r[i]) for r in t.rows)
-               for i in range(len(t.headers))]
+    numeric = [bool(t.rows) and all(i < len(r) and (_is_num(r[i]) or r[i] is None) for r in t.rows)
+               and any(i < len(r) and _is_num(r[i]) for r in t.rows) for i in range(len(t.headers))]
     num = ' class="num"'
     head = "".join(f"<th{num if n else ''}>{_e(h)}</th>" for h, n in zip(t.headers, numeric))
     body = "".join("<tr>" + "".join(_cell(v, i < len(numeric) and numeric[i]) for i, v in enumerate(row))
