@@ -18,6 +18,7 @@ import innverse
 pytest.importorskip("innverse.amortized", reason="TEMPORARY until the amortized branch is merged")
 from innverse.amortized import FlowOptions, Posterior, PosteriorEstimator, build_summary
 from innverse.amortized.priors import box_uniform, gaussian, log_normal
+
 from innverse.io import ModelFileError, info
 
 SMALL_FLOW = {"blocks": 2, "hidden": [16, 16]}
@@ -43,7 +44,7 @@ CASES = {
 }
 
 
-def _posterior(coupling: str, summary: str | None, x_shape: tuple[int, ...], prior) -> Posterior:  # noqa: ANN001
+def _posterior(coupling: str, summary: str | None, x_shape: tuple[int, ...], prior) -> Posterior:
     torch.manual_seed(0)
     dim = 2 if prior is None else int(prior.event_shape[0])
     net = build_summary(summary, x_shape, dim, SUMMARY_OPTIONS[summary]) if summary else None
