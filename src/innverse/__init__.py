@@ -1,9 +1,10 @@
 """innverse: invertible neural networks, amortized Bayesian inference and the diagnostics to trust them."""
 
-from . import amortized, blocks, core, flows, nets, train
+from . import amortized, blocks, core, diagnostics, flows, nets, train
 from .core import Flow, Graph, GraphBuilder, Sequence
 
 __version__ = "0.1.0"
 
 __all__ = ["Flow", "Graph", "GraphBuilder", "Sequence", "blocks", "core", "flows", "nets", "__version__"]
+__all__ += ["diagnostics"]
 __all__ += ["amortized", "train"]

@@ -1,0 +1,84 @@
+"""Shared helpers of the diagnostic plots: figures without pyplot's global state, atomic saving."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["new_figure", "save_figure", "as_numpy", "parameter_labels", "grid_shape", "COLORS"]
+
+#: colours used consistently by every plot
+COLORS = {
+    "samples": "#1f77b4",
+    "reference": "#ff7f0e",
+    "truth": "#d62728",
+    "band": "#b0b0b0",
+    "train": "#1f77b4",
+    "val": "#ff7f0e",
+}
+DPI = 100
+
+
+def _matplotlib() -> Any:
+    try:
+        import matplotlib  # noqa: F401  (imported lazily: plotting is an optional extra)
+        from matplotlib.figure import Figure
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("innverse.diagnostics plots need matplotlib: pip install 'innverse[plots]'") from err
+    return Figure
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A ``matplotlib.figure.Figure`` (not registered with pyplot) with constrained layout."""
+    figure_cls = _matplotlib()
+    return figure_cls(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def save_figure(fig: Any, save: str | os.PathLike | None) -> None:
+    """Write ``fig`` to ``save`` atomically (temporary file in the same folder, then ``os.replace``)."""
+    if save is None:
+        return
+    path = Path(save)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=fmt, dpi=DPI)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def as_numpy(x: Any, name: str, owner: str) -> np.ndarray:
+    """A float64 numpy copy of a tensor or array, with a clear error otherwise."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(torch.float64).cpu().numpy()
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{owner}: {name} must be a tensor or array of numbers") from err
+
+
+def parameter_labels(labels: Any, dims: int, owner: str) -> list[str]:
+    """``labels`` or ``θ1..θD``; checks the count."""
+    if labels is None:
+        return [f"θ{d + 1}" for d in range(dims)]
+    labels = [str(s) for s in labels]
+    if len(labels) != dims:
+        raise ValueError(f"{owner}: got {len(labels)} labels for {dims} parameters")
+    return labels
+
+
+def grid_shape(panels: int, max_cols: int = 4) -> tuple[int, int]:
+    cols = min(panels, max_cols)
+    return math.ceil(panels / cols), cols
