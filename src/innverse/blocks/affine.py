@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.module import AbstractInvertible, Context
+from ..core.module import AbstractInvertible, Context, add_log_det
 from ..nets.subnets import SubnetConstructor, mlp_constructor
 from .coupling import AffineCoupling
 from .linear import Orthogonal, _bcast, _mix
@@ -101,7 +101,7 @@ class AllInOne(AbstractInvertible):
         gamma = F.softplus(self.scale_raw)
         y = _mix(u * _bcast(gamma, u) + _bcast(self.offset, u), self.mixing.matrix())
         if log_det:
-            ld = ld + torch.log(gamma).sum() * self._spatial
+            ld = add_log_det(ld, (torch.log(gamma).sum() * self._spatial).expand(x.shape[0]))
         return y, ld
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
@@ -109,5 +109,5 @@ class AllInOne(AbstractInvertible):
         u = (_mix(y, self.mixing.matrix().T) - _bcast(self.offset, y)) / _bcast(gamma, y)
         x, ld = self.coupling._inverse(u, c, log_det)
         if log_det:
-            ld = ld - torch.log(gamma).sum() * self._spatial
+            ld = add_log_det(ld, (-torch.log(gamma).sum() * self._spatial).expand(y.shape[0]))
         return x, ld

@@ -99,13 +99,15 @@ class AbstractCoupling(AbstractInvertible):
         raise NotImplementedError
 
     def _forward(self, x: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        x1, x2 = x.split(self.sizes, 1)
+        d1 = self.sizes[0]
+        x1, x2 = x[:, :d1], x[:, d1:]
         p = self._params(self._conditioner_input(x1, c), x2)  # type: ignore[arg-type]
         y2, ld = self.transformer.forward(x2, p, log_det)
         return torch.cat([x1, y2], 1), ld
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        y1, y2 = y.split(self.sizes, 1)
+        d1 = self.sizes[0]
+        y1, y2 = y[:, :d1], y[:, d1:]
         p = self._params(self._conditioner_input(y1, c), y2)  # type: ignore[arg-type]
         x2, ld = self.transformer.inverse(y2, p, log_det)
         return torch.cat([y1, x2], 1), ld

@@ -115,10 +115,10 @@ class RandomPermutation(AbstractInvertible):
         self.register_buffer("inverse_permutation", torch.argsort(perm))
 
     def _forward(self, x: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return x[:, self.permutation], (x.new_zeros(x.shape[0]) if log_det else None)
+        return x.index_select(1, self.permutation), None
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return y[:, self.inverse_permutation], (y.new_zeros(y.shape[0]) if log_det else None)
+        return y.index_select(1, self.inverse_permutation), None
 
 
 class Orthogonal(AbstractInvertible):
@@ -152,10 +152,10 @@ class Orthogonal(AbstractInvertible):
         return self._cache[1]
 
     def _forward(self, x: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return _mix(x, self.matrix()), (x.new_zeros(x.shape[0]) if log_det else None)
+        return _mix(x, self.matrix()), None
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return _mix(y, self.matrix().T), (y.new_zeros(y.shape[0]) if log_det else None)
+        return _mix(y, self.matrix().T), None
 
 
 class LULinear(AbstractInvertible):

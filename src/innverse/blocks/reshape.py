@@ -50,7 +50,7 @@ class HaarDownsample(AbstractInvertible):
         y = torch.einsum("ij,bcjhw->bcihw", self.haar.to(x.dtype), patches)
         if self.order_by_wavelet:
             y = y.transpose(1, 2)
-        return y.reshape(b, 4 * ch, h // 2, w // 2), (x.new_zeros(b) if log_det else None)
+        return y.reshape(b, 4 * ch, h // 2, w // 2), None
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
         b, c4, h, w = y.shape
@@ -60,7 +60,7 @@ class HaarDownsample(AbstractInvertible):
         y = y.reshape(b, ch, 4, h, w)
         patches = torch.einsum("ji,bcjhw->bcihw", self.haar.to(y.dtype), y)  # haar^T = haar^-1
         x = F.pixel_shuffle(patches.reshape(b, 4 * ch, h, w), 2)
-        return x, (x.new_zeros(b) if log_det else None)
+        return x, None
 
 
 class Squeeze(AbstractInvertible):
@@ -82,10 +82,10 @@ class Squeeze(AbstractInvertible):
         self.factor = factor
 
     def _forward(self, x: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return F.pixel_unshuffle(x, self.factor), (x.new_zeros(x.shape[0]) if log_det else None)
+        return F.pixel_unshuffle(x, self.factor), None
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return F.pixel_shuffle(y, self.factor), (y.new_zeros(y.shape[0]) if log_det else None)
+        return F.pixel_shuffle(y, self.factor), None
 
 
 class Flatten(AbstractInvertible):
@@ -96,10 +96,10 @@ class Flatten(AbstractInvertible):
         super().__init__(shape, output_shape=(math.prod(shape),))
 
     def _forward(self, x: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return x.reshape(x.shape[0], -1), (x.new_zeros(x.shape[0]) if log_det else None)
+        return x.reshape(x.shape[0], -1), None
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return y.reshape(y.shape[0], *self.event_shape), (y.new_zeros(y.shape[0]) if log_det else None)
+        return y.reshape(y.shape[0], *self.event_shape), None
 
 
 class Unflatten(AbstractInvertible):
@@ -110,7 +110,7 @@ class Unflatten(AbstractInvertible):
         super().__init__((math.prod(shape),), output_shape=shape)
 
     def _forward(self, x: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return x.reshape(x.shape[0], *self.output_shape), (x.new_zeros(x.shape[0]) if log_det else None)
+        return x.reshape(x.shape[0], *self.output_shape), None
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return y.reshape(y.shape[0], -1), (y.new_zeros(y.shape[0]) if log_det else None)
+        return y.reshape(y.shape[0], -1), None

@@ -22,7 +22,7 @@ __all__ = [
 
 
 def _sum(t: Tensor) -> Tensor:
-    return t.flatten(1).sum(1)
+    return t.sum(1) if t.dim() == 2 else t.flatten(1).sum(1)
 
 
 class AbstractTransformer:
@@ -84,7 +84,7 @@ class AffineTransformer(AbstractTransformer):
         if not log_det:
             return None
         if self.volume_preserving:
-            return s.new_zeros(s.shape[0])
+            return None
         return _sum(s) if sign > 0 else -_sum(s)
 
     def forward(self, x: Tensor, p: list[Tensor], log_det: bool) -> tuple[Tensor, Tensor | None]:
@@ -109,10 +109,10 @@ class AdditiveTransformer(AbstractTransformer):
     params = 1
 
     def forward(self, x: Tensor, p: list[Tensor], log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return x + p[0], (x.new_zeros(x.shape[0]) if log_det else None)
+        return x + p[0], None
 
     def inverse(self, y: Tensor, p: list[Tensor], log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return y - p[0], (y.new_zeros(y.shape[0]) if log_det else None)
+        return y - p[0], None
 
 
 class RationalQuadraticSpline(AbstractTransformer):

@@ -42,11 +42,15 @@ class Flow(nn.Module):
             from ``transform``.
         validate_args: check inputs and contexts for NaN/Inf (one pass over the data); shape
             checks always run.
+        chunk_size: large batches are pushed through the transform in chunks of this many rows
+            (activations of a chunk stay in cache, which is markedly faster on CPUs for sampling
+            and evaluation); ``None`` disables chunking. Results do not depend on it.
     """
 
     def __init__(self, transform: AbstractInvertible, base: AbstractBase | None = None,
                  context_net: nn.Module | Callable[[Tensor], Tensor] | None = None,
-                 context_shape: tuple[int, ...] | None = None, validate_args: bool = True) -> None:
+                 context_shape: tuple[int, ...] | None = None, validate_args: bool = True,
+                 chunk_size: int | None = 1024) -> None:
         super().__init__()
         if not isinstance(transform, AbstractInvertible):
             raise TypeError(f"Flow: transform must be an invertible module, got {type(transform).__name__}")
@@ -67,6 +71,7 @@ class Flow(nn.Module):
             )
         self.context_shape = tuple(context_shape) if context_shape is not None else transform.context_shape
         self.validate_args = validate_args
+        self.chunk_size = chunk_size
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -100,6 +105,28 @@ class Flow(nn.Module):
             return context
         return self.context_net(context)
 
+    def _chunks(self, rows: int) -> list[slice]:
+        size = self.chunk_size
+        if size is None or rows <= size:
+            return [slice(None)]
+        return [slice(i, min(i + size, rows)) for i in range(0, rows, size)]
+
+    @staticmethod
+    def _rows(c: Context, sl: slice) -> Context:
+        if c is None or isinstance(c, Tensor):
+            return None if c is None else c[sl]
+        return [t[sl] for t in c]
+
+    def _run(self, direction: str, v: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
+        """Run the transform (``forward`` or ``inverse``) over ``v`` in row chunks."""
+        fn = getattr(self.transform, direction)
+        pieces = self._chunks(v.shape[0])
+        if len(pieces) == 1:
+            return fn(v, c, log_det=log_det)
+        outs = [fn(v[sl], self._rows(c, sl), log_det=log_det) for sl in pieces]
+        y = torch.cat([o[0] for o in outs])
+        return y, (torch.cat([o[1] for o in outs]) if log_det else None)
+
     # -- densities ------------------------------------------------------------------------------
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Log-density of ``x`` (``(B, *event)``) given ``context`` (``(B, *context_shape)``)."""
@@ -109,7 +136,7 @@ class Flow(nn.Module):
         if context is not None and context.shape[0] != x.shape[0]:
             raise ValueError(f"Flow.log_prob: x has batch size {x.shape[0]} but the context has "
                              f"{context.shape[0]}")
-        z, log_det = self.transform(x, self.embed(context))
+        z, log_det = self._run("forward", x, self.embed(context), True)
         return self.base.log_prob(z) + log_det
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
@@ -140,7 +167,7 @@ class Flow(nn.Module):
         m, ctx = self._expanded(n, context)
         z = self.base.rsample(m, generator)
         base_lp = self.base.log_prob(z)
-        x, log_det = self.transform.inverse(z, ctx)
+        x, log_det = self._run("inverse", z, ctx, True)
         lp = base_lp - log_det
         if context is not None:
             x = x.reshape(n, context.shape[0], *x.shape[1:])
@@ -153,7 +180,7 @@ class Flow(nn.Module):
         self._check_raw_context(context)
         m, ctx = self._expanded(n, context)
         z = self.base.rsample(m, generator)
-        x, _ = self.transform.inverse(z, ctx, log_det=False)
+        x, _ = self._run("inverse", z, ctx, False)
         if context is not None:
             x = x.reshape(n, context.shape[0], *x.shape[1:])
         return x

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .module import AbstractInvertible, Context, Shape, as_shape, check_context
+from .module import AbstractInvertible, Context, Shape, add_log_det, as_shape, check_context
 
 __all__ = ["Graph", "GraphBuilder", "Port", "ConditionPort"]
 
@@ -247,16 +247,13 @@ class Graph(AbstractInvertible):
                 out, ld = self.blocks[node.module]._forward(env.pop(node.inputs[0]), cond, log_det)
                 env[node.outputs[0]] = out
                 if log_det:
-                    total = ld if total is None else total + ld
+                    total = add_log_det(total, ld)
             elif node.kind == "split":
                 parts = env.pop(node.inputs[0]).split(list(node.sizes), node.dim + 1)
                 env.update(zip(node.outputs, parts))
             else:
                 env[node.outputs[0]] = torch.cat([env.pop(i) for i in node.inputs], node.dim + 1)
-        y = self._join_output([env.pop(i) for i in self._output_ports])
-        if log_det and total is None:
-            total = x.new_zeros(x.shape[0])
-        return y, total
+        return self._join_output([env.pop(i) for i in self._output_ports]), total
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
         conds = self._conditions(c)
@@ -268,13 +265,10 @@ class Graph(AbstractInvertible):
                 out, ld = self.blocks[node.module]._inverse(env.pop(node.outputs[0]), cond, log_det)
                 env[node.inputs[0]] = out
                 if log_det:
-                    total = ld if total is None else total + ld
+                    total = add_log_det(total, ld)
             elif node.kind == "split":
                 env[node.inputs[0]] = torch.cat([env.pop(i) for i in node.outputs], node.dim + 1)
             else:
                 parts = env.pop(node.outputs[0]).split(list(node.sizes), node.dim + 1)
                 env.update(zip(node.inputs, parts))
-        x = env.pop(0)
-        if log_det and total is None:
-            total = x.new_zeros(x.shape[0])
-        return x, total
+        return env.pop(0), total

@@ -11,7 +11,14 @@ from torch import Tensor, nn
 Shape = tuple[int, ...]
 Context = Tensor | list[Tensor] | tuple[Tensor, ...] | None
 
-__all__ = ["AbstractInvertible", "Inverse", "Context", "Shape", "as_shape", "check_context"]
+__all__ = ["AbstractInvertible", "Context", "Inverse", "Shape", "add_log_det", "as_shape", "check_context"]
+
+
+def add_log_det(total: Tensor | None, ld: Tensor | None) -> Tensor | None:
+    """Sum two internal log-dets where ``None`` stands for an identically zero term."""
+    if ld is None:
+        return total
+    return ld if total is None else total + ld
 
 
 def as_shape(shape: int | SequenceABC[int] | torch.Size, name: str = "shape") -> Shape:
@@ -60,6 +67,11 @@ class AbstractInvertible(nn.Module):
 
     ``log_det`` has shape ``(batch,)``. With ``log_det=False`` the second element is ``None``
     and blocks may skip its computation.
+
+    Internal convention: ``_forward`` / ``_inverse`` may return ``None`` as the log-det when it
+    is identically zero (permutations, reshapes, additive and volume-preserving couplings);
+    compositions skip those terms and the public methods turn ``None`` into zeros. Code that
+    calls ``_forward`` directly must accept ``None`` (see :func:`add_log_det`).
 
     Args:
         event_shape: shape of one input sample, e.g. ``(D,)`` or ``(C, H, W)``.
@@ -119,14 +131,18 @@ class AbstractInvertible(nn.Module):
         self._check_input(x, self.event_shape, "input")
         self._check_context(c)
         y, ld = self._forward(x, c, log_det)
-        return y, (ld if log_det else None)
+        if not log_det:
+            return y, None
+        return y, (x.new_zeros(x.shape[0]) if ld is None else ld)
 
     def inverse(self, y: Tensor, c: Context = None, *, log_det: bool = True) -> tuple[Tensor, Tensor | None]:
         """Map ``y`` of shape ``(B, *output_shape)`` back to ``(x, log_det of the inverse)``."""
         self._check_input(y, self.output_shape, "input to the inverse")
         self._check_context(c)
         x, ld = self._inverse(y, c, log_det)
-        return x, (ld if log_det else None)
+        if not log_det:
+            return x, None
+        return x, (y.new_zeros(y.shape[0]) if ld is None else ld)
 
     def inverted(self) -> AbstractInvertible:
         """This map's inverse, as a module sharing the same parameters."""

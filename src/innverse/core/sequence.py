@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 from torch import Tensor, nn
 
-from .module import AbstractInvertible, Context
+from .module import AbstractInvertible, Context, add_log_det
 
 __all__ = ["Sequence"]
 
@@ -72,7 +72,7 @@ class Sequence(AbstractInvertible):
         for block, cond in zip(self.blocks, self._conditioned):
             x, ld = block._forward(x, c if cond else None, log_det)
             if log_det:
-                total = ld if total is None else total + ld
+                total = add_log_det(total, ld)
         return x, total
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
@@ -80,5 +80,5 @@ class Sequence(AbstractInvertible):
         for block, cond in zip(reversed(self.blocks), reversed(self._conditioned)):
             y, ld = block._inverse(y, c if cond else None, log_det)
             if log_det:
-                total = ld if total is None else total + ld
+                total = add_log_det(total, ld)
         return y, total

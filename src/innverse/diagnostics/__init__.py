@@ -17,6 +17,8 @@ from .coverage import (
     credibility_tarp,
 )
 from .ecdf import ECDFBand, ecdf_band, uniformity_test
+from .invertibility import BlockInvertibility, InvertibilityReport, InvertibilityWarning, check_invertibility
+from .lipschitz import local_lipschitz
 from .misspecification import SummaryOutlierDetector, misspecification_test
 from .mmd import gaussian_kernel, median_bandwidth, mmd, mmd_test
 from .plot_calibration import coverage_plot, ecdf_difference_plot, rank_histogram_plot, sbc_ecdf_plot
@@ -28,6 +30,11 @@ from .result import CheckResult
 from .sbc import randomized_pit, rank_histogram, sbc_ranks, sbc_test
 
 __all__ = [
+    "BlockInvertibility",
+    "InvertibilityReport",
+    "InvertibilityWarning",
+    "check_invertibility",
+    "local_lipschitz",
     "LEVELS",
     "CheckResult",
     "check",

@@ -120,7 +120,8 @@ def pair_plot(samples: Any, *, truth: Any = None, reference: Any = None, labels:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=COLORS["samples"], alpha=0.6, label=f"{sample_label} (39% / 86% regions)")]
+    regions = " (39% / 86% regions)" if dims > 1 else ""
+    handles = [Patch(color=COLORS["samples"], alpha=0.6, label=f"{sample_label}{regions}")]
     if ref is not None:
         handles.append(Line2D([], [], color=COLORS["reference"], ls="--", lw=1.5, label=reference_label))
     if t is not None:

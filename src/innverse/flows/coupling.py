@@ -56,8 +56,8 @@ def coupling_flow(
         hidden: hidden widths of each coupling's MLP.
         coupling: ``"affine"`` (GLOW form, clamped), ``"additive"`` (NICE), ``"gin"``
             (volume-preserving) or ``"spline"`` (rational-quadratic, ``bins``, ``bound``).
-        permutation: ``"random"``, ``"orthogonal"`` (fixed random rotation), ``"lu"``
-            (learnable LU linear map) or ``"none"``.
+        permutation: ``"random"`` (the swap for D = 2), ``"orthogonal"`` (fixed random
+            rotation), ``"lu"`` (learnable LU linear map) or ``"none"``.
         actnorm: put an ActNorm (data-initialised) before each coupling.
         clamp: soft bound of affine log-scales.
         activation: hidden activation of the subnets.
@@ -89,7 +89,10 @@ def coupling_flow(
         else:
             layers.append(SplineCoupling(features, subnet, ctx, bins=bins, bound=bound))
         if permutation == "random":
-            layers.append(RandomPermutation(features, seed=seed + i))
+            # With two features a random permutation is the identity half of the time, which
+            # would leave the same coordinate untransformed twice in a row: swap instead.
+            perm = [1, 0] if features == 2 else None
+            layers.append(RandomPermutation(features, seed=seed + i, permutation=perm))
         elif permutation == "orthogonal":
             layers.append(Orthogonal(features, seed=seed + i))
         elif permutation == "lu":

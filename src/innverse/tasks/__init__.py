@@ -35,12 +35,17 @@ References:
 """
 
 from .base import AbstractTask
+from .bernoulli_glm import BernoulliGLM, BernoulliGLMRaw
 from .densities import DENSITIES, Density2D, density
 from .gaussian_iid import GaussianIID
 from .gaussian_linear import GaussianLinear, GaussianLinearUniform
 from .gaussian_mixture import GaussianMixture
+from .lotka_volterra import LotkaVolterra
+from .mcmc import MCMCConfig, sample_reference_mcmc
 from .normal_inverse_gamma import NormalInverseGamma
 from .registry import SBI_TASKS, TASKS, get_task
+from .sir import SIR
+from .slcp import SLCP, SLCPDistractors
 from .two_moons import TwoMoons
 
 __all__ = [
@@ -48,13 +53,21 @@ __all__ = [
     "Density2D",
     "density",
     "AbstractTask",
+    "BernoulliGLM",
+    "BernoulliGLMRaw",
     "GaussianIID",
     "GaussianLinear",
     "GaussianLinearUniform",
     "GaussianMixture",
+    "LotkaVolterra",
+    "MCMCConfig",
     "NormalInverseGamma",
     "SBI_TASKS",
+    "SIR",
+    "SLCP",
+    "SLCPDistractors",
     "TASKS",
     "TwoMoons",
     "get_task",
+    "sample_reference_mcmc",
 ]

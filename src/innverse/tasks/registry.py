@@ -5,20 +5,27 @@ from __future__ import annotations
 import torch
 
 from .base import AbstractTask
+from .bernoulli_glm import BernoulliGLM, BernoulliGLMRaw
 from .gaussian_iid import GaussianIID
 from .gaussian_linear import GaussianLinear, GaussianLinearUniform
 from .gaussian_mixture import GaussianMixture
+from .lotka_volterra import LotkaVolterra
+from .sir import SIR
+from .slcp import SLCP, SLCPDistractors
 from .two_moons import TwoMoons
 
 __all__ = ["SBI_TASKS", "TASKS", "get_task"]
 
 _REGISTRY: dict[str, type[AbstractTask]] = {
     cls.name: cls
-    for cls in (TwoMoons, GaussianLinear, GaussianLinearUniform, GaussianMixture, GaussianIID)
+    for cls in (TwoMoons, SLCP, SLCPDistractors, GaussianLinear, GaussianLinearUniform, GaussianMixture,
+                BernoulliGLM, BernoulliGLMRaw, SIR, LotkaVolterra, GaussianIID)
 }
 
 #: The tasks of Lueckmann et al. (2021) implemented here, in the paper's order.
-SBI_TASKS: tuple[str, ...] = ("two_moons", "gaussian_linear", "gaussian_linear_uniform", "gaussian_mixture")
+SBI_TASKS: tuple[str, ...] = ("two_moons", "slcp", "slcp_distractors", "gaussian_linear",
+                              "gaussian_linear_uniform", "gaussian_mixture", "bernoulli_glm",
+                              "bernoulli_glm_raw", "sir", "lotka_volterra")
 
 #: Every registered task: :data:`SBI_TASKS` plus the set-valued and time-series tasks.
 TASKS: tuple[str, ...] = tuple(_REGISTRY)

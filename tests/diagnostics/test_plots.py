@@ -1,0 +1,111 @@
+"""Every plot renders to a non-empty PNG of the size the figure declares."""
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from innverse.diagnostics import (
+    coverage_plot,
+    credibility_central,
+    credibility_tarp,
+    ecdf_difference_plot,
+    loss_plot,
+    pair_plot,
+    rank_histogram_plot,
+    recovery,
+    recovery_plot,
+    sbc_ecdf_plot,
+    sbc_ranks,
+    zscore_contraction_plot,
+)
+
+from .gaussian_linear import GaussianLinear
+
+pytest.importorskip("matplotlib")
+
+
+def _png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG file"
+    return struct.unpack(">II", data[16:24])
+
+
+def _check_png(fig, path) -> None:
+    assert path.stat().st_size > 5000  # an image with content, not an empty canvas
+    w, h = fig.get_size_inches() * fig.dpi
+    assert _png_size(path) == (round(w), round(h))
+
+
+@pytest.fixture(scope="module")
+def run():
+    model = GaussianLinear(dims=3, obs=4)
+    torch.manual_seed(0)
+    theta = model.prior.sample((200,))
+    x = model.simulator(theta)
+    samples = model.posterior(scale=0.8).sample(300, x)
+    return theta.double(), samples
+
+
+def test_calibration_plots(run, tmp_path):
+    theta, samples = run
+    ranks = sbc_ranks(samples, theta)
+    labels = ["α", "β", "γ"]
+    for name, fig_fn in [
+        ("hist", lambda p: rank_histogram_plot(ranks, 300, labels=labels, save=p)),
+        ("ecdf", lambda p: sbc_ecdf_plot(ranks, 300, labels=labels, save=p)),
+        ("ecdf_raw", lambda p: ecdf_difference_plot(torch.rand(200, 1), save=p)),
+        ("coverage", lambda p: coverage_plot({"central": credibility_central(samples, theta),
+                                              "TARP": credibility_tarp(samples, theta)}, labels=labels, save=p)),
+    ]:
+        path = tmp_path / f"{name}.png"
+        _check_png(fig_fn(path), path)
+
+
+def test_recovery_plots(run, tmp_path):
+    theta, samples = run
+    rec = recovery(samples, theta)
+    path = tmp_path / "recovery.png"
+    _check_png(recovery_plot(rec["truth"], rec["posterior_mean"], rec["posterior_std"], save=path), path)
+    path = tmp_path / "z.png"
+    _check_png(zscore_contraction_plot(rec["z_score"], rec["contraction"], save=path), path)
+
+
+def test_pair_plot_with_truth_and_reference(run, tmp_path):
+    theta, samples = run
+    path = tmp_path / "sub" / "pair.png"  # folders are created
+    fig = pair_plot(samples[:, 0], truth=theta[0], reference=samples[:, 0] + 0.1, labels=["a", "b", "c"],
+                    save=path, title="observation 0")
+    _check_png(fig, path)
+    path1 = tmp_path / "pair1.png"
+    _check_png(pair_plot(np.random.default_rng(0).normal(size=(500, 1)), truth=[0.0], save=path1), path1)
+    with pytest.raises(ValueError, match=r"reference must have shape \(n, 3\)"):
+        pair_plot(samples[:, 0], reference=np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="NaN"):
+        pair_plot(np.full((10, 2), np.nan))
+
+
+@pytest.mark.parametrize("history", [
+    [{"epoch": i, "train_loss": 3.0 / (i + 1), "val_loss": 3.2 / (i + 1) + 0.01 * i} for i in range(40)],
+    {"train": np.linspace(3, 1, 20), "val": np.linspace(3.1, 1.2, 20)},
+    np.stack([np.linspace(3, 1, 20), np.linspace(3.1, 1.2, 20)], 1),
+])
+def test_loss_plot_accepts_every_history_format(history, tmp_path):
+    path = tmp_path / "loss.png"
+    _check_png(loss_plot(history, save=path), path)
+
+
+def test_loss_plot_bad_history():
+    with pytest.raises(ValueError, match="no training loss"):
+        loss_plot([{"epoch": 1, "accuracy": 0.5}])
+    with pytest.raises(ValueError, match=r"\(epochs, 2\)"):
+        loss_plot(np.zeros((5, 3)))
+
+
+def test_saving_is_atomic_and_leaves_no_temporary_files(run, tmp_path):
+    theta, samples = run
+    path = tmp_path / "hist.png"
+    rank_histogram_plot(sbc_ranks(samples, theta), 300, save=path)
+    rank_histogram_plot(sbc_ranks(samples, theta), 300, save=path)  # overwrite in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hist.png"]
