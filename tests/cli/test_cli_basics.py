@@ -10,7 +10,7 @@ import pytest
 from innverse.cli import build_parser, main
 from innverse.cli.commands import COMMANDS
 
-from .helpers import innverse
+from .helpers import innverse, run_main
 
 
 def test_help_explains_every_subcommand() -> None:
@@ -57,17 +57,17 @@ def test_json_mode_reports_errors_as_json(tmp_path: Path) -> None:
 
 
 def test_example_config_and_keys(tmp_path: Path) -> None:
-    proc = innverse("fit", "--example-config", check=0)
-    assert "[simulator]" in proc.stdout and 'task = "two_moons"' in proc.stdout
-    proc = innverse("fit", "--config-keys", check=0)
-    assert "epochs" in proc.stdout and "an integer" in proc.stdout
+    code, out, _ = run_main("fit", "--example-config", cwd=tmp_path)
+    assert code == 0 and "[simulator]" in out and 'task = "two_moons"' in out
+    code, out, _ = run_main("fit", "--config-keys", cwd=tmp_path)
+    assert code == 0 and "epochs" in out and "an integer" in out
 
 
 def test_unknown_task_exits_2_and_lists_tasks(tmp_path: Path) -> None:
-    proc = innverse("demo", "--task", "two_moon", "--out", tmp_path / "d", check=2)
-    assert "unknown task 'two_moon' (did you mean 'two_moons'?)" in proc.stderr
-    assert "gaussian_linear" in proc.stderr
-    proc = innverse("simulate", "--task", "nope", "-n", "10", "--out", tmp_path / "s.h5", check=2)
-    assert "unknown task 'nope'" in proc.stderr and not (tmp_path / "s.h5").exists()
-    proc = innverse("demo", "--list-tasks", check=0)
-    assert "two_moons" in proc.stdout.split()
+    code, _, err = run_main("demo", "--task", "two_moon", "--out", tmp_path / "d", cwd=tmp_path)
+    assert code == 2 and "unknown task 'two_moon' (did you mean 'two_moons'?)" in err
+    assert "gaussian_linear" in err and not (tmp_path / "d").exists()
+    code, _, err = run_main("simulate", "--task", "nope", "-n", "10", "--out", tmp_path / "s.h5", cwd=tmp_path)
+    assert code == 2 and "unknown task 'nope'" in err and not (tmp_path / "s.h5").exists()
+    code, out, _ = run_main("demo", "--list-tasks", cwd=tmp_path)
+    assert code == 0 and "two_moons" in out.split()

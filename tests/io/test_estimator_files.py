@@ -14,11 +14,8 @@ import pytest
 import torch
 
 import innverse
-
-pytest.importorskip("innverse.amortized", reason="TEMPORARY until the amortized branch is merged")
 from innverse.amortized import FlowOptions, Posterior, PosteriorEstimator, build_summary
 from innverse.amortized.priors import box_uniform, gaussian, log_normal
-
 from innverse.io import ModelFileError, info
 
 SMALL_FLOW = {"blocks": 2, "hidden": [16, 16]}
@@ -56,7 +53,7 @@ def _posterior(coupling: str, summary: str | None, x_shape: tuple[int, ...], pri
     with torch.no_grad():  # weights away from their initial values, like a trained network
         for p in est.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    est.set_reference(x)
+    est.set_reference(x[:32])
     post = Posterior(est)
     post.info.update({"training_pairs": 64, "mode": "memory"})
     return post
