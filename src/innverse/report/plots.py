@@ -83,6 +83,12 @@ def pair_plot(samples: np.ndarray, names: Sequence[str], truth: np.ndarray | Non
     rng = np.random.default_rng(0)
     show = samples[rng.permutation(len(samples))[:max_points]]
     ref = None if reference is None else np.asarray(reference, dtype=float)[:max_points]
+    both = samples if ref is None else np.concatenate([samples, ref])
+    lo, hi = np.quantile(both, 0.002, axis=0), np.quantile(both, 0.998, axis=0)
+    if truth is not None:
+        lo, hi = np.minimum(lo, truth), np.maximum(hi, truth)
+    pad = 0.05 * np.maximum(hi - lo, 1e-12)
+    lo, hi = lo - pad, hi + pad
     size = min(2.4 * d, 11.0)
     fig, axes = plt.subplots(d, d, figsize=(size, size), squeeze=False)
     for i in range(d):
@@ -92,8 +98,7 @@ def pair_plot(samples: np.ndarray, names: Sequence[str], truth: np.ndarray | Non
                 ax.axis("off")
                 continue
             if i == j:
-                both = samples[:, i] if ref is None else np.concatenate([samples[:, i], ref[:, i]])
-                bins = np.linspace(np.quantile(both, 0.001), np.quantile(both, 0.999), 41)
+                bins = np.linspace(lo[i], hi[i], 41)
                 if ref is not None:
                     ax.hist(ref[:, i], bins=bins, density=True, color="0.75", label="reference")
                 ax.hist(samples[:, i], bins=bins, density=True, histtype="step", color="tab:blue", lw=1.5,
@@ -101,12 +106,15 @@ def pair_plot(samples: np.ndarray, names: Sequence[str], truth: np.ndarray | Non
                 if truth is not None:
                     ax.axvline(truth[i], color="tab:red", lw=1.2, label="truth")
                 ax.set_yticks([])
+                ax.set_xlim(lo[i], hi[i])
             else:
                 if ref is not None:
                     ax.scatter(ref[:, j], ref[:, i], s=2, color="0.75", alpha=0.5, rasterized=True)
                 ax.scatter(show[:, j], show[:, i], s=2, color="tab:blue", alpha=0.35, rasterized=True)
                 if truth is not None:
                     ax.plot(truth[j], truth[i], marker="*", color="tab:red", ms=10)
+                ax.set_xlim(lo[j], hi[j])
+                ax.set_ylim(lo[i], hi[i])
             if i == d - 1:
                 ax.set_xlabel(names[j])
             else:
