@@ -70,8 +70,10 @@ def test_sample_files_round_trip(tmp_path: Path) -> None:
 
 def test_netcdf_needs_arviz_or_writes_inference_data(tmp_path: Path) -> None:
     s = np.zeros((4, 2, 2))
+    from innverse.cli.observations import _import_arviz
+
     try:
-        import arviz as az
+        az = _import_arviz()
     except ImportError:
         with pytest.raises(UsageError, match="needs arviz"):
             write_samples(tmp_path / "s.nc", s, ["a", "b"], np.zeros((2, 2)))

@@ -128,9 +128,18 @@ def write_samples(path: str | os.PathLike[str], samples: np.ndarray, names: Sequ
     return path
 
 
+def _import_arviz():
+    import warnings
+
+    with warnings.catch_warnings():  # ArviZ announces its refactor with a FutureWarning on import
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+    return arviz
+
+
 def arviz_available() -> bool:
     try:
-        import arviz  # noqa: F401
+        _import_arviz()
     except ImportError:
         return False
     return True
@@ -138,14 +147,14 @@ def arviz_available() -> bool:
 
 def _write_netcdf(tmp: str, samples: np.ndarray, names: Sequence[str], observations: np.ndarray) -> None:
     try:
-        import arviz as az
+        az = _import_arviz()
     except ImportError as err:
         raise UsageError("writing .nc (ArviZ InferenceData) needs arviz: pip install 'innverse[arviz]'") from err
     posterior = {name: samples[None, :, :, i] for i, name in enumerate(names)}  # (chain, draw, obs)
     dims = {name: ["observation"] for name in names}
     coords = {"observation": np.arange(samples.shape[1])}
-    try:  # ArviZ >= 1.0 (DataTree) takes the groups as one mapping
+    if int(az.__version__.split(".")[0]) >= 1:  # ArviZ 1.x (a DataTree) takes the groups as one mapping
         data = az.from_dict({"posterior": posterior}, dims=dims, coords=coords)
-    except TypeError:  # ArviZ 0.x (InferenceData)
+    else:  # ArviZ 0.x: InferenceData
         data = az.from_dict(posterior=posterior, dims=dims, coords=coords)
     data.to_netcdf(tmp)
