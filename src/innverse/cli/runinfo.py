@@ -26,8 +26,10 @@ def new_run(layout: RunLayout, problem: Any, cfg: dict[str, Any], command: str) 
     layout.root.mkdir(parents=True, exist_ok=True)
     if layout.run_json.exists():
         layout.run_json.unlink()
+    task = cfg.get("simulator", {}).get("task")
     settings = {f"{section}.{k}": v for section, keys in cfg.items() if isinstance(keys, dict)
-                for k, v in keys.items() if v is not None and section != "prior"}
+                for k, v in keys.items() if v is not None and section != "prior"
+                and not (task and section == "simulator" and k in ("path", "input"))}
     return update_run_json(
         layout, name=layout.root.name, command=command, task=problem.name,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
