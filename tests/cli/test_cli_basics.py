@@ -10,14 +10,15 @@ import pytest
 from innverse.cli import build_parser, main
 from innverse.cli.commands import COMMANDS
 
-from .helpers import innverse, run_main
+from .helpers import run_main
 
 
-def test_help_explains_every_subcommand() -> None:
-    proc = innverse("--help", check=0)
+def test_help_explains_every_subcommand(tmp_path: Path) -> None:
+    code, out, _ = run_main("--help", cwd=tmp_path)
+    assert code == 0
     for name in COMMANDS:
-        assert name in proc.stdout
-    assert "Exit codes: 0 ok, 1 the job failed, 2 bad usage or input" in proc.stdout
+        assert name in out
+    assert "Exit codes: 0 ok, 1 the job failed, 2 bad usage or input" in out
 
 
 @pytest.mark.parametrize(("command", "words"), [
@@ -50,10 +51,10 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 
 
 def test_json_mode_reports_errors_as_json(tmp_path: Path) -> None:
-    proc = innverse("check", tmp_path / "missing", "--json", check=2)
-    data = json.loads(proc.stdout)
-    assert data == {"ok": False, "error": f"run directory {tmp_path / 'missing'} does not exist",
-                    "exit_code": 2}
+    code, out, _ = run_main("check", tmp_path / "missing", "--json", cwd=tmp_path)
+    assert code == 2
+    assert json.loads(out) == {"ok": False, "error": f"run directory {tmp_path / 'missing'} does not exist",
+                               "exit_code": 2}
 
 
 def test_example_config_and_keys(tmp_path: Path) -> None:

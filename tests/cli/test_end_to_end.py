@@ -74,7 +74,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out["sample_csv"] = run_main("sample", "run", "--obs", "obs.csv", "-n", "50", "--out", "post.csv",
                                  "-q", cwd=tmp)
     out["check"] = innverse("check", "run", "--json", cwd=tmp, check=0)
-    out["report"] = innverse("report", "run", cwd=tmp, check=0)
+    out["report"] = run_main("report", "run", cwd=tmp)
     return out
 
 
@@ -139,7 +139,8 @@ def test_check_writes_verdicts(pipeline: dict) -> None:
 
 def test_report_embeds_everything(pipeline: dict) -> None:
     report = pipeline["run"] / "report.html"
-    assert f"report: {report.relative_to(pipeline['tmp'])}" in pipeline["report"].stdout
+    code, out, _ = pipeline["report"]
+    assert code == 0 and f"report: {report.relative_to(pipeline['tmp'])}" in out
     text = report.read_text()
     assert text.count("<img ") >= 5 and 'src="data:image/' in text
     assert "Posterior pair plot for" in text and "Loss per epoch" in text
@@ -225,9 +226,14 @@ def test_user_simulator_from_a_file(tmp_path: Path) -> None:
         assert info["problem"]["function"] == "linesim:simulate"
     finally:
         sys.modules.pop("linesim", None)
-    # check rebuilds the user's simulator from run.json, from another folder, in a fresh process
-    innverse("check", tmp_path / "r", "--simulations", "10", "--samples", "20", "-q", cwd=tmp_path.parent,
-             check=0)
+    # check rebuilds the user's simulator from run.json (from another folder, module unloaded)
+    try:
+        code, _, err = run_main("check", tmp_path / "r", "--simulations", "10", "--samples", "20", "-q",
+                                cwd=tmp_path.parent)
+        assert code == 0, err
+        assert "linesim" in sys.modules  # imported again, from the path recorded in run.json
+    finally:
+        sys.modules.pop("linesim", None)
     assert (tmp_path / "r" / "diagnostics" / "diagnostics.json").is_file()
 
 
