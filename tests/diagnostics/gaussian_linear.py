@@ -16,9 +16,10 @@ class GaussianLinear:
     """Prior, simulator and exact posterior; ``scale``/``bias`` break the posterior on purpose."""
 
     def __init__(self, dims: int = 2, obs: int = 3, prior_std: float = 1.0, noise_std: float = 0.5,
-                 seed: int = 0) -> None:
+                 seed: int = 0, A: Tensor | None = None) -> None:
         g = torch.Generator().manual_seed(seed)
-        self.A = torch.randn(obs, dims, generator=g, dtype=torch.float64) / math.sqrt(dims)
+        self.A = torch.randn(obs, dims, generator=g, dtype=torch.float64) / math.sqrt(dims) if A is None \
+            else A.to(torch.float64)
         self.s0, self.s = prior_std, noise_std
         self.prior = torch.distributions.Independent(
             torch.distributions.Normal(torch.zeros(dims), torch.full((dims,), prior_std)), 1)
@@ -33,20 +34,26 @@ class GaussianLinear:
     def mean(self, x: Tensor) -> Tensor:
         return x.to(torch.float64) @ (self.cov @ self.A.T / self.s**2).T
 
-    def posterior(self, scale: float = 1.0, bias: float = 0.0) -> Posterior:
-        return Posterior(self, scale, bias)
+    def posterior(self, scale: float = 1.0, bias: float = 0.0, flip_correlation: bool = False) -> Posterior:
+        return Posterior(self, scale, bias, flip_correlation)
 
 
 class Posterior:
     """``N(mu(x) + bias, scale^2 Sigma)``; exact for ``scale=1, bias=0``. Batched protocol."""
 
-    def __init__(self, model: GaussianLinear, scale: float, bias: float) -> None:
+    def __init__(self, model: GaussianLinear, scale: float, bias: float, flip_correlation: bool = False) -> None:
         self.model, self.scale, self.bias = model, scale, bias
         self.sample_calls = 0
+        cov = model.cov
+        if flip_correlation:  # same marginals, correlations of the opposite sign
+            sd = cov.diagonal().sqrt()
+            corr = cov / torch.outer(sd, sd)
+            cov = torch.outer(sd, sd) * (2 * torch.eye(len(sd), dtype=cov.dtype) - corr)
+        self.chol = torch.linalg.cholesky(cov)
 
     def _dist(self, x: Tensor) -> torch.distributions.MultivariateNormal:
         m = self.model
-        return torch.distributions.MultivariateNormal(m.mean(x) + self.bias, scale_tril=self.scale * m.chol)
+        return torch.distributions.MultivariateNormal(m.mean(x) + self.bias, scale_tril=self.scale * self.chol)
 
     def sample(self, n: int, x: Tensor) -> Tensor:
         self.sample_calls += 1

@@ -86,6 +86,22 @@ def test_biased_posterior_fails_visibly(model):
     assert min(res["sbc"]["calibration_error"]) > 0.15
 
 
+def test_wrong_correlations_pass_marginal_sbc_but_fail_hpd_coverage():
+    # Strongly correlated posterior; the broken one has exact marginals and the opposite correlation.
+    # Marginal ranks cannot see this; the joint density (HPD level = SBC of log q) can.
+    model = GaussianLinear(dims=2, obs=2, noise_std=0.3, A=torch.tensor([[1.0, 1.0], [1.0, 1.2]]))
+    torch.manual_seed(1)
+    theta = model.prior.sample((K,))
+    x = model.simulator(theta)
+    post = model.posterior(flip_correlation=True)
+    samples = post.sample(L, x)
+    theta = theta.double()
+    assert sbc_test(sbc_ranks(samples, theta), L)["passed"]
+    assert coverage_test(credibility_central(samples, theta))["passed"]
+    hpd = coverage_test(credibility_hpd(post.log_prob(samples, x), post.log_prob(theta[None], x)[0]))
+    assert not hpd["passed"] and hpd["mean_deviation"][0] < -0.2
+
+
 def test_sbc_p_values_are_uniform_for_the_exact_posterior(model):
     p = []
     for seed in range(25):

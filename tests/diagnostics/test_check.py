@@ -123,3 +123,17 @@ def test_bad_input(model):
         check(post, model.prior, model.simulator, n=20, samples=50, observations=torch.zeros(2, 4))
     with pytest.raises(ValueError, match="too few data sets"):
         check(post, model.prior, model.simulator, n=20, samples=50, bins=10)
+
+
+def test_a_conditional_flow_is_a_posterior(model):
+    from innverse.flows import coupling_flow
+
+    # Untrained (zero-initialised couplings): the flow is N(0, I) whatever x, i.e. exactly the prior.
+    # The prior is a calibrated posterior, so calibration passes, but it has learned nothing:
+    # contraction and R² are zero. The diagnostics must tell both apart.
+    flow = coupling_flow(2, context_features=3, blocks=2, hidden=(16,))
+    res = check(flow, model.prior, model.simulator, n=100, samples=200)
+    assert res["coverage"]["hpd"]["available"] and res["settings"]["has_log_prob"]
+    assert res["sbc"]["passed"] and res["coverage"]["passed"]
+    assert max(abs(c) for c in res["recovery"]["mean_contraction"]) < 0.1
+    assert max(res["recovery"]["r2"]) < 0.1

@@ -4,7 +4,12 @@ import pytest
 import torch
 from scipy import stats
 
-from innverse.diagnostics import ScoreCalibrator, SummaryOutlierDetector, misspecification_test
+from innverse.diagnostics import (
+    MisspecificationWarning,
+    ScoreCalibrator,
+    SummaryOutlierDetector,
+    misspecification_test,
+)
 
 
 def _simulate(n: int, g: torch.Generator, shift: float = 0.0) -> torch.Tensor:
@@ -102,3 +107,13 @@ def test_set_level_test_calibrated_and_powerful(reference):
     assert res["flagged"] and res["p_value"] < 0.01
     with pytest.raises(ValueError, match="at least 2 samples"):
         misspecification_test(_simulate(1, g), reference)
+
+
+def test_warn_outliers_names_the_flagged_observations(reference):
+    det = SummaryOutlierDetector(reference, level=0.01)
+    s = torch.cat([_simulate(3, torch.Generator().manual_seed(9)), _simulate(1, torch.Generator().manual_seed(9),
+                                                                             shift=30.0)])
+    with pytest.warns(MisspecificationWarning, match=r"1 of 4 observation\(s\) lie outside.*3 \(p = "):
+        flags = det.warn_outliers(s, owner="Posterior.sample")
+    assert flags.tolist() == [False, False, False, True]
+    det.warn_outliers(s[:3])  # nothing flagged: no warning (warnings are errors in the test suite)

@@ -109,3 +109,24 @@ def test_saving_is_atomic_and_leaves_no_temporary_files(run, tmp_path):
     rank_histogram_plot(sbc_ranks(samples, theta), 300, save=path)
     rank_histogram_plot(sbc_ranks(samples, theta), 300, save=path)  # overwrite in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hist.png"]
+
+
+def test_numbers_work_without_matplotlib_and_plots_say_what_to_install():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "import torch, innverse.diagnostics as d\n"
+        "a = torch.randn(50, 2)\n"
+        "print(d.sbc_test(d.sbc_ranks(torch.randn(20, 50, 2), a), 20)['passed'] in (True, False))\n"
+        "try:\n    d.loss_plot([1.0, 0.5])\nexcept ImportError as e:\n    print(e)\n"
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "True"
+    assert "pip install 'innverse[plots]'" in out.stdout

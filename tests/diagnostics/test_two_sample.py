@@ -146,3 +146,34 @@ def test_mmd_bad_input():
         mmd(torch.randn(5, 2), torch.randn(5, 2), bandwidth=-1.0)
     with pytest.raises(ValueError, match="permutations"):
         mmd_test(torch.randn(5, 2), torch.randn(5, 2), permutations=0)
+
+
+def test_c2st_hand_written_backward_matches_autograd():
+    from innverse.diagnostics.classifier_test import _FoldMLPs
+
+    g = torch.Generator().manual_seed(11)
+    net = _FoldMLPs(3, 4, (7, 5), g, torch.device("cpu"), lr=1e-3, alpha=0.1)
+    net.weights = [w.double() for w in net.weights]
+    net.biases = [b.double() for b in net.biases]
+    x = torch.randn(3, 16, 4, generator=g, dtype=torch.float64)
+    y = (torch.rand(3, 16, generator=g) > 0.5).double()
+    w = torch.rand(3, 16, generator=g, dtype=torch.float64) + 0.5
+    manual = net.gradients(x, y, w)
+    params = [p.clone().requires_grad_(True) for p in net.params]
+    net.weights, net.biases = params[:3], params[3:]
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(net.logits(x.clone()), y, w, reduction="sum") / 16
+    loss = loss + 0.5 * 0.1 * sum(p.square().sum() for p in params[:3]) / 16
+    auto = torch.autograd.grad(loss, params)
+    for m, a in zip(manual, auto):
+        assert torch.allclose(m, a, atol=1e-12)
+
+
+def test_c2st_sklearn_backend_names_the_missing_extra(monkeypatch):
+    import sys
+
+    for mod in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ImportError
+    a = torch.randn(20, 2)
+    with pytest.raises(ImportError, match=r"pip install 'innverse\[sklearn\]'"):
+        c2st(a, a + 1, backend="sklearn")

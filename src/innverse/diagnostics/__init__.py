@@ -1,12 +1,26 @@
-"""Diagnostics that tell whether an estimator can be trusted: two-sample tests, calibration,
-coverage, misspecification and invertibility checks, and their plots.
+"""Diagnostics that tell whether an estimator can be trusted.
 
-Every function takes plain tensors or numpy arrays, so it works with innverse's estimators and
-with anybody else's.
+Two-sample tests (:func:`c2st`, :func:`mmd`, :func:`mmd_test`), simulation-based calibration
+(:func:`sbc_ranks`, :func:`sbc_test`), expected coverage (:func:`credibility_central`,
+:func:`credibility_hpd`, :func:`credibility_tarp`, :func:`coverage_test`), recovery
+(:func:`recovery`), misspecification (:class:`SummaryOutlierDetector`,
+:func:`misspecification_test`), invertibility (:func:`check_invertibility`) and plots. All take
+plain tensors or numpy arrays, so they work with innverse's estimators and anybody else's;
+:func:`check` runs the whole battery.
+
+Protocols used by :func:`check` (see :mod:`innverse.diagnostics.protocol`):
+
+* posterior: any object with ``sample(n, x)``: ``x (k, *x_shape) -> (n, k, D)`` (one
+  observation ``x_shape -> (n, D)``), and optionally ``log_prob(theta, x)``:
+  ``theta (n, k, D), x (k, *x_shape) -> (n, k)`` (one observation ``(n, D) -> (n,)``);
+  optionally ``summaries(x) -> (k, S)`` and ``reference_summaries (N, S)``;
+* prior: a ``torch.distributions.Distribution`` with event shape ``(D,)``;
+* simulator: ``theta (m, D) -> x (m, *x_shape)`` (tensor or array); rows with non-finite output
+  are dropped and counted.
 """
 
-from .c2st import c2st
-from .check import check
+from .battery import check
+from .classifier_test import c2st
 from .conformal import ScoreCalibrator
 from .coverage import (
     LEVELS,
@@ -18,14 +32,14 @@ from .coverage import (
 )
 from .ecdf import ECDFBand, ecdf_band, uniformity_test
 from .invertibility import BlockInvertibility, InvertibilityReport, InvertibilityWarning, check_invertibility
+from .kernel_test import gaussian_kernel, median_bandwidth, mmd, mmd_test
 from .lipschitz import local_lipschitz
-from .misspecification import SummaryOutlierDetector, misspecification_test
-from .mmd import gaussian_kernel, median_bandwidth, mmd, mmd_test
+from .misspecification import MisspecificationWarning, SummaryOutlierDetector, misspecification_test
+from .parameter_recovery import recovery
 from .plot_calibration import coverage_plot, ecdf_difference_plot, rank_histogram_plot, sbc_ecdf_plot
 from .plot_posterior import pair_plot
 from .plot_recovery import recovery_plot, zscore_contraction_plot
 from .plot_training import loss_plot
-from .recovery import recovery
 from .result import CheckResult
 from .sbc import randomized_pit, rank_histogram, sbc_ranks, sbc_test
 
@@ -33,6 +47,7 @@ __all__ = [
     "BlockInvertibility",
     "InvertibilityReport",
     "InvertibilityWarning",
+    "MisspecificationWarning",
     "check_invertibility",
     "local_lipschitz",
     "LEVELS",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -10,13 +11,17 @@ from torch import Tensor, nn
 
 from ._inputs import as_samples, paired_samples
 from .conformal import ScoreCalibrator, _check_level
-from .mmd import median_bandwidth, mmd_test
+from .kernel_test import median_bandwidth, mmd_test
 from .whitening import whitening
 
-__all__ = ["SummaryOutlierDetector", "misspecification_test", "METHODS"]
+__all__ = ["MisspecificationWarning", "SummaryOutlierDetector", "misspecification_test", "METHODS"]
 
 METHODS = ("kernel", "knn", "mahalanobis")
 _CHUNK = 1 << 22  # query x reference entries per block
+
+
+class MisspecificationWarning(UserWarning):
+    """Observed data lie outside the simulated data: their posteriors extrapolate."""
 
 
 class SummaryOutlierDetector(nn.Module):
@@ -174,6 +179,24 @@ class SummaryOutlierDetector(nn.Module):
         """Boolean ``(k,)``: ``True`` for summaries outside the simulated ones at :attr:`level`."""
         return self.calibrator.flags(self.score(s))
 
+    def warn_outliers(self, s: Any, *, owner: str = "posterior", stacklevel: int = 2) -> Tensor:
+        """Flag summaries ``(k, S)`` and emit one :class:`MisspecificationWarning` naming the outliers.
+
+        Returns the flags ``(k,)``. Meant for estimators: call it on the summaries of the
+        observations passed to ``sample`` so that users learn when they extrapolate.
+        """
+        p = self.p_values(s)
+        flags = p <= self.level + 1e-12
+        if bool(flags.any()):
+            idx = flags.nonzero().flatten().tolist()
+            shown = ", ".join(f"{i} (p = {float(p[i]):.2g})" for i in idx[:8]) + (" ..." if len(idx) > 8 else "")
+            warnings.warn(MisspecificationWarning(
+                f"{owner}: {len(idx)} of {p.numel()} observation(s) lie outside the simulated training data "
+                f"(summary outlier test at level {self.level}: {shown}); their posteriors extrapolate and "
+                "should not be trusted. Check the simulator and prior against these data, e.g. with "
+                "innverse.diagnostics.check(..., observations=...)."), stacklevel=stacklevel + 1)
+        return flags
+
     def forward(self, s: Tensor) -> Tensor:
         return self.score(s)
 
@@ -199,8 +222,8 @@ def misspecification_test(observed_summaries: Any, simulated_summaries: Any, *, 
                           seed: int = 0) -> dict[str, Any]:
     r"""Set-level test: do the observations' summaries come from the simulated summaries' distribution?
 
-    Both sets are whitened with the simulated summaries' mean and Ledoit-Wolf covariance; the
-    unbiased MMD² between them is compared with its permutation distribution
+    Both sets are whitened with the pooled mean and Ledoit-Wolf covariance (label-free, so the
+    permutation test stays exact); the unbiased MMD² between them is compared with its permutation distribution
     (:func:`~innverse.diagnostics.mmd_test`, Gaussian kernel, median heuristic). A small p-value
     means the observed data, taken together, are unlike the simulations: the simulator (or
     prior) is misspecified for them, and posteriors for them should not be trusted.
@@ -225,7 +248,9 @@ def misspecification_test(observed_summaries: Any, simulated_summaries: Any, *, 
     if sim.shape[0] > max_simulated:
         gen = torch.Generator().manual_seed(seed)
         sim = sim[torch.randperm(sim.shape[0], generator=gen)[:max_simulated].to(sim.device)]
-    shift, w = whitening(sim)
+    # Whitening (like the bandwidth) is computed on the pooled sample, so that it does not depend
+    # on the labels: the permutation test stays exact.
+    shift, w = whitening(torch.cat([obs, sim]))
     stat, p = mmd_test((obs - shift) @ w.T, (sim - shift) @ w.T, permutations=permutations, seed=seed)
     return {"statistic": stat, "p_value": p, "flagged": p <= level, "level": level,
             "num_observed": int(obs.shape[0]), "num_simulated": int(sim.shape[0])}

@@ -126,7 +126,7 @@ class CheckResult:
                     f"R² = [{fmt(r['r2'])}]  contraction = [{fmt(r['mean_contraction'])}]")
         m = self.misspecification
         if m.get("available"):
-            rows.append(f"  misspecified {_v(m)}  flagged {sum(m['flags'])}/{len(m['flags'])} observations"
+            rows.append(f"  misspecif.   {_v(m)}  {sum(m['flags'])}/{len(m['flags'])} observations outside the simulations"
                         + (f", set-level p = {m['set_test']['p_value']:.3g}" if m.get("set_test") else ""))
         return "\n".join(rows)
 
