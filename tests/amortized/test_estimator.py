@@ -123,7 +123,7 @@ def test_two_dimensional_density_integrates_to_one_on_a_box():
     _perturb(est, 1, 0.3)
     # a grid uniform in the unbounded space, so the mass piled up near the box's edges is resolved
     u = torch.linspace(-12, 12, 301, dtype=torch.float64)
-    axes = [est.support.inverse((u[:, None] * est.theta_scale + est.theta_shift))[0][:, i] for i in range(2)]
+    axes = [est.support.inverse(u[:, None] * est.theta_scale + est.theta_shift)[0][:, i] for i in range(2)]
     grid = torch.cartesian_prod(*axes)
     xo = torch.tensor([[1.0, 0.0, -1.0]], dtype=torch.float64).expand(grid.shape[0], -1)
     dens = est.log_prob(grid, xo).exp().detach().reshape(len(u), len(u))
