@@ -121,3 +121,23 @@ def test_summaries_and_reference_for_sets_of_any_size():
     bad[1, 2, 0] = float("nan")
     with pytest.raises(ValueError, match="partly-NaN"):
         post.sample(5, bad)
+
+
+def test_outlier_detector_warns_for_observations_unlike_the_simulations():
+    from innverse.diagnostics import SummaryOutlierDetector
+
+    post = _posterior()
+    gen = torch.Generator().manual_seed(3)
+    ref = post.summaries(torch.randn(400, 3, generator=gen))
+    post.attach_detector(SummaryOutlierDetector(ref, level=0.01, seed=0))
+    post.sample(5, torch.randn(3, generator=gen))                   # in distribution: no warning
+    with pytest.warns(RuntimeWarning, match=r"observation\(s\) \[1\]"):
+        post.sample(5, torch.stack([torch.zeros(3), torch.full((3,), 40.0)]))
+    with pytest.raises(TypeError, match="flags"):
+        post.attach_detector(object())
+
+
+def test_from_state_rebuilds_the_posterior():
+    post = _posterior()
+    again = Posterior.from_state(post.config(), post.estimator.state_dict())
+    assert torch.equal(again.sample(7, torch.ones(3), seed=3), post.sample(7, torch.ones(3), seed=3))
