@@ -28,7 +28,7 @@ def seeded(theta, seed: int):
 
 def global_rng(theta):
     """Simulator using the global numpy and torch RNGs."""
-    return np.asarray(theta) + np.random.normal(size=np.shape(theta)) + torch.randn(np.shape(theta)).numpy()
+    return np.asarray(theta) + np.random.normal(size=np.shape(theta)) + torch.randn(np.shape(theta)).numpy()  # noqa: NPY002
 
 
 def flaky(theta, generator=None):

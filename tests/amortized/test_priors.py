@@ -98,8 +98,13 @@ def test_bad_priors_are_rejected_clearly():
         as_prior(torch.distributions.Dirichlet(torch.ones(3)))
     with pytest.raises(ValueError, match="high > low"):
         box_uniform([0.0, 1.0], [1.0, 0.5])
+    class Custom(torch.distributions.Normal):  # defined outside torch / innverse: not describable
+        pass
+
     with pytest.raises(TypeError, match="cannot describe"):
-        prior_to_config(torch.distributions.StudentT(3.0))
+        prior_to_config(Custom(0.0, 1.0))
+    with pytest.raises(ValueError, match="outside the trusted modules"):
+        prior_from_config({"type": "Class", "class": "os.system", "params": {}})
     with pytest.raises(ValueError, match="missing the key 'low'"):
         prior_from_config({"type": "Uniform", "high": [1.0]})
     with pytest.raises(ValueError, match="unknown prior type"):
@@ -115,3 +120,17 @@ def test_sbi_style_box_uniform_subclass_is_described_as_independent():
 
     cfg = prior_to_config(BoxUniform(torch.zeros(2), torch.ones(2)))
     assert cfg["type"] == "Independent" and cfg["base"]["type"] == "Uniform"
+
+
+def test_other_torch_and_innverse_distributions_round_trip_generically():
+    from innverse.tasks import get_task
+
+    for prior in (Independent(torch.distributions.StudentT(torch.tensor([3.0, 5.0])), 1),
+                  get_task("gaussian_iid").prior):
+        cfg = json.loads(json.dumps(prior_to_config(prior)))
+        again = prior_from_config(cfg)
+        torch.manual_seed(1)
+        theta = prior.sample((20,))
+        assert torch.equal(prior.log_prob(theta), again.log_prob(theta))
+    lo, hi = prior_bounds(get_task("gaussian_iid").prior)
+    assert lo.tolist() == [-math.inf, 0.0] and hi.tolist() == [math.inf, math.inf]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fractions
+import itertools
 import json
 import math
 import signal
@@ -45,7 +46,7 @@ def test_schedules():
     assert learning_rate(0, 100, 1.0, "constant") == 1.0
     lrs = [learning_rate(s, 100, 1.0, "cosine", warmup=0.1) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 0.01
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:])) and lrs[-1] < 0.01
     assert learning_rate(55, 100, 1.0, "cosine", warmup=0.1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
     one = [learning_rate(s, 100, 1.0, "onecycle") for s in range(100)]
     assert one[0] == pytest.approx(1 / 25 + (1 - 1 / 25) / 30) and max(one) == pytest.approx(1.0)

@@ -210,11 +210,18 @@ class PosteriorEstimator(nn.Module):
         theta, ld = self.support.inverse(u)
         return theta, ld + torch.log(self.theta_scale).sum().to(v.dtype)
 
-    def embed(self, x: Tensor) -> Tensor:
-        """Summaries ``(B, context_features)`` of standardised observations ``x (B, ...)``."""
+    def standardize_x(self, x: Tensor) -> Tensor:
+        """``(x - mu_x) / sigma_x`` with the statistics broadcast over ``(B, ...)`` (NaN padding stays NaN)."""
         shape = (1,) * (x.dim() - 1) + tuple(self.x_shift.shape) if self.x_shift.numel() > 1 else (1,)
-        z = (x - self.x_shift.reshape(shape).to(x.dtype)) / self.x_scale.reshape(shape).to(x.dtype)
+        return (x - self.x_shift.reshape(shape).to(x.dtype)) / self.x_scale.reshape(shape).to(x.dtype)
+
+    def context(self, z: Tensor) -> Tensor:
+        """Summaries of already standardised observations ``z``."""
         return z.flatten(1) if self.summary is None else self.summary(z)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Summaries ``(B, context_features)`` of observations ``x (B, ...)``."""
+        return self.context(self.standardize_x(x))
 
     # -- densities -------------------------------------------------------------------------------
     def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
@@ -227,6 +234,19 @@ class PosteriorEstimator(nn.Module):
         v, _ = self.theta_to_latent(theta)
         return self.flow.log_prob(v, self.embed(x))
 
+    @torch.no_grad()
+    def prepare(self, theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Training pairs in the spaces the networks see: ``(v, z)``, standardised latent parameters and data.
+
+        Training on prepared pairs with :meth:`prepared_log_prob` skips the fixed maps at every step.
+        """
+        v, _ = self.theta_to_latent(theta)
+        return v.to(self.theta_shift.dtype), self.standardize_x(x).to(self.theta_shift.dtype)
+
+    def prepared_log_prob(self, v: Tensor, z: Tensor) -> Tensor:
+        """``log q_INN(v | S(z))`` for prepared pairs (see :meth:`prepare`)."""
+        return self.flow.log_prob(v, self.context(z))
+
     def sample_given_summaries(self, n: int, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``n`` samples for each of ``k`` summaries ``h (k, C)`` -> ``(n, k, D)`` inside the support."""
         v = self.flow.sample(n, h, generator)
@@ -237,6 +257,7 @@ class PosteriorEstimator(nn.Module):
     def set_reference(self, x: Tensor, batch: int = 4096) -> None:
         """Fill the reference-summary buffer with the summaries of up to ``reference_size`` observations."""
         m = min(self.reference_summaries.shape[0], x.shape[0])
+        x = x[:m]
         rows = [self.embed(x[i:i + batch]) for i in range(0, m, batch)]
         if rows:
             ref = torch.cat(rows)

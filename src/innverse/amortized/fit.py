@@ -187,8 +187,13 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         bs = int(batch_size or auto_batch)
         est.fit_standardization(th_fit, x_fit)
 
-        def loss(batch: Sequence[Tensor]) -> Tensor:
-            return -est.latent_log_prob(batch[0], batch[1]).mean()
+        def raw_loss(batch: Sequence[Tensor]) -> Tensor:
+            return -est.prepared_log_prob(*est.prepare(batch[0], batch[1])).mean()
+
+        def prepared_loss(batch: Sequence[Tensor]) -> Tensor:
+            return -est.prepared_log_prob(batch[0], batch[1]).mean()
+
+        loss = raw_loss
 
         if online:
             train_src: Any = OnlineBatches(prior, simulator, per_epoch, bs, seed, workers)  # type: ignore[arg-type]
@@ -197,15 +202,23 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
             train_src = StoreBatches(opened, train_rows, bs)
             val_src = StoreBatches(opened, val_rows, 4096, shuffle=False) if n_val else None
         else:
+            # In memory: map the pairs once into the spaces the networks see.
+            v_all, z_all = est.prepare(th_fit, x_fit)
             perm = torch.randperm(th_fit.shape[0], generator=gen)
             n_val = round(validation_fraction * th_fit.shape[0])
             if validation_fraction > 0 and th_fit.shape[0] >= 10:
                 n_val = max(n_val, 1)
             val_idx, tr_idx = perm[:n_val], perm[n_val:]
-            train_src = TensorBatches(th_fit[tr_idx], x_fit[tr_idx], batch_size=bs)
-            val_src = TensorBatches(th_fit[val_idx], x_fit[val_idx], batch_size=4096, shuffle=False) if n_val else None
-        history = train(est, loss, train_src, val_src, cfg, checkpoint=checkpoint, resume=resume,
-                        log_path=log_path, callbacks=callbacks, progress=progress, desc="fit_posterior")
+            train_src = TensorBatches(v_all[tr_idx], z_all[tr_idx], batch_size=bs)
+            val_src = TensorBatches(v_all[val_idx], z_all[val_idx], batch_size=4096, shuffle=False) if n_val else None
+            loss = prepared_loss
+        # inputs are validated above (or by the executor), so the flow skips its per-call NaN checks
+        est.flow.validate_args = False
+        try:
+            history = train(est, loss, train_src, val_src, cfg, checkpoint=checkpoint, resume=resume,
+                            log_path=log_path, callbacks=callbacks, progress=progress, desc="fit_posterior")
+        finally:
+            est.flow.validate_args = True
         est.set_reference(x_fit[torch.randperm(x_fit.shape[0], generator=gen)[:reference_size]])
     finally:
         if opened is not None and opened is not store:

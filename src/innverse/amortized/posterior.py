@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -34,6 +35,37 @@ class Posterior:
         self.chunk_size = int(chunk_size)
         #: facts about how the posterior was trained (mode, budget, dropped pairs, options)
         self.info: dict[str, Any] = {}
+        self.detector: Any = None
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], state_dict: dict[str, Tensor], **kwargs: Any) -> Posterior:
+        """Rebuild from :meth:`config` and the estimator's ``state_dict`` (no pickle involved)."""
+        est = PosteriorEstimator.from_config(config)
+        est.load_state_dict(state_dict)
+        return cls(est, **kwargs)
+
+    def attach_detector(self, detector: Any) -> None:
+        """Warn from :meth:`sample` / :meth:`log_prob` when observations look unlike the simulations.
+
+        ``detector`` is any object with ``flags(summaries) -> bool (k,)`` (e.g.
+        :class:`innverse.diagnostics.SummaryOutlierDetector` fitted on :attr:`reference_summaries`);
+        ``None`` removes it.
+        """
+        if detector is not None and not callable(getattr(detector, "flags", None)):
+            raise TypeError(f"Posterior.attach_detector: expected an object with flags(summaries), got "
+                            f"{type(detector).__name__}")
+        self.detector = detector
+
+    def _warn_outliers(self, h: Tensor) -> None:
+        if self.detector is None:
+            return
+        flags = torch.as_tensor(self.detector.flags(h)).reshape(-1)
+        if flags.any():
+            idx = flags.nonzero().flatten()
+            warnings.warn(f"Posterior: observation(s) {idx[:10].tolist()}{'...' if len(idx) > 10 else ''} "
+                          f"({len(idx)} of {len(flags)}) lie far outside the simulated training data (summary-space "
+                          "outlier test); the posterior there is an extrapolation — check the model for "
+                          "misspecification", RuntimeWarning, stacklevel=3)
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -92,6 +124,7 @@ class Posterior:
             generator = torch.Generator().manual_seed(int(seed))
         xt, single = self._x(x, "Posterior.sample")
         h = self._summaries(xt)
+        self._warn_outliers(h)
         k = h.shape[0]
         out = torch.empty(n, k, self.theta_dim, dtype=h.dtype)
         obs_step = max(1, min(k, self.chunk_size // n))
@@ -137,6 +170,7 @@ class Posterior:
                              "pass outside='-inf' to get -inf instead")
         with torch.inference_mode():
             h = self._summaries(xt)
+            self._warn_outliers(h)
             out = torch.full((flat.shape[0],), -torch.inf, dtype=h.dtype)
             step = self.chunk_size
             for i in range(0, flat.shape[0], step):

@@ -222,21 +222,32 @@ def as_prior(prior: Distribution) -> Distribution:
     return prior
 
 
-def _constraint_bounds(c: constraints.Constraint, owner: str) -> tuple[Tensor | float, Tensor | float]:
+def _constraint_bounds(c: constraints.Constraint, d: int, owner: str) -> tuple[Tensor, Tensor]:
+    """Per-component bounds ``(d,)`` of a box-shaped constraint (also ``cat`` of such constraints)."""
     while isinstance(c, constraints.independent):
         c = c.base_constraint
+    if isinstance(c, constraints._Cat):
+        if c.dim not in (-1, 0) or sum(c.lengths) != d:
+            raise ValueError(f"{owner}: unsupported support {c!r} (a cat along the parameter axis is needed)")
+        parts = [_constraint_bounds(ci, n, owner) for ci, n in zip(c.cseq, c.lengths)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    inf = float("inf")
     if c is constraints.real or c is constraints.real_vector:
-        return -float("inf"), float("inf")
-    if isinstance(c, constraints.interval | constraints.half_open_interval):
-        return c.lower_bound, c.upper_bound
-    if isinstance(c, constraints.greater_than | constraints.greater_than_eq):
-        return c.lower_bound, float("inf")
-    if isinstance(c, constraints.less_than):
-        return -float("inf"), c.upper_bound
-    raise ValueError(
-        f"{owner}: unsupported support {c!r}; priors must be continuous with a box-shaped support "
-        "(real, interval, positive, greater_than or less_than per component)"
-    )
+        lo, hi = -inf, inf
+    elif isinstance(c, constraints.interval | constraints.half_open_interval):
+        lo, hi = c.lower_bound, c.upper_bound
+    elif isinstance(c, constraints.greater_than | constraints.greater_than_eq):
+        lo, hi = c.lower_bound, inf
+    elif isinstance(c, constraints.less_than):
+        lo, hi = -inf, c.upper_bound
+    else:
+        raise ValueError(
+            f"{owner}: unsupported support {c!r}; priors must be continuous with a box-shaped support "
+            "(real, interval, positive, greater_than or less_than per component)"
+        )
+    lo_t = torch.as_tensor(lo, dtype=torch.float64).reshape(-1).expand(d).clone()
+    hi_t = torch.as_tensor(hi, dtype=torch.float64).reshape(-1).expand(d).clone()
+    return lo_t, hi_t
 
 
 def prior_bounds(prior: Distribution) -> tuple[Tensor, Tensor]:
@@ -246,14 +257,7 @@ def prior_bounds(prior: Distribution) -> tuple[Tensor, Tensor]:
         Two float64 tensors of shape ``(D,)``.
     """
     if isinstance(prior, ProductPrior):
-        lows, highs = [], []
-        for d, w in zip(prior.marginals, prior.widths):
-            lo, hi = _constraint_bounds(d.support, type(d).__name__)
-            lows.append(torch.as_tensor(lo, dtype=torch.float64).reshape(-1).expand(w))
-            highs.append(torch.as_tensor(hi, dtype=torch.float64).reshape(-1).expand(w))
-        return torch.cat(lows), torch.cat(highs)
+        parts = [_constraint_bounds(d.support, w, type(d).__name__) for d, w in zip(prior.marginals, prior.widths)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     d = int(prior.event_shape[0]) if len(prior.event_shape) == 1 else 1
-    lo, hi = _constraint_bounds(prior.support, type(prior).__name__)
-    lo_t = torch.as_tensor(lo, dtype=torch.float64).reshape(-1).expand(d).clone()
-    hi_t = torch.as_tensor(hi, dtype=torch.float64).reshape(-1).expand(d).clone()
-    return lo_t, hi_t
+    return _constraint_bounds(prior.support, d, type(prior).__name__)
