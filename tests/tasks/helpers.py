@@ -8,13 +8,14 @@ from scipy import stats
 
 
 def grid_chi2_pvalue(samples: torch.Tensor, log_density, lo, hi, bins: int = 16, sub: int = 16,
-                     min_expected: float = 5.0) -> float:
+                     min_expected: float = 5.0, inside_only: bool = False) -> float:
     """Pearson chi-square p-value of 2-D ``samples`` against an unnormalised ``log_density``.
 
     The density is integrated over each of ``bins x bins`` cells of the box ``[lo, hi]`` with a
     ``sub x sub`` midpoint rule and normalised over the box (so the box must hold essentially all
-    the mass; samples outside it count against the fit). Cells with fewer than ``min_expected``
-    expected counts are pooled into one cell together with everything outside the box.
+    the mass; samples outside it count against the fit, unless ``inside_only`` compares the
+    distribution conditioned on the box). Cells with fewer than ``min_expected`` expected counts
+    are pooled into one cell together with everything outside the box.
     """
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
@@ -26,6 +27,8 @@ def grid_chi2_pvalue(samples: torch.Tensor, log_density, lo, hi, bins: int = 16,
     dens = np.exp(logp - logp.max()).reshape(bins, sub, bins, sub).sum((1, 3))
     expected_prob = dens / dens.sum()
     x = samples.double().numpy()
+    if inside_only:
+        x = x[((x >= lo) & (x <= hi)).all(1)]
     n = x.shape[0]
     counts, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=bins,
                                   range=[[lo[0], hi[0]], [lo[1], hi[1]]])

@@ -56,7 +56,8 @@ def test_slcp_agrees_with_rejection_sampling():
     index = 9
     exact = _slcp_rejection(task, task.observation(index), 4_000_000, _gen(1))
     assert exact.shape[0] > 400
-    cfg = MCMCConfig(chains=40, warmup=600, init_draws=20_000, symmetries=task.mcmc_config.symmetries)
+    cfg = MCMCConfig(chains=40, warmup=600, init_draws=20_000, independence_components=8,
+                     symmetries=task.mcmc_config.symmetries)
     (mcmc,), (info,) = sample_reference_mcmc(task, (index,), 2000, _gen(2), cfg)
     assert info["max_split_rhat"] <= 1.01
     # the four symmetric modes are visited equally

@@ -140,3 +140,16 @@ def test_true_parameters_are_likely(name):
     x = torch.stack([task.observation(i) for i in range(10)])
     ll = task.log_likelihood(theta.repeat(10, 1), x.repeat_interleave(10, 0)).reshape(10, 10)
     assert torch.equal(ll.argmax(1), torch.arange(10))
+
+
+def test_lotka_volterra_series_layout_and_likelihood():
+    task = get_task("lotka_volterra_series", torch.float64)
+    assert task.x_shape == (41, 2)
+    theta = torch.tensor([[0.9, 0.05, 0.9, 0.05]], dtype=torch.float64)
+    times = torch.arange(41, dtype=torch.float64) * 0.5
+    log_u = lotka_volterra_log_populations(theta, times)[0]  # (41, 2): rows are times
+    x = task.simulate(theta.expand(500, 4), _gen(14))
+    residual = (torch.log(x) - log_u) / 0.1
+    assert stats.kstest(residual.reshape(-1).numpy(), stats.norm().cdf).pvalue > 1e-3
+    ref = stats.lognorm(0.1, scale=np.exp(log_u.numpy())).logpdf(x[:2].numpy()).sum((-1, -2))
+    assert np.allclose(task.log_likelihood(theta.expand(2, 4), x[:2]).numpy(), ref)

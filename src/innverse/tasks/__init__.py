@@ -20,6 +20,8 @@ Box-uniform priors are ``Independent(Uniform(low, high), 1)``, so ``prior.suppor
 by default; ``get_task(name, dtype=torch.float64)`` gives a float64 task, and ``simulate``
 follows the dtype of ``theta``.
 
+Time series (``lotka_volterra_series``): ``x_shape = (T, channels)``.
+
 Set-valued data (``gaussian_iid``): a simulation is ``(max_count, d)`` with NaN rows as padding
 (a row entirely NaN is padding); a single observation may be given unpadded, ``(k, d)``.
 
@@ -40,7 +42,7 @@ from .densities import DENSITIES, Density2D, density
 from .gaussian_iid import GaussianIID
 from .gaussian_linear import GaussianLinear, GaussianLinearUniform
 from .gaussian_mixture import GaussianMixture
-from .lotka_volterra import LotkaVolterra
+from .lotka_volterra import LotkaVolterra, LotkaVolterraSeries
 from .mcmc import MCMCConfig, sample_reference_mcmc
 from .normal_inverse_gamma import NormalInverseGamma
 from .registry import SBI_TASKS, TASKS, get_task
@@ -60,6 +62,7 @@ __all__ = [
     "GaussianLinearUniform",
     "GaussianMixture",
     "LotkaVolterra",
+    "LotkaVolterraSeries",
     "MCMCConfig",
     "NormalInverseGamma",
     "SBI_TASKS",

@@ -105,6 +105,7 @@ class BernoulliGLM(AbstractTask):
     observation_seeds = tuple(1_000_000 + i for i in range(10))
     reference_key = "bernoulli_glm"
     batched_reference = True
+    reference_version = "2"  # 2: mixture independence proposals
 
     def __init__(self, dtype: torch.dtype = torch.float32):
         self._glm = _GLM()
@@ -136,6 +137,7 @@ class BernoulliGLMRaw(AbstractTask):
     observation_seeds = BernoulliGLM.observation_seeds
     reference_key = "bernoulli_glm"
     batched_reference = True
+    reference_version = "2"  # 2: mixture independence proposals
 
     def __init__(self, dtype: torch.dtype = torch.float32):
         self._glm = _GLM()

@@ -39,11 +39,12 @@ from .mcmc import MCMCConfig, sample_reference_mcmc
 from .ode import solve_ode
 from .priors import log_normal, sample_log_normal
 
-__all__ = ["LotkaVolterra", "lotka_volterra_log_populations"]
+__all__ = ["LotkaVolterra", "LotkaVolterraSeries", "lotka_volterra_log_populations"]
 
 _LOC = (-0.125, -3.0, -0.125, -3.0)
 _SCALE = (0.5, 0.5, 0.5, 0.5)
 _TIMES = tuple(2.1 * j for j in range(10))
+_SERIES_TIMES = tuple(0.5 * j for j in range(41))
 _NOISE = 0.1
 _LOG_MIN, _LOG_MAX = math.log(1e-10), math.log(1e4)
 
@@ -66,6 +67,13 @@ def _noise_free_log(theta: Tensor) -> Tensor:
     return log_u.transpose(1, 2).reshape(theta.shape[0], -1)
 
 
+def _log_normal_log_prob(x: Tensor, mean: Tensor) -> Tensor:
+    log_x = torch.log(x.to(torch.float64))
+    lp = -0.5 * ((log_x - mean) / _NOISE).square() - log_x - math.log(_NOISE * math.sqrt(2 * math.pi))
+    ll = lp.reshape(lp.shape[0], -1).sum(-1)
+    return torch.where(torch.isnan(ll), -torch.inf, ll)
+
+
 class LotkaVolterra(AbstractTask):
     """Lotka–Volterra: ``(alpha, beta, gamma, delta)`` from 10 noisy prey and 10 predator counts."""
 
@@ -75,6 +83,7 @@ class LotkaVolterra(AbstractTask):
     parameter_names = ("alpha", "beta", "gamma", "delta")
     observation_seeds = tuple(1_000_000 + i for i in range(10))
     batched_reference = True
+    reference_version = "2"  # 2: mixture independence proposals
     mcmc_config = MCMCConfig(chains=100, warmup=800, init_draws=5000)
 
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
@@ -89,11 +98,49 @@ class LotkaVolterra(AbstractTask):
         return torch.exp(mean + _NOISE * noise).to(theta.dtype)
 
     def _log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
-        mean = _noise_free_log(theta).to(x.device)
-        log_x = torch.log(x.to(torch.float64))
-        ll = (-0.5 * ((log_x - mean) / _NOISE).square() - log_x
-              - math.log(_NOISE * math.sqrt(2 * math.pi))).sum(-1)
-        return torch.where(torch.isnan(ll), -torch.inf, ll).to(theta.dtype)
+        return _log_normal_log_prob(x, _noise_free_log(theta).to(x.device)).to(theta.dtype)
+
+    def _sample_reference(self, indices: tuple[int, ...], n: int, generator: torch.Generator):
+        return sample_reference_mcmc(self, indices, n, generator, self.mcmc_config)
+
+
+class LotkaVolterraSeries(AbstractTask):
+    r"""Lotka–Volterra observed as a time series: ``x_shape = (41, 2)``, rows :math:`t = 0, 0.5, .., 20`.
+
+    Same prior, ODE and log-normal noise (standard deviation 0.1 on the log scale, populations
+    clipped to :math:`[10^{-10}, 10^4]`) as :class:`LotkaVolterra`, but every 0.5 time units and
+    laid out as (time, species) with columns (prey, predator), the shape a time-series summary
+    network consumes. A variant of this package (not one of the published benchmark tasks);
+    observation seeds ``3_000_000 + i``.
+    """
+
+    name = "lotka_volterra_series"
+    theta_dim = 4
+    x_shape = (len(_SERIES_TIMES), 2)
+    parameter_names = LotkaVolterra.parameter_names
+    observation_seeds = tuple(3_000_000 + i for i in range(10))
+    batched_reference = True
+    reference_version = "2"  # 2: mixture independence proposals
+    mcmc_config = LotkaVolterra.mcmc_config
+
+    @staticmethod
+    def _mean(theta: Tensor) -> Tensor:
+        times = torch.tensor(_SERIES_TIMES, dtype=torch.float64)
+        return lotka_volterra_log_populations(theta, times).clamp(_LOG_MIN, _LOG_MAX)
+
+    def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
+        return log_normal(_LOC, _SCALE, dtype, validate_args)
+
+    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
+        return sample_log_normal(_LOC, _SCALE, n, generator, dtype)
+
+    def _simulate(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
+        mean = self._mean(theta).to(theta.device)
+        noise = torch.randn(mean.shape, generator=generator, dtype=torch.float64, device=theta.device)
+        return torch.exp(mean + _NOISE * noise).to(theta.dtype)
+
+    def _log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
+        return _log_normal_log_prob(x, self._mean(theta).to(x.device)).to(theta.dtype)
 
     def _sample_reference(self, indices: tuple[int, ...], n: int, generator: torch.Generator):
         return sample_reference_mcmc(self, indices, n, generator, self.mcmc_config)

@@ -1,29 +1,40 @@
-r"""Reference posterior sampler: adaptive random-walk Metropolis, many chains, checked convergence.
+r"""Reference posterior sampler: adaptive Metropolis–Hastings, many chains, checked convergence.
 
 Samples :math:`p(\theta \mid x_k) \propto p(x_k \mid \theta)\,p(\theta)` for several
 observations :math:`x_k` at once (``K`` targets x ``C`` chains, one vectorised likelihood call
 per iteration), in unconstrained coordinates :math:`z = T^{-1}(\theta)` with
 :math:`T` = ``biject_to(prior.support)`` and target density
-:math:`\log p(T(z) \mid x_k) + \log|\det J_T(z)|`.
+:math:`\log p(T(z) \mid x_k) + \log p(T(z)) + \log|\det J_T(z)|`.
 
 1. **Initialisation** (overdispersed): ``init_draws`` prior draws are weighted by the tempered
    likelihood :math:`p(x_k \mid \theta)^{\beta}`, with the largest :math:`\beta \le 1` whose weights
    have an effective sample size of at least ``4 C``, and ``C`` distinct starts are drawn.
-2. **Warm-up** (adaptive, then discarded): Gaussian random-walk proposals
-   :math:`z' = z + \lambda_k L_k \varepsilon` with :math:`L_k L_k^\top` the within-chain covariance
-   of the previous window (windows doubling in length, shrunk towards the identity) and
-   :math:`\log\lambda_k` adapted by Robbins–Monro towards acceptance 0.25 (Haario et al. 2001;
-   Andrieu & Thoms 2008). Optional ``symmetries`` (volume-preserving involutions of :math:`z`,
-   e.g. sign flips of a parameter that enters the likelihood squared) are proposed every
-   iteration and accepted with the Metropolis ratio (Tierney 1998), so chains move between
-   exactly or nearly symmetric modes.
-3. **Sampling** with the kernel frozen (so the chain is a valid Metropolis–Hastings chain), each
+2. **Kernel**, per iteration and chain, three Metropolis–Hastings moves in turn:
+
+   * random walk :math:`z' = z + \lambda_k L_k \varepsilon`, with :math:`L_k L_k^\top` the
+     within-chain covariance (Haario et al. 2001) and :math:`\log\lambda_k` adapted by
+     Robbins–Monro towards acceptance 0.25 (Andrieu & Thoms 2008);
+   * independence proposal :math:`z' \sim q_k`, a defensive Student-t mixture fitted to all
+     chains' states by EM (:class:`~innverse.tasks.proposal.StudentTMixture`), accepted with
+     :math:`\min(1, \pi(z') q(z) / \pi(z) q(z'))`; it moves chains across the whole posterior,
+     between modes included, in one step. It does not depend on the current state, so it is
+     evaluated in the same batched likelihood call as the random walk;
+   * optional ``symmetries``: volume-preserving involutions of :math:`z` (e.g. the sign flip of
+     a parameter that enters the likelihood squared), accepted with the plain Metropolis ratio
+     (Tierney 1998), so chains move between exactly or nearly symmetric modes.
+3. **Warm-up** (``warmup`` iterations, discarded): the adaptation above, re-estimating
+   :math:`L_k` and :math:`q_k` at the end of windows doubling in length (50, 100, ... 1000).
+4. **Sampling** with the kernel frozen (a valid, non-adaptive Metropolis–Hastings chain), each
    chain thinned by ``thin`` (first set from the warm-up's autocorrelation). Convergence is
    checked per target and parameter: rank-normalised split-:math:`\hat R` ``<= rhat_max`` and
    bulk ESS ``>= min_ess * n`` (:mod:`~innverse.tasks.convergence`); otherwise the round is
    treated as more warm-up, the thinning doubled, and sampling repeated (up to ``max_rounds``),
    and a ``RuntimeError`` reports the diagnostics if it still fails. The final draws of all
    chains are pooled and shuffled.
+
+The loop runs single-threaded (torch's thread count is restored afterwards): thousands of
+iterations on small tensors are latency-bound, and intra-op thread hand-offs made them 10-40x
+slower on a shared machine.
 
 References:
     Haario, Saksman, Tamminen, "An adaptive Metropolis algorithm", Bernoulli 7 (2001);
@@ -46,6 +57,7 @@ from torch import Tensor
 from torch.distributions import biject_to
 
 from .convergence import bulk_ess, split_rhat
+from .proposal import StudentTMixture
 
 __all__ = ["MCMCConfig", "sample_reference_mcmc"]
 
@@ -54,7 +66,22 @@ Involution = Callable[[Tensor], Tensor]
 
 @dataclass(frozen=True)
 class MCMCConfig:
-    """Settings of :func:`sample_reference_mcmc` (defaults suit the benchmark tasks)."""
+    """Settings of :func:`sample_reference_mcmc`.
+
+    Attributes:
+        chains: chains per observation.
+        warmup: adaptive iterations, discarded.
+        init_draws: prior draws from which the starting points are resampled.
+        target_acceptance: acceptance rate the random-walk scale is tuned to.
+        rhat_max: largest acceptable rank-normalised split-R-hat (per parameter).
+        min_ess: required bulk ESS per parameter, as a fraction of the requested ``n``.
+        max_rounds: sampling rounds (thinning doubled each time) before giving up.
+        independence_components: fitted components of the independence proposal (plus one
+            defensive component, see :class:`~innverse.tasks.proposal.StudentTMixture`).
+        independence_df: degrees of freedom of its Student-t components.
+        independence_inflation: factor on the proposal's scale (heavier than the posterior).
+        symmetries: volume-preserving involutions ``z -> z'`` proposed every iteration.
+    """
 
     chains: int = 50
     warmup: int = 1500
@@ -63,6 +90,7 @@ class MCMCConfig:
     rhat_max: float = 1.01
     min_ess: float = 0.5
     max_rounds: int = 4
+    independence_components: int = 4
     independence_df: int = 5
     independence_inflation: float = 1.3
     symmetries: Sequence[Involution] = field(default_factory=tuple)
@@ -131,18 +159,8 @@ def _within_chain_cholesky(buffer: Tensor) -> Tensor:
     return torch.linalg.cholesky(cov + 1e-12 * eye)
 
 
-def _pooled_moments(buffer: Tensor) -> tuple[Tensor, Tensor]:
-    # buffer (S, K, C, d): mean and Cholesky factor of the covariance of all chains' states
-    s, k, c, d = buffer.shape
-    flat = buffer.permute(1, 0, 2, 3).reshape(k, s * c, d)
-    mean = flat.mean(1)
-    dev = flat - mean[:, None]
-    cov = dev.transpose(1, 2) @ dev / max(s * c - 1, 1)
-    return mean, torch.linalg.cholesky(cov + 1e-10 * torch.eye(d, dtype=cov.dtype))
-
-
 class _Chains:
-    """The chain states and the two Metropolis kernels (random walk, independence t proposal)."""
+    """The chain states and the Metropolis–Hastings moves (random walk, independence, symmetries)."""
 
     def __init__(self, target: _Target, z: Tensor, generator: torch.Generator, config: MCMCConfig):
         self.target, self.z, self.gen, self.config = target, z, generator, config
@@ -150,7 +168,7 @@ class _Chains:
         k, _, d = z.shape
         self.chol = _within_chain_cholesky(z[None])
         self.log_scale = torch.full((k,), math.log(2.38 / math.sqrt(d)), dtype=torch.float64)
-        self.independence: tuple[Tensor, Tensor] | None = None
+        self.independence: StudentTMixture | None = None
         self.accepted = torch.zeros(k, dtype=torch.float64)
         self.accepted_independence = torch.zeros(k, dtype=torch.float64)
         self.proposed = 0
@@ -163,10 +181,11 @@ class _Chains:
         else:
             # the independence proposal does not depend on the current state, so both proposals
             # are evaluated in one batched call (half the sequential likelihood calls)
-            fresh, log_q_fresh = self._independence_proposal()
+            fresh = self.independence.sample(self.z.shape[1])
+            log_q_fresh = self.independence.log_prob(fresh)
             both = self.target(torch.cat([walk, fresh], 1))
             acc = self._metropolis(walk, both[:, : walk.shape[1]])
-            ratio = self._t_log_density(self.z) - log_q_fresh
+            ratio = self.independence.log_prob(self.z) - log_q_fresh
             self.accepted_independence += self._metropolis(fresh, both[:, walk.shape[1]:], ratio).mean(1)
         self.accepted += acc.mean(1)
         self.proposed += 1
@@ -177,24 +196,13 @@ class _Chains:
             self._metropolis(proposal, self.target(proposal))
 
     def fit_independence(self, buffer: Tensor) -> None:
-        mean, chol = _pooled_moments(buffer)
-        self.independence = (mean, chol * self.config.independence_inflation)
-        self._chol_inv = torch.linalg.inv(self.independence[1])
-
-    def _t_log_density(self, z: Tensor) -> Tensor:
-        # multivariate Student-t, up to a constant (it cancels in the acceptance ratio)
-        mean, chol_inv = self.independence[0], self._chol_inv
-        maha = ((z - mean[:, None]) @ chol_inv.transpose(1, 2)).square().sum(-1)
-        nu, d = self.config.independence_df, z.shape[-1]
-        return -0.5 * (nu + d) * torch.log1p(maha / nu)
-
-    def _independence_proposal(self) -> tuple[Tensor, Tensor]:
-        mean, chol = self.independence
-        nu = self.config.independence_df
-        eps = torch.randn(self.z.shape, generator=self.gen, dtype=torch.float64)
-        chi2 = _chi_square(nu, self.z.shape[:2], self.gen)
-        proposal = mean[:, None] + (eps @ chol.transpose(1, 2)) / torch.sqrt(chi2 / nu)[..., None]
-        return proposal, self._t_log_density(proposal)
+        # buffer (S, K, C, d) -> at most 4000 pooled states per target for the EM fit
+        s, k, c, d = buffer.shape
+        flat = buffer.permute(1, 0, 2, 3).reshape(k, s * c, d)
+        keep = torch.randperm(s * c, generator=self.gen)[:4000]
+        cfg = self.config
+        self.independence = StudentTMixture(flat[:, keep], cfg.independence_components, self.gen,
+                                            df=cfg.independence_df, inflation=cfg.independence_inflation)
 
     def _metropolis(self, proposal: Tensor, lp_new: Tensor, log_q_ratio: Tensor | float = 0.0) -> Tensor:
         log_u = torch.log(torch.rand(self.lp.shape, generator=self.gen, dtype=torch.float64))
@@ -202,11 +210,6 @@ class _Chains:
         self.z = torch.where(accept[..., None], proposal, self.z)
         self.lp = torch.where(accept, lp_new, self.lp)
         return accept.to(torch.float64)
-
-
-def _chi_square(df: int, shape: torch.Size, generator: torch.Generator) -> Tensor:
-    # integer degrees of freedom: a sum of squared standard normals
-    return torch.randn(*shape, df, generator=generator, dtype=torch.float64).square().sum(-1)
 
 
 def _diagnose(draws: Tensor) -> tuple[list[float], list[float]]:
@@ -299,7 +302,7 @@ def _run(task, indices: tuple[int, ...], n: int, generator: torch.Generator,
     for k in range(len(indices)):
         pooled = theta[k].reshape(-1, theta.shape[-1])
         pooled = pooled[torch.randperm(pooled.shape[0], generator=generator)[:n]]
-        info.append({"sampler": "adaptive random-walk Metropolis (innverse.tasks.mcmc)",
+        info.append({"sampler": "adaptive Metropolis-Hastings: random walk + Student-t mixture independence proposals (innverse.tasks.mcmc)",
                      "chains": cfg.chains, "warmup": cfg.warmup, "thin": thin, "rounds": round_ + 1,
                      "draws_per_chain": per_chain, "max_split_rhat": rhats[k], "min_bulk_ess": esss[k],
                      "acceptance_rate": float(chains.accepted[k] / max(chains.proposed, 1)),

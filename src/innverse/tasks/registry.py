@@ -9,7 +9,7 @@ from .bernoulli_glm import BernoulliGLM, BernoulliGLMRaw
 from .gaussian_iid import GaussianIID
 from .gaussian_linear import GaussianLinear, GaussianLinearUniform
 from .gaussian_mixture import GaussianMixture
-from .lotka_volterra import LotkaVolterra
+from .lotka_volterra import LotkaVolterra, LotkaVolterraSeries
 from .sir import SIR
 from .slcp import SLCP, SLCPDistractors
 from .two_moons import TwoMoons
@@ -19,7 +19,7 @@ __all__ = ["SBI_TASKS", "TASKS", "get_task"]
 _REGISTRY: dict[str, type[AbstractTask]] = {
     cls.name: cls
     for cls in (TwoMoons, SLCP, SLCPDistractors, GaussianLinear, GaussianLinearUniform, GaussianMixture,
-                BernoulliGLM, BernoulliGLMRaw, SIR, LotkaVolterra, GaussianIID)
+                BernoulliGLM, BernoulliGLMRaw, SIR, LotkaVolterra, GaussianIID, LotkaVolterraSeries)
 }
 
 #: The tasks of Lueckmann et al. (2021) implemented here, in the paper's order.

@@ -71,6 +71,7 @@ class SIR(AbstractTask):
     parameter_names = ("beta", "gamma")
     observation_seeds = tuple(1_000_000 + i for i in range(10))
     batched_reference = True
+    reference_version = "2"  # 2: mixture independence proposals
     mcmc_config = MCMCConfig(chains=100, warmup=600, init_draws=5000)
 
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:

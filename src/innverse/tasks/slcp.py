@@ -100,8 +100,10 @@ class SLCP(AbstractTask):
     parameter_names = tuple(f"theta_{d + 1}" for d in range(5))
     observation_seeds = tuple(1_000_000 + i for i in range(10))
     batched_reference = True
+    reference_version = "2"  # 2: mixture independence proposals
     # z = logit-type coordinates of the box prior: theta -> -theta is z -> -z
-    mcmc_config = MCMCConfig(chains=100, warmup=1500, init_draws=50_000, symmetries=(_flip(2), _flip(3)))
+    mcmc_config = MCMCConfig(chains=100, warmup=1500, init_draws=50_000, independence_components=8,
+                             symmetries=(_flip(2), _flip(3)))
 
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
         return box_uniform([-3.0] * 5, [3.0] * 5, dtype, validate_args)
@@ -140,6 +142,7 @@ class SLCPDistractors(AbstractTask):
     observation_seeds = SLCP.observation_seeds
     reference_key = "slcp"
     batched_reference = True
+    reference_version = "2"  # 2: mixture independence proposals
 
     def __init__(self, dtype: torch.dtype = torch.float32):
         self._loc, self._scale, self._scale_inv, self._perm = _distractor_parameters()
