@@ -97,3 +97,21 @@ def test_tampered_posterior_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     with pytest.raises(ModelFileError, match="integrity check"):
         innverse.load(path)
+
+
+def test_attached_outlier_detector_round_trips(tmp_path: Path) -> None:
+    from innverse.diagnostics import SummaryOutlierDetector
+
+    post = _posterior("affine", None, (3,), box_uniform(-1.0, 2.0, dim=2))
+    detector = SummaryOutlierDetector(torch.randn(400, 3), level=0.05, seed=1)
+    post.attach_detector(detector)
+    again = innverse.load(innverse.save(post, tmp_path / "p.safetensors"))
+    assert isinstance(again.detector, SummaryOutlierDetector) and again.detector.level == 0.05
+    probe = torch.cat([torch.randn(20, 3), torch.full((2, 3), 25.0)])
+    assert torch.equal(detector.score(probe), again.detector.score(probe))
+    assert again.detector.flags(probe)[-2:].all()
+    with pytest.warns(RuntimeWarning, match="far outside the simulated training data"):
+        again.sample(5, torch.full((3,), 1e3))
+    post.attach_detector(type("Custom", (), {"flags": lambda self, h: h[:, 0] > 0})())
+    with pytest.raises(TypeError, match="cannot save the attached detector Custom"):
+        innverse.save(post, tmp_path / "q.safetensors")

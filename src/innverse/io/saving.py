@@ -38,6 +38,8 @@ BUILTIN_KINDS: Mapping[str, tuple[str, str]] = {
 #: kinds that wrap a module rather than being one: kind -> (attribute holding it, kind of that module).
 #: Their file holds the wrapped module's config and tensors, plus the wrapper's ``info`` dict.
 _WRAPPERS: Mapping[str, tuple[str, str]] = {"Posterior": ("estimator", "PosteriorEstimator")}
+#: tensor-name prefix of a posterior's attached outlier detector
+_DETECTOR = "detector."
 
 
 def _version() -> str:
@@ -98,9 +100,18 @@ def save(obj: Any, path: str | os.PathLike[str], *, kinds: Mapping[str, type] | 
     if not isinstance(config, dict):
         raise TypeError(f"innverse.save: {type(inner).__name__}.config() must return a dict, "
                         f"got {type(config).__name__}")
+    tensors = dict(inner.state_dict())
     if inner is not obj:
         config = {_WRAPPERS[kind][0]: config, "info": _jsonable(getattr(obj, "info", {}))}
-    return write_model_file(path, kind, config, dict(inner.state_dict()), _version())
+        detector = getattr(obj, "detector", None)
+        if detector is not None:
+            if type(detector).__name__ != "SummaryOutlierDetector":
+                raise TypeError(f"innverse.save: cannot save the attached detector {type(detector).__name__}; "
+                                "only innverse.diagnostics.SummaryOutlierDetector is saved (detach it with "
+                                "attach_detector(None) first)")
+            config["detector"] = "SummaryOutlierDetector"
+            tensors.update({f"{_DETECTOR}{k}": v for k, v in detector.state_dict().items()})
+    return write_model_file(path, kind, config, tensors, _version())
 
 
 def _jsonable(value: Any) -> Any:
@@ -134,13 +145,14 @@ def load(path: str | os.PathLike[str], *, kinds: Mapping[str, type] | None = Non
     cls = _resolve(envelope["kind"], kinds, path)  # fail on unknown kinds before reading weights
     envelope, tensors = read_model_file(path)
     kind, config = envelope["kind"], envelope["config"]
-    wrapper = None
+    wrapper, detector_kind, detector_state, info = None, None, {}, {}
     if kind in _WRAPPERS and not (kinds and kind in kinds):
         attr, inner_kind = _WRAPPERS[kind]
         wrapper, cls = cls, _resolve(inner_kind, None, path)
         if not isinstance(config.get(attr), dict):
             raise ModelFileError(f"innverse.load: {path} has no {attr!r} configuration")
-        info, config = config.get("info", {}), config[attr]
+        info, detector_kind, config = config.get("info", {}), config.get("detector"), config[attr]
+        detector_state = {k[len(_DETECTOR):]: tensors.pop(k) for k in list(tensors) if k.startswith(_DETECTOR)}
     obj = cls.from_config(config)
     try:
         obj.load_state_dict(tensors, strict=True)
@@ -153,7 +165,23 @@ def load(path: str | os.PathLike[str], *, kinds: Mapping[str, type] | None = Non
         obj = wrapper(obj)
         if isinstance(getattr(obj, "info", None), dict) and isinstance(info, dict):
             obj.info.update(info)
+        if detector_kind is not None:
+            obj.attach_detector(_load_detector(detector_kind, detector_state, path))
     return obj
+
+
+def _load_detector(kind: Any, state: dict[str, torch.Tensor], path: Path) -> Any:
+    """Rebuild a posterior's outlier detector from its buffers (all its state is in them)."""
+    if kind != "SummaryOutlierDetector":
+        raise ModelFileError(f"innverse.load: {path} names an unknown detector {kind!r}")
+    from ..diagnostics import SummaryOutlierDetector
+
+    detector = SummaryOutlierDetector(None)
+    try:
+        detector.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ModelFileError(f"innverse.load: the detector state in {path} is invalid: {err}") from err
+    return detector.eval()
 
 
 def info(path: str | os.PathLike[str]) -> dict[str, Any]:
