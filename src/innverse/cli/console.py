@@ -62,10 +62,3 @@ class Console:
         t = time.perf_counter()
         yield
         self.note(f"{title}: done in {time.perf_counter() - t:.1f}s")
-
-    def progress(self, total: int, desc: str, unit: str = "it") -> Any:
-        """A tqdm progress bar on stderr (a silent stand-in when progress is hidden)."""
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, unit=unit, file=self.err, disable=not self.show_progress,
-                    dynamic_ncols=True, leave=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import UsageError
@@ -29,7 +29,6 @@ class Problem:
     task: Any = None
     x_shape: tuple[int, ...] | None = None
     theta_format: str = "torch"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def task_names() -> list[str]:
