@@ -120,24 +120,29 @@ def time_batched(name: str, entry: dict, args) -> dict:
     xs = task.simulate(task.sample_prior(args.batch_observations, gen), gen)
     post, sbi = entry["_posterior"], entry.get("_sbi")
     runs: dict[str, list[float]] = {"innverse": [], "sbi": []}
+    cpu: dict[str, list[float]] = {"innverse": [], "sbi": []}
     outside: dict[str, int] = {}
     for r in range(args.repeats):
-        s, wall, _ = _timed(lambda r=r: post.sample(args.batch_samples, xs, seed=r))
+        s, wall, c = _timed(lambda r=r: post.sample(args.batch_samples, xs, seed=r))
         runs["innverse"].append(wall)
+        cpu["innverse"].append(c)
         outside["innverse"] = _outside(task, s)
         del s
         if sbi is not None:
-            s, wall, _ = _timed(lambda r=r: sbi.sample_batched(args.batch_samples, xs, r))
+            s, wall, c = _timed(lambda r=r: sbi.sample_batched(args.batch_samples, xs, r))
             runs["sbi"].append(wall)
+            cpu["sbi"].append(c)
             outside["sbi"] = _outside(task, s)
             del s
     out = {"observations": args.batch_observations, "samples": args.batch_samples, "repeats": args.repeats,
-           "innverse_s": runs["innverse"], "innverse_median_s": statistics.median(runs["innverse"]),
-           "innverse_outside": outside["innverse"]}
+           "innverse_s": runs["innverse"], "innverse_cpu_s": cpu["innverse"],
+           "innverse_median_s": statistics.median(runs["innverse"]),
+           "innverse_median_cpu_s": statistics.median(cpu["innverse"]), "innverse_outside": outside["innverse"]}
     if runs["sbi"]:
-        out.update({"sbi_s": runs["sbi"], "sbi_median_s": statistics.median(runs["sbi"]),
-                    "sbi_outside": outside["sbi"],
-                    "speedup": statistics.median(runs["sbi"]) / statistics.median(runs["innverse"])})
+        out.update({"sbi_s": runs["sbi"], "sbi_cpu_s": cpu["sbi"], "sbi_median_s": statistics.median(runs["sbi"]),
+                    "sbi_median_cpu_s": statistics.median(cpu["sbi"]), "sbi_outside": outside["sbi"],
+                    "speedup": statistics.median(runs["sbi"]) / statistics.median(runs["innverse"]),
+                    "speedup_cpu": statistics.median(cpu["sbi"]) / statistics.median(cpu["innverse"])})
     return out
 
 
@@ -156,16 +161,17 @@ def table(results: dict) -> str:
         lines.append(f"| {e['task']} | {e['budget']} | {a['c2st_mean']:.3f}{mark} | {sb} | "
                      f"{a['train_wall_s']:.1f} / {a['train_cpu_s']:.1f} | {st} | {a['epochs']} / {b.get('epochs', '-')} |")
     lines += ["", "(** = innverse lower.)", "", "Batched sampling, 1,000 observations x 1,000 samples in one call "
-              "(median wall seconds of interleaved repeats; samples outside the prior's support):", "",
-              "| task | budget | innverse s | sbi s | speed-up | outside (innverse / sbi) |", "|---|---:|---:|---:|---:|---:|"]
+              "(median of interleaved repeats, wall and CPU seconds; samples outside the prior's support):", "",
+              "| task | budget | innverse wall / cpu s | sbi wall / cpu s | speed-up wall / cpu | outside (innverse / sbi) |",
+              "|---|---:|---:|---:|---:|---:|"]
     for e in results["entries"]:
         t = e.get("batched")
         if not t:
             continue
-        sbi_s = f"{t['sbi_median_s']:.2f}" if "sbi_median_s" in t else "-"
-        sp = f"{t['speedup']:.1f}x" if "speedup" in t else "-"
-        lines.append(f"| {e['task']} | {e['budget']} | {t['innverse_median_s']:.2f} | {sbi_s} | {sp} | "
-                     f"{t['innverse_outside']} / {t.get('sbi_outside', '-')} |")
+        sbi_s = f"{t['sbi_median_s']:.1f} / {t['sbi_median_cpu_s']:.1f}" if "sbi_median_s" in t else "-"
+        sp = f"{t['speedup']:.1f}x / {t['speedup_cpu']:.1f}x" if "speedup" in t else "-"
+        lines.append(f"| {e['task']} | {e['budget']} | {t['innverse_median_s']:.1f} / {t['innverse_median_cpu_s']:.1f} "
+                     f"| {sbi_s} | {sp} | {t['innverse_outside']} / {t.get('sbi_outside', '-')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -179,7 +185,7 @@ def main() -> None:
     ap.add_argument("--batch-observations", type=int, default=1000)
     ap.add_argument("--batch-samples", type=int, default=1000)
     ap.add_argument("--timing-budget", type=int, default=None, help="budget whose posteriors are timed (default: largest)")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-sbi", action="store_true")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/sbi_c2st_<date>_<machine>.json)")

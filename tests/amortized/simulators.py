@@ -70,3 +70,14 @@ def killing(theta, generator=None):
         if n == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
     return linear_gaussian(torch.as_tensor(theta), generator)
+
+
+def drift_series(theta, generator=None):
+    """Random walk with drift theta[:, 0] and step scale theta[:, 1], 10..30 steps, NaN-padded to 30 rows."""
+    t = torch.as_tensor(theta)
+    n = t.shape[0]
+    steps = t[:, :1] + t[:, 1:2] * torch.randn(n, 30, generator=generator)
+    x = steps.cumsum(1)
+    lengths = torch.randint(10, 31, (n,), generator=generator)
+    x[torch.arange(30) >= lengths[:, None]] = float("nan")
+    return x.unsqueeze(-1)
