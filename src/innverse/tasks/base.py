@@ -159,12 +159,13 @@ class AbstractTask(abc.ABC):
             indices = tuple(range(self.num_observations)) if self.batched_reference else (i,)
             tag = "all" if self.batched_reference else str(i)
             seed = zlib.crc32(f"{key}|{n}|{tag}|{self.reference_version}".encode())
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             samples, diagnostics = self._sample_reference(indices, n, torch.Generator().manual_seed(seed))
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             for j, s, d in zip(indices, samples, diagnostics):
                 d.update(task=key, index=j, n=n, version=self.reference_version, seed=seed,
-                         seconds_for_all_indices=seconds, indices_computed=list(indices))
+                         seconds_for_all_indices=seconds, cpu_seconds_for_all_indices=cpu,
+                         indices_computed=list(indices))
                 save_reference(reference_path(root, key, j, n, self.reference_version), s.numpy(), d)
             cached = samples[indices.index(i)].numpy()
         return torch.from_numpy(cached).to(self.dtype)
