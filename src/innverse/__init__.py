@@ -1,9 +1,12 @@
 """innverse: invertible neural networks, amortized Bayesian inference and the diagnostics to trust them."""
 
-from . import blocks, core, diagnostics, flows, nets
+from . import amortized, blocks, core, diagnostics, flows, nets, train
 from .core import Flow, Graph, GraphBuilder, Sequence
+from .io import load, save
 
 __version__ = "0.1.0"
 
-__all__ = ["Flow", "Graph", "GraphBuilder", "Sequence", "blocks", "core", "flows", "nets", "__version__"]
+__all__ = ["Flow", "Graph", "GraphBuilder", "Sequence", "blocks", "core", "flows", "nets", "__version__",
+           "load", "save"]
 __all__ += ["diagnostics"]
+__all__ += ["amortized", "train"]

@@ -1,0 +1,231 @@
+"""Amortized posterior accuracy and speed: innverse vs sbi's NPE on the SBI benchmark tasks.
+
+For every task and simulation budget, both libraries train on the SAME simulations with their
+default settings (innverse: ``fit_posterior``; sbi 0.27: ``NPE(prior)`` with its default density
+estimator, ``train()`` with its defaults). For each of the task's observations both draw 10,000
+posterior samples, scored by C2ST against the task's reference posterior (0.5 = perfect). Training
+wall and CPU time are measured around the training call. Then batched amortized sampling,
+1,000 observations x 1,000 samples in one call (``Posterior.sample`` vs sbi's ``sample_batched``),
+is timed (repeats interleaved, median reported) and its samples outside the prior's support are
+counted.
+
+Run under the peers' environment (sbi is imported only here)::
+
+    PYTHONPATH=src nice /work/main/.venv-peers/bin/python benchmarks/sbi_c2st.py
+    PYTHONPATH=src ... benchmarks/sbi_c2st.py --tasks two_moons,slcp --budgets 1000 --observations 3
+
+Results are appended to a JSON file as each (task, budget) finishes (``--resume`` skips the
+finished ones), and a Markdown table is written next to it. Both libraries run in one process
+with the same torch thread count (``--threads``, default 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from innverse.amortized import fit_posterior, simulate
+from innverse.diagnostics import c2st
+from innverse.tasks import SBI_TASKS, TASKS, get_task
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _timed(fn):
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w, time.process_time() - c
+
+
+def _outside(task, samples: torch.Tensor) -> int:
+    """Samples outside the prior's support (or not finite)."""
+    flat = samples.reshape(-1, task.theta_dim)
+    ok = task.prior.support.check(flat) & torch.isfinite(flat).all(-1)
+    return int((~ok).sum())
+
+
+class _Sbi:
+    """sbi's NPE with its defaults (imported lazily: only the peers' environment has sbi)."""
+
+    def __init__(self, task):
+        from sbi.inference import NPE
+
+        self.task = task
+        self.inference = NPE(prior=task.prior, show_progress_bars=False)
+
+    def train(self, theta, x):
+        self.inference.append_simulations(theta, x)
+        self.inference.train()
+        self.posterior = self.inference.build_posterior()
+        self.epochs = int(self.inference._summary["epochs_trained"][-1])
+
+    def sample(self, n, x_o, seed):
+        torch.manual_seed(seed)
+        return self.posterior.sample((n,), x=x_o, show_progress_bars=False)
+
+    def sample_batched(self, n, xs, seed):
+        torch.manual_seed(seed)
+        return self.posterior.sample_batched((n,), xs, show_progress_bars=False)
+
+
+def run_budget(name: str, budget: int, args) -> dict:
+    task = get_task(name)
+    sims = simulate(task.simulate, prior=task.prior, n=budget, seed=budget, progress=False)
+    theta, x = sims.theta, sims.x
+    entry: dict = {"task": name, "budget": budget, "simulations_kept": int(theta.shape[0]), "libraries": {}}
+    observations = range(min(args.observations, task.num_observations))
+    refs = {i: task.reference_posterior(i, args.samples) for i in observations}
+
+    post, wall, cpu = _timed(lambda: fit_posterior(theta, x, prior=task.prior, seed=0, progress=False))
+    scores, outside = [], 0
+    for i in observations:
+        s = post.sample(args.samples, task.observation(i), seed=i)
+        outside += _outside(task, s)
+        scores.append(c2st(refs[i], s, seed=i))
+    entry["libraries"]["innverse"] = {
+        "c2st": scores, "c2st_mean": statistics.fmean(scores), "train_wall_s": wall, "train_cpu_s": cpu,
+        "epochs": post.history.epochs, "best_epoch": post.history.best_epoch, "outside_support": outside}
+    entry["_posterior"] = post
+
+    if task.set_valued or args.skip_sbi:
+        reason = "skipped" if args.skip_sbi else "sbi's default NPE cannot take NaN-padded sets"
+        entry["libraries"]["sbi"] = {"skipped": reason}
+        return entry
+    sbi = _Sbi(task)
+    _, wall, cpu = _timed(lambda: sbi.train(theta, x))
+    scores, outside = [], 0
+    for i in observations:
+        s = sbi.sample(args.samples, task.observation(i), seed=i)
+        outside += _outside(task, s)
+        scores.append(c2st(refs[i], s, seed=i))
+    entry["libraries"]["sbi"] = {"c2st": scores, "c2st_mean": statistics.fmean(scores), "train_wall_s": wall,
+                                 "train_cpu_s": cpu, "epochs": sbi.epochs, "outside_support": outside}
+    entry["_sbi"] = sbi
+    return entry
+
+
+def time_batched(name: str, entry: dict, args) -> dict:
+    """1,000 observations x 1,000 samples in one call, repeats interleaved between the libraries."""
+    task = get_task(name)
+    gen = torch.Generator().manual_seed(7)
+    xs = task.simulate(task.sample_prior(args.batch_observations, gen), gen)
+    post, sbi = entry["_posterior"], entry.get("_sbi")
+    runs: dict[str, list[float]] = {"innverse": [], "sbi": []}
+    cpu: dict[str, list[float]] = {"innverse": [], "sbi": []}
+    outside: dict[str, int] = {}
+    for r in range(args.repeats):
+        s, wall, c = _timed(lambda r=r: post.sample(args.batch_samples, xs, seed=r))
+        runs["innverse"].append(wall)
+        cpu["innverse"].append(c)
+        outside["innverse"] = _outside(task, s)
+        del s
+        if sbi is not None:
+            s, wall, c = _timed(lambda r=r: sbi.sample_batched(args.batch_samples, xs, r))
+            runs["sbi"].append(wall)
+            cpu["sbi"].append(c)
+            outside["sbi"] = _outside(task, s)
+            del s
+    out = {"observations": args.batch_observations, "samples": args.batch_samples, "repeats": args.repeats,
+           "innverse_s": runs["innverse"], "innverse_cpu_s": cpu["innverse"],
+           "innverse_median_s": statistics.median(runs["innverse"]),
+           "innverse_median_cpu_s": statistics.median(cpu["innverse"]), "innverse_outside": outside["innverse"]}
+    if runs["sbi"]:
+        out.update({"sbi_s": runs["sbi"], "sbi_cpu_s": cpu["sbi"], "sbi_median_s": statistics.median(runs["sbi"]),
+                    "sbi_median_cpu_s": statistics.median(cpu["sbi"]), "sbi_outside": outside["sbi"],
+                    "speedup": statistics.median(runs["sbi"]) / statistics.median(runs["innverse"]),
+                    "speedup_cpu": statistics.median(cpu["sbi"]) / statistics.median(cpu["innverse"])})
+    return out
+
+
+def table(results: dict) -> str:
+    meta = results["meta"]
+    lines = [f"# innverse vs sbi NPE: C2ST and speed ({meta['date']}, {meta['machine']})", "",
+             f"torch threads: {meta['threads']}; observations per task: {meta['observations']}; "
+             f"posterior samples per observation: {meta['samples']}; load average at start: {meta['load']}.", "",
+             "| task | budget | innverse C2ST | sbi C2ST | innverse train wall / cpu s | sbi train wall / cpu s "
+             "| epochs (innverse / sbi) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for e in results["entries"]:
+        a, b = e["libraries"]["innverse"], e["libraries"].get("sbi", {})
+        sb = (f"{b['c2st_mean']:.3f}" if "c2st_mean" in b else f"n/a ({b.get('skipped', '')})")
+        st = f"{b['train_wall_s']:.1f} / {b['train_cpu_s']:.1f}" if "train_wall_s" in b else "-"
+        mark = " **" if "c2st_mean" in b and a["c2st_mean"] < b["c2st_mean"] else ""
+        lines.append(f"| {e['task']} | {e['budget']} | {a['c2st_mean']:.3f}{mark} | {sb} | "
+                     f"{a['train_wall_s']:.1f} / {a['train_cpu_s']:.1f} | {st} | {a['epochs']} / {b.get('epochs', '-')} |")
+    lines += ["", "(** = innverse lower.)", "", "Batched sampling, 1,000 observations x 1,000 samples in one call "
+              "(median of interleaved repeats, wall and CPU seconds; samples outside the prior's support):", "",
+              "| task | budget | innverse wall / cpu s | sbi wall / cpu s | speed-up wall / cpu | outside (innverse / sbi) |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for e in results["entries"]:
+        t = e.get("batched")
+        if not t:
+            continue
+        sbi_s = f"{t['sbi_median_s']:.1f} / {t['sbi_median_cpu_s']:.1f}" if "sbi_median_s" in t else "-"
+        sp = f"{t['speedup']:.1f}x / {t['speedup_cpu']:.1f}x" if "speedup" in t else "-"
+        lines.append(f"| {e['task']} | {e['budget']} | {t['innverse_median_s']:.1f} / {t['innverse_median_cpu_s']:.1f} "
+                     f"| {sbi_s} | {sp} | {t['innverse_outside']} / {t.get('sbi_outside', '-')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
+    ap.add_argument("--budgets", default="1000,10000", help="comma-separated simulation budgets")
+    ap.add_argument("--large", action="store_true", help="add the 100,000 budget")
+    ap.add_argument("--observations", type=int, default=10)
+    ap.add_argument("--samples", type=int, default=10_000)
+    ap.add_argument("--batch-observations", type=int, default=1000)
+    ap.add_argument("--batch-samples", type=int, default=1000)
+    ap.add_argument("--timing-budget", type=int, default=None, help="budget whose posteriors are timed (default: largest)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip-sbi", action="store_true")
+    ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/sbi_c2st_<date>_<machine>.json)")
+    ap.add_argument("--resume", action="store_true", help="skip (task, budget) pairs already in --out")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        sys.exit(f"sbi_c2st: unknown tasks {sorted(unknown)}; choose from {TASKS}")
+    budgets = [int(b) for b in args.budgets.split(",")] + ([100_000] if args.large else [])
+    timing_budget = args.timing_budget or max(budgets)
+    machine = platform.node() or "machine"
+    out = Path(args.out) if args.out else RESULTS / f"sbi_c2st_{date.today()}_{machine}.json"
+    results = {"meta": {"date": str(date.today()), "machine": machine, "threads": args.threads,
+                        "observations": args.observations, "samples": args.samples, "load": os.getloadavg()[0],
+                        "torch": torch.__version__, "cpu_count": os.cpu_count(), "sbi_tasks": list(SBI_TASKS)},
+               "entries": []}
+    if args.resume and out.exists():
+        results = json.loads(out.read_text())
+    done = {(e["task"], e["budget"]) for e in results["entries"]}
+    for name in tasks:
+        for budget in budgets:
+            if (name, budget) in done:
+                continue
+            print(f"== {name} {budget}", flush=True)
+            entry = run_budget(name, budget, args)
+            if budget == timing_budget:
+                entry["batched"] = time_batched(name, entry, args)
+            entry = {k: v for k, v in entry.items() if not k.startswith("_")}
+            results["entries"].append(entry)
+            libs = entry["libraries"]
+            print(json.dumps({k: {m: v for m, v in lib.items() if m != "c2st"} for k, lib in libs.items()}), flush=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(results, indent=1, allow_nan=False, default=lambda o: None))
+            os.replace(tmp, out)
+            out.with_suffix(".md").write_text(table(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

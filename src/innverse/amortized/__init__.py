@@ -1,0 +1,51 @@
+"""Amortized Bayesian inference: priors, simulators, simulation stores, posterior estimators.
+
+Train once on simulations, then get the posterior for any observation in milliseconds::
+
+    prior = box_uniform(-1.0, 1.0, dim=2)
+    theta, x, report = simulate(my_simulator, prior=prior, n=10_000)
+    posterior = fit_posterior(theta, x, prior=prior)
+    samples = posterior.sample(1000, x_obs)          # (1000, 2), all inside the prior's support
+"""
+
+from .estimator import FORMAT_VERSION, FlowOptions, PosteriorEstimator
+from .executor import SimulationReport, Simulations, sample_prior, simulate
+from .fit import build_summary, default_training, fit_posterior
+from .online import OnlineBatches
+from .posterior import Posterior
+from .prior_config import PRIOR_TYPES, prior_from_config, prior_to_config
+from .priors import ProductPrior, as_prior, box_uniform, gaussian, log_normal, prior_bounds, product
+from .simulation import batch_seed, calling_style, pad_rows
+from .store import SimulationStore, StoreBatches
+from .support import SupportTransform
+
+__all__ = [
+    "FORMAT_VERSION",
+    "PRIOR_TYPES",
+    "FlowOptions",
+    "OnlineBatches",
+    "Posterior",
+    "PosteriorEstimator",
+    "ProductPrior",
+    "SimulationReport",
+    "SimulationStore",
+    "Simulations",
+    "StoreBatches",
+    "SupportTransform",
+    "as_prior",
+    "batch_seed",
+    "box_uniform",
+    "build_summary",
+    "calling_style",
+    "default_training",
+    "fit_posterior",
+    "gaussian",
+    "log_normal",
+    "pad_rows",
+    "prior_bounds",
+    "prior_from_config",
+    "prior_to_config",
+    "product",
+    "sample_prior",
+    "simulate",
+]

@@ -1,0 +1,264 @@
+"""The posterior estimator: summary network + conditional INN + standardisation + support bijection."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from ..blocks.transformers import AffineTransformer, RationalQuadraticSpline
+from ..core import Flow
+from ..core import Sequence as InvSequence
+from ..flows import coupling_flow
+from ..nets.sets import ACTIVATIONS
+from ..nets.subnets import mlp_constructor
+from ..nets.summaries import summary_from_config
+from .elementwise import ContextElementwise
+from .prior_config import prior_from_config, prior_to_config
+from .priors import as_prior, prior_bounds
+from .standardize import moments, x_stat_shape
+from .support import SupportTransform
+
+__all__ = ["FlowOptions", "PosteriorEstimator", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class FlowOptions:
+    """Architecture of the conditional INN (see :func:`innverse.flows.coupling_flow`)."""
+
+    coupling: str = "spline"
+    blocks: int = 6
+    hidden: list[int] = field(default_factory=lambda: [128, 128])
+    bins: int = 8
+    bound: float = 4.0
+    permutation: str = "random"
+    actnorm: bool = False
+    clamp: float = 2.0
+    activation: str = "relu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.hidden = [int(h) for h in self.hidden]
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"FlowOptions: activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
+        if self.coupling not in ("affine", "spline", "additive", "gin"):
+            raise ValueError(f"FlowOptions: coupling must be 'affine', 'spline', 'additive' or 'gin', got {self.coupling!r}")
+
+
+def _build_flow(theta_dim: int, context: int, o: FlowOptions) -> Flow:
+    act = ACTIVATIONS[o.activation]
+    if theta_dim >= 2:
+        return coupling_flow(theta_dim, context, blocks=o.blocks, hidden=o.hidden, coupling=o.coupling,
+                             permutation=o.permutation, actnorm=o.actnorm, clamp=o.clamp, bins=o.bins,
+                             bound=o.bound, activation=act, seed=o.seed)
+    # One parameter: couplings cannot split, so every block conditions on the context alone.
+    sub = mlp_constructor(o.hidden, act)
+    blocks = []
+    for _ in range(o.blocks):
+        t = RationalQuadraticSpline(o.bins, o.bound) if o.coupling == "spline" else AffineTransformer(o.clamp)
+        blocks.append(ContextElementwise(1, t, sub, context))
+    return Flow(InvSequence(blocks))
+
+
+class PosteriorEstimator(nn.Module):
+    r"""Amortized posterior :math:`q(\theta \mid x)`: summary network, conditional INN and fixed maps.
+
+    .. math::
+        u = T(\theta),\quad v = (u - \mu_u) / \sigma_u,\quad h = S\big((x - \mu_x)/\sigma_x\big),\\
+        \log q(\theta \mid x) = \log q_{\mathrm{INN}}(v \mid h) - \textstyle\sum_i \log\sigma_{u,i}
+            + \log|\partial T / \partial\theta|,
+
+    where :math:`T` maps the prior's box-shaped support to :math:`\mathbb R^D`
+    (:class:`SupportTransform`), :math:`\mu, \sigma` are standardisation buffers learned from the
+    training set (:meth:`fit_standardization`), :math:`S` is the summary network (identity:
+    flattening) and :math:`q_{\mathrm{INN}}` a conditional coupling flow. Sampling runs the chain
+    backwards, so samples never leave the support.
+
+    Rebuild without pickle: ``PosteriorEstimator.from_config(est.config())`` followed by
+    ``load_state_dict(est.state_dict())`` reproduces ``est`` exactly.
+
+    Args:
+        theta_dim: number of parameters ``D``.
+        x_shape: shape of one observation.
+        prior: the prior (a ``torch.distributions`` object over ``(D,)``), or ``None`` (unbounded).
+        summary: summary network (``None``: identity); with ``variable_size = True`` it accepts
+            NaN-padded sets / series of any size.
+        flow: :class:`FlowOptions` or a dict of its fields.
+        reference_size: rows of the buffer of reference training summaries.
+    """
+
+    def __init__(self, theta_dim: int, x_shape: tuple[int, ...] | list[int], prior: Distribution | None = None,
+                 summary: nn.Module | None = None, flow: FlowOptions | dict[str, Any] | None = None,
+                 reference_size: int = 0) -> None:
+        super().__init__()
+        self.theta_dim = int(theta_dim)
+        self.x_shape = tuple(int(s) for s in x_shape)
+        if self.theta_dim < 1 or not self.x_shape or min(self.x_shape) < 1:
+            raise ValueError(f"PosteriorEstimator: need theta_dim >= 1 and a non-empty x_shape, got "
+                             f"{theta_dim} and {tuple(x_shape)}")
+        self.prior = None if prior is None else as_prior(prior)
+        if self.prior is not None and self.prior.event_shape[0] != self.theta_dim:
+            raise ValueError(f"PosteriorEstimator: the prior has {self.prior.event_shape[0]} components but "
+                             f"theta_dim is {self.theta_dim}")
+        self.flow_options = flow if isinstance(flow, FlowOptions) else FlowOptions(**(flow or {}))
+        lower, upper = prior_bounds(self.prior) if self.prior is not None else (
+            torch.full((self.theta_dim,), -math.inf, dtype=torch.float64),
+            torch.full((self.theta_dim,), math.inf, dtype=torch.float64))
+        self.support = SupportTransform(lower, upper)
+        self.summary = summary
+        self.variable_size = bool(getattr(summary, "variable_size", False))
+        context = int(summary.out_features) if summary is not None else math.prod(self.x_shape)
+        self.context_features = context
+        self.flow = _build_flow(self.theta_dim, context, self.flow_options)
+        self.register_buffer("theta_shift", torch.zeros(self.theta_dim))
+        self.register_buffer("theta_scale", torch.ones(self.theta_dim))
+        stat = x_stat_shape(self.x_shape)
+        self.register_buffer("x_shift", torch.zeros(stat))
+        self.register_buffer("x_scale", torch.ones(stat))
+        self.register_buffer("reference_summaries", torch.zeros(int(reference_size), context))
+
+    # -- configuration ---------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable description of the architecture, options, prior and shapes."""
+        if self.summary is not None and not hasattr(self.summary, "config"):
+            raise TypeError(f"PosteriorEstimator.config: the summary network {type(self.summary).__name__} has no "
+                            "config(); use one of innverse.nets.SUMMARY_NETWORKS or rebuild it yourself and pass "
+                            "it to from_config(config, summary=...)")
+        prior_cfg: dict[str, Any] | None = None
+        prior_type = None
+        if self.prior is not None:
+            prior_type = type(self.prior).__name__
+            try:
+                prior_cfg = prior_to_config(self.prior)
+            except TypeError:
+                prior_cfg = None  # an undescribable prior: the support bounds below still rebuild T
+        def bound(t: Tensor) -> list[float | None]:
+            return [float(v) if math.isfinite(v) else None for v in t.tolist()]
+
+        return {
+            "format": "innverse.PosteriorEstimator",
+            "version": FORMAT_VERSION,
+            "theta_dim": self.theta_dim,
+            "x_shape": list(self.x_shape),
+            "prior": prior_cfg,
+            "prior_type": prior_type,
+            "support": {"lower": bound(self.support.lower), "upper": bound(self.support.upper)},
+            "summary": None if self.summary is None else self.summary.config(),
+            "flow": asdict(self.flow_options),
+            "reference_size": int(self.reference_summaries.shape[0]),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], summary: nn.Module | None = None,
+                    prior: Distribution | None = None) -> PosteriorEstimator:
+        """Rebuild an (untrained) estimator from :meth:`config`; then ``load_state_dict``.
+
+        Args:
+            config: the dict from :meth:`config`.
+            summary: a summary network to use instead of rebuilding it from the config.
+            prior: a prior to use when the config could not describe it.
+        """
+        if not isinstance(config, dict) or config.get("format") != "innverse.PosteriorEstimator":
+            raise ValueError("PosteriorEstimator.from_config: not a PosteriorEstimator config (missing "
+                             "format='innverse.PosteriorEstimator')")
+        version = config.get("version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ValueError(f"PosteriorEstimator.from_config: config version {version!r} is newer than this "
+                             f"innverse supports ({FORMAT_VERSION}); upgrade innverse")
+        for key in ("theta_dim", "x_shape", "flow", "reference_size", "support"):
+            if key not in config:
+                raise ValueError(f"PosteriorEstimator.from_config: missing key {key!r}")
+        if prior is None and config.get("prior") is not None:
+            prior = prior_from_config(config["prior"])
+        if summary is None and config.get("summary") is not None:
+            summary = summary_from_config(config["summary"])
+        est = cls(config["theta_dim"], tuple(config["x_shape"]), prior, summary, FlowOptions(**config["flow"]),
+                  config["reference_size"])
+        if prior is None:
+            lo = [-math.inf if v is None else v for v in config["support"]["lower"]]
+            hi = [math.inf if v is None else v for v in config["support"]["upper"]]
+            est.support = SupportTransform(torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64))
+        return est
+
+    # -- standardisation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def fit_standardization(self, theta: Tensor, x: Tensor) -> None:
+        """Set the shift/scale buffers from training parameters ``(B, D)`` and observations ``(B, *x_shape)``."""
+        u, _ = self.support(theta.to(torch.float64))
+        self.theta_shift.copy_(u.mean(0))
+        sd = u.std(0) if u.shape[0] > 1 else torch.ones_like(u[0])
+        self.theta_scale.copy_(torch.where(sd > 1e-12, sd, torch.ones_like(sd)))
+        shift, scale = moments(x, self.x_shape)
+        self.x_shift.copy_(shift)
+        self.x_scale.copy_(scale)
+
+    def theta_to_latent(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """``theta (B, D)`` -> standardised unbounded ``v`` and ``log|dv/dtheta|`` ``(B,)``."""
+        u, ld = self.support(theta)
+        v = (u - self.theta_shift.to(u.dtype)) / self.theta_scale.to(u.dtype)
+        return v, ld - torch.log(self.theta_scale).sum().to(u.dtype)
+
+    def latent_to_theta(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Standardised ``v (..., D)`` -> ``theta`` inside the support and ``log|dtheta/dv|``."""
+        u = v * self.theta_scale.to(v.dtype) + self.theta_shift.to(v.dtype)
+        theta, ld = self.support.inverse(u)
+        return theta, ld + torch.log(self.theta_scale).sum().to(v.dtype)
+
+    def standardize_x(self, x: Tensor) -> Tensor:
+        """``(x - mu_x) / sigma_x`` with the statistics broadcast over ``(B, ...)`` (NaN padding stays NaN)."""
+        shape = (1,) * (x.dim() - 1) + tuple(self.x_shift.shape) if self.x_shift.numel() > 1 else (1,)
+        return (x - self.x_shift.reshape(shape).to(x.dtype)) / self.x_scale.reshape(shape).to(x.dtype)
+
+    def context(self, z: Tensor) -> Tensor:
+        """Summaries of already standardised observations ``z``."""
+        return z.flatten(1) if self.summary is None else self.summary(z)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Summaries ``(B, context_features)`` of observations ``x (B, ...)``."""
+        return self.context(self.standardize_x(x))
+
+    # -- densities -------------------------------------------------------------------------------
+    def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """``log q(theta_i | x_i)`` for paired rows ``theta (B, D)``, ``x (B, ...)``; inputs must be valid."""
+        v, ld = self.theta_to_latent(theta)
+        return self.flow.log_prob(v, self.embed(x)) + ld
+
+    def latent_log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """Training objective: ``log q_INN(v | h)`` without the parameter-free Jacobian terms."""
+        v, _ = self.theta_to_latent(theta)
+        return self.flow.log_prob(v, self.embed(x))
+
+    @torch.no_grad()
+    def prepare(self, theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Training pairs in the spaces the networks see: ``(v, z)``, standardised latent parameters and data.
+
+        Training on prepared pairs with :meth:`prepared_log_prob` skips the fixed maps at every step.
+        """
+        v, _ = self.theta_to_latent(theta)
+        return v.to(self.theta_shift.dtype), self.standardize_x(x).to(self.theta_shift.dtype)
+
+    def prepared_log_prob(self, v: Tensor, z: Tensor) -> Tensor:
+        """``log q_INN(v | S(z))`` for prepared pairs (see :meth:`prepare`)."""
+        return self.flow.log_prob(v, self.context(z))
+
+    def sample_given_summaries(self, n: int, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` samples for each of ``k`` summaries ``h (k, C)`` -> ``(n, k, D)`` inside the support."""
+        v = self.flow.sample(n, h, generator)
+        theta, _ = self.latent_to_theta(v)
+        return theta
+
+    @torch.no_grad()
+    def set_reference(self, x: Tensor, batch: int = 4096) -> None:
+        """Fill the reference-summary buffer with the summaries of up to ``reference_size`` observations."""
+        m = min(self.reference_summaries.shape[0], x.shape[0])
+        x = x[:m]
+        rows = [self.embed(x[i:i + batch]) for i in range(0, m, batch)]
+        if rows:
+            ref = torch.cat(rows)
+            self.reference_summaries = torch.zeros_like(self.reference_summaries[:m]).copy_(ref)

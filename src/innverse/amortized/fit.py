@@ -1,0 +1,229 @@
+"""One call from simulations (in memory, in a store, or online) to a trained :class:`Posterior`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from ..nets.summaries import SUMMARY_NETWORKS, summary_from_config
+from ..train import EpochCallback, TensorBatches, TrainConfig, train
+from .estimator import FlowOptions, PosteriorEstimator
+from .executor import simulate
+from .inputs import invalid_rows, to_tensor
+from .online import OnlineBatches
+from .posterior import Posterior
+from .priors import as_prior
+from .simulation import batch_seed
+from .store import SimulationStore, StoreBatches
+
+__all__ = ["fit_posterior", "default_training", "build_summary"]
+
+logger = logging.getLogger("innverse")
+
+
+def default_training(n_train: int) -> tuple[int, TrainConfig]:
+    """Budget-aware defaults: ``(batch_size, TrainConfig)`` for ``n_train`` training pairs.
+
+    Small budgets get small batches (more steps per epoch); the maximum number of epochs is set
+    so that about 6,000-30,000 optimiser steps are possible, and early stopping on the validation
+    loss decides the actual length.
+    """
+    batch = int(min(256, max(32, 2 ** round(math.log2(max(n_train, 1) / 16)))))
+    steps_per_epoch = max(1, math.ceil(n_train / batch))
+    epochs = int(min(1000, max(60, 12000 // steps_per_epoch)))
+    return batch, TrainConfig(epochs=epochs, lr=1e-3, schedule="cosine", warmup=0.01, patience=30,
+                              clip_grad=5.0, weight_decay=0.0)
+
+
+def build_summary(kind: str | nn.Module | None, x_shape: tuple[int, ...], theta_dim: int,
+                  options: dict[str, Any] | None = None) -> nn.Module | None:
+    """The summary network for ``kind``: ``"auto"``, ``"identity"``/None, a registered name, or a module.
+
+    ``"auto"``: identity for vectors ``(F,)``, :class:`~innverse.nets.DeepSet` for sets ``(N, F)``,
+    an MLP otherwise.
+    """
+    if isinstance(kind, nn.Module):
+        if not hasattr(kind, "out_features"):
+            raise ValueError("fit_posterior: a custom summary network needs an int attribute out_features")
+        return kind
+    opts = dict(options or {})
+    if kind == "auto":
+        kind = None if len(x_shape) == 1 else ("deepset" if len(x_shape) == 2 else "mlp")
+    if kind in (None, "identity"):
+        if opts:
+            raise ValueError(f"fit_posterior: summary_options {sorted(opts)} given without a summary network")
+        return None
+    if kind not in SUMMARY_NETWORKS:
+        raise ValueError(f"fit_posterior: summary must be 'auto', 'identity', a module or one of "
+                         f"{tuple(SUMMARY_NETWORKS)}, got {kind!r}")
+    opts.setdefault("out_features", max(16, 4 * theta_dim))
+    if kind == "mlp":
+        opts.setdefault("in_shape", list(x_shape))
+    elif kind == "time_series":
+        opts.setdefault("in_channels", x_shape[-1] if len(x_shape) == 2 else 1)
+    else:
+        if len(x_shape) != 2:
+            raise ValueError(f"fit_posterior: summary {kind!r} needs sets of shape (N, F), got x_shape {x_shape}")
+        opts.setdefault("in_features", x_shape[-1])
+    return summary_from_config({"type": kind, **opts})
+
+
+def _check_training_data(theta: Tensor, x: Tensor, prior: Distribution | None, est_support: Any,
+                         variable_size: bool, drop_invalid: bool) -> tuple[Tensor, Tensor, int]:
+    if theta.dim() != 2:
+        raise ValueError(f"fit_posterior: theta must be (n, D), got shape {tuple(theta.shape)}")
+    if x.shape[0] != theta.shape[0]:
+        raise ValueError(f"fit_posterior: theta has {theta.shape[0]} rows but x has {x.shape[0]}")
+    bad_x = invalid_rows(x, x.dim() - 1, variable_size)
+    bad_t = ~torch.isfinite(theta).all(1)
+    outside = ~est_support.inside(theta) & ~bad_t
+    if outside.any():
+        rows = outside.nonzero().flatten()[:10].tolist()
+        raise ValueError(f"fit_posterior: theta rows {rows} lie outside the prior's support "
+                         f"(lower {est_support.lower.tolist()}, upper {est_support.upper.tolist()})")
+    bad = bad_x | bad_t
+    if bad.any():
+        rows = bad.nonzero().flatten()[:10].tolist()
+        if not drop_invalid:
+            raise ValueError(f"fit_posterior: {int(bad.sum())} training pairs contain NaN/Inf (rows {rows}"
+                             f"{'...' if int(bad.sum()) > 10 else ''}); remove them or pass drop_invalid=True")
+        logger.warning("fit_posterior: dropped %d of %d training pairs with NaN/Inf", int(bad.sum()), len(bad))
+    return theta[~bad], x[~bad], int(bad.sum())
+
+
+def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None = None, *,
+                  simulator: Callable[..., Any] | None = None, store: SimulationStore | str | os.PathLike | None = None,
+                  summary: str | nn.Module | None = "auto", summary_options: dict[str, Any] | None = None,
+                  flow: FlowOptions | dict[str, Any] | None = None, training: TrainConfig | dict[str, Any] | None = None,
+                  batch_size: int | None = None, validation_fraction: float = 0.1,
+                  simulations_per_epoch: int | None = None, validation_simulations: int | None = None,
+                  workers: int = 0, seed: int = 0, drop_invalid: bool = False, reference_size: int = 2000,
+                  checkpoint: str | os.PathLike | None = None, resume: bool = False,
+                  log_path: str | os.PathLike | None = None, callbacks: Sequence[EpochCallback] = (),
+                  progress: bool = True) -> Posterior:
+    r"""Train a :class:`PosteriorEstimator` by maximum likelihood and return the :class:`Posterior`.
+
+    Minimises :math:`-\frac1N\sum_i \log q(\theta_i \mid x_i)` over simulated pairs (neural
+    posterior estimation), which is minimised by the true posterior for every ``x``.
+
+    Data, one of:
+      * ``theta (n, D)`` and ``x (n, *x_shape)`` in memory (torch or numpy) — offline;
+      * ``store``: a :class:`SimulationStore` (or its path), read in shuffled minibatches — offline;
+      * ``simulator`` (with ``prior``): ``simulations_per_epoch`` fresh pairs every epoch — online.
+
+    Args:
+        prior: the prior (required online; otherwise used for the support bijection and recorded).
+        summary: ``"auto"``, ``"identity"``, ``"mlp"``, ``"deepset"``, ``"set_transformer"``,
+            ``"time_series"`` or a module with ``out_features``; ``summary_options`` go to its constructor.
+        flow: :class:`FlowOptions` (or dict): coupling type, blocks, widths, bins, ...
+        training: :class:`~innverse.train.TrainConfig` (or dict of overrides of the budget-aware
+            defaults of :func:`default_training`).
+        batch_size: minibatch size (default: budget-aware).
+        validation_fraction: held-out fraction for early stopping (offline).
+        simulations_per_epoch / validation_simulations: online budget per epoch / fixed validation set.
+        workers: simulation processes (online).
+        seed: seed of the split, data order and online simulations.
+        drop_invalid: drop (and log) training pairs with NaN/Inf instead of raising.
+        reference_size: training summaries kept in the posterior (misspecification checks).
+        checkpoint / resume / log_path / callbacks / progress: see :func:`innverse.train.train`.
+    """
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"fit_posterior: validation_fraction must be in [0, 1), got {validation_fraction}")
+    prior = as_prior(prior) if prior is not None else None
+    online = simulator is not None
+    if sum([theta is not None or x is not None, store is not None, online]) != 1:
+        raise ValueError("fit_posterior: give exactly one data source: theta and x, a store, or a simulator (online)")
+    gen = torch.Generator().manual_seed(seed)
+    opened: SimulationStore | None = None
+    try:
+        if online:
+            if prior is None:
+                raise ValueError("fit_posterior: online training needs the prior")
+            per_epoch = int(simulations_per_epoch or 10_000)
+            n_val = int(validation_simulations or max(500, per_epoch // 10))
+            sims = simulate(simulator, prior=prior, n=n_val, workers=workers, seed=batch_seed(seed, 0, 3),
+                            progress=False)
+            th_fit, x_fit = sims.theta, sims.x
+            n_train = per_epoch
+        elif store is not None:
+            opened = store if isinstance(store, SimulationStore) else SimulationStore(store, "r")
+            if opened.rows < 2:
+                raise ValueError(f"fit_posterior: the store {opened.path} has {opened.rows} committed rows")
+            perm = torch.randperm(opened.rows, generator=gen).numpy()
+            n_val = round(validation_fraction * opened.rows)
+            val_rows, train_rows = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            th_fit, x_fit = opened.read_rows(train_rows[:50_000])
+            n_train = len(train_rows)
+        else:
+            if theta is None or x is None:
+                raise ValueError("fit_posterior: give both theta and x")
+            th_fit = to_tensor(theta, "theta", "fit_posterior", torch.float32)
+            x_fit = to_tensor(x, "x", "fit_posterior", torch.float32)
+            if x_fit.dim() == 1:
+                x_fit = x_fit.unsqueeze(-1)
+            n_train = th_fit.shape[0]
+        if th_fit.dim() == 1:
+            th_fit = th_fit.unsqueeze(-1)
+        theta_dim, x_shape = th_fit.shape[1], tuple(x_fit.shape[1:])
+        summary_net = build_summary(summary, x_shape, theta_dim, summary_options)
+        est = PosteriorEstimator(theta_dim, x_shape, prior, summary_net, flow,
+                                 reference_size=min(reference_size, n_train))
+        th_fit, x_fit, dropped = _check_training_data(th_fit, x_fit, prior, est.support, est.variable_size,
+                                                      drop_invalid)
+        auto_batch, cfg = default_training(n_train)
+        if isinstance(training, TrainConfig):
+            cfg = training
+        else:
+            cfg = TrainConfig.from_dict({**dataclasses.asdict(cfg), "seed": seed, **(training or {})})
+        bs = int(batch_size or auto_batch)
+        est.fit_standardization(th_fit, x_fit)
+
+        def raw_loss(batch: Sequence[Tensor]) -> Tensor:
+            return -est.prepared_log_prob(*est.prepare(batch[0], batch[1])).mean()
+
+        def prepared_loss(batch: Sequence[Tensor]) -> Tensor:
+            return -est.prepared_log_prob(batch[0], batch[1]).mean()
+
+        loss = raw_loss
+
+        if online:
+            train_src: Any = OnlineBatches(prior, simulator, per_epoch, bs, seed, workers)  # type: ignore[arg-type]
+            val_src: Any = TensorBatches(th_fit, x_fit, batch_size=4096, shuffle=False)
+        elif opened is not None:
+            train_src = StoreBatches(opened, train_rows, bs)
+            val_src = StoreBatches(opened, val_rows, 4096, shuffle=False) if n_val else None
+        else:
+            # In memory: map the pairs once into the spaces the networks see.
+            v_all, z_all = est.prepare(th_fit, x_fit)
+            perm = torch.randperm(th_fit.shape[0], generator=gen)
+            n_val = round(validation_fraction * th_fit.shape[0])
+            if validation_fraction > 0 and th_fit.shape[0] >= 10:
+                n_val = max(n_val, 1)
+            val_idx, tr_idx = perm[:n_val], perm[n_val:]
+            train_src = TensorBatches(v_all[tr_idx], z_all[tr_idx], batch_size=bs)
+            val_src = TensorBatches(v_all[val_idx], z_all[val_idx], batch_size=4096, shuffle=False) if n_val else None
+            loss = prepared_loss
+        # inputs are validated above (or by the executor), so the flow skips its per-call NaN checks
+        est.flow.validate_args = False
+        try:
+            history = train(est, loss, train_src, val_src, cfg, checkpoint=checkpoint, resume=resume,
+                            log_path=log_path, callbacks=callbacks, progress=progress, desc="fit_posterior")
+        finally:
+            est.flow.validate_args = True
+        est.set_reference(x_fit[torch.randperm(x_fit.shape[0], generator=gen)[:reference_size]])
+    finally:
+        if opened is not None and opened is not store:
+            opened.close()
+    post = Posterior(est, history)
+    post.info.update({"dropped_invalid": dropped, "training_pairs": n_train, "batch_size": bs,
+                      "train_config": cfg.to_dict(), "mode": "online" if online else ("store" if store is not None else "memory")})
+    return post

@@ -1,0 +1,119 @@
+"""Bijection from a prior's box-shaped support to unbounded space, per component."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["SupportTransform"]
+
+# component kinds
+_REAL, _LOWER, _UPPER, _INTERVAL = 0, 1, 2, 3
+
+
+class SupportTransform(nn.Module):
+    r"""Elementwise bijection :math:`u = T(\theta)` from the box :math:`\prod_i (a_i, b_i)` to :math:`\mathbb R^D`.
+
+    Per component, by the kind of bound:
+
+    * unbounded: :math:`u = \theta`;
+    * interval :math:`(a, b)`: :math:`u = \mathrm{logit}\,\frac{\theta - a}{b - a}`,
+      :math:`\theta = a + (b - a)\,\sigma(u)`,
+      :math:`\log|\partial\theta/\partial u| = \log(b - a) + \log\sigma(u) + \log\sigma(-u)`;
+    * lower bound :math:`a`: :math:`u = \log(\theta - a)`, :math:`\theta = a + e^u`,
+      :math:`\log|\partial\theta/\partial u| = u`;
+    * upper bound :math:`b`: :math:`u = \log(b - \theta)`, :math:`\theta = b - e^u`,
+      :math:`\log|\partial\theta/\partial u| = u`.
+
+    The maps run in float64 and :meth:`inverse` clamps its result into the open box in the
+    output dtype, so a sample never lands on or beyond a bound through round-off (``sigmoid``
+    saturates to exactly 1 in float32 for ``u > 17``). Densities: :math:`\log p_\theta(\theta) =
+    \log p_u(T(\theta)) + \log|\partial u/\partial\theta|`.
+
+    Args:
+        lower, upper: bounds ``(D,)``, ``-inf`` / ``+inf`` where a side is unbounded.
+    """
+
+    def __init__(self, lower: Tensor, upper: Tensor) -> None:
+        super().__init__()
+        lower = torch.as_tensor(lower, dtype=torch.float64).reshape(-1)
+        upper = torch.as_tensor(upper, dtype=torch.float64).reshape(-1)
+        if lower.shape != upper.shape:
+            raise ValueError(f"SupportTransform: lower {tuple(lower.shape)} and upper {tuple(upper.shape)} differ in shape")
+        if not (upper > lower).all():
+            raise ValueError(f"SupportTransform: need upper > lower, got {lower.tolist()} and {upper.tolist()}")
+        lo_f, hi_f = torch.isfinite(lower), torch.isfinite(upper)
+        kind = torch.full(lower.shape, _REAL, dtype=torch.long)
+        kind[lo_f & ~hi_f] = _LOWER
+        kind[~lo_f & hi_f] = _UPPER
+        kind[lo_f & hi_f] = _INTERVAL
+        self.register_buffer("lower", lower)
+        self.register_buffer("upper", upper)
+        self.register_buffer("kind", kind)
+
+    @property
+    def features(self) -> int:
+        return self.lower.shape[0]
+
+    @property
+    def bounded(self) -> bool:
+        """Whether any component has a finite bound (else the transform is the identity)."""
+        return bool((self.kind != _REAL).any())
+
+    def _masks(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self.kind == _INTERVAL, self.kind == _LOWER, self.kind == _UPPER
+
+    def inside(self, theta: Tensor) -> Tensor:
+        """Boolean ``(..., )``: whether each row lies strictly inside the open box."""
+        t = theta.to(torch.float64)
+        return ((t > self.lower) | ~torch.isfinite(self.lower)).all(-1) & (
+            (t < self.upper) | ~torch.isfinite(self.upper)).all(-1) & torch.isfinite(t).all(-1)
+
+    def forward(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        r"""``theta (..., D)`` inside the box -> ``(u, log|du/dtheta|)`` with shapes ``(..., D)``, ``(...)``."""
+        if not self.bounded:
+            return theta, theta.new_zeros(theta.shape[:-1])
+        t = theta.to(torch.float64)
+        interval, low, up = self._masks()
+        lo = torch.where(torch.isfinite(self.lower), self.lower, 0.0)
+        hi = torch.where(torch.isfinite(self.upper), self.upper, 1.0)
+        width = torch.where(interval, hi - lo, 1.0)
+        # A value on a bound (float32 uniform draws can hit ``low`` exactly) maps to a finite u
+        # at the input dtype's resolution rather than to -inf.
+        eps, tiny = torch.finfo(theta.dtype).eps, torch.finfo(theta.dtype).tiny
+        p = ((t - lo) / width).clamp(eps, 1.0 - eps)
+        u_int = torch.log(p) - torch.log1p(-p)
+        u_low = torch.log((t - lo).clamp_min(tiny))
+        u_up = torch.log((hi - t).clamp_min(tiny))
+        u = torch.where(interval, u_int, torch.where(low, u_low, torch.where(up, u_up, t)))
+        # log|du/dtheta| = -log|dtheta/du|
+        ld = torch.where(interval, -(torch.log(width) + F.logsigmoid(u) + F.logsigmoid(-u)),
+                         torch.where(low | up, -u, 0.0)).sum(-1)
+        return u.to(theta.dtype), ld.to(theta.dtype)
+
+    def inverse(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        r"""``u (..., D)`` -> ``(theta, log|dtheta/du|)``; ``theta`` strictly inside the box."""
+        if not self.bounded:
+            return u, u.new_zeros(u.shape[:-1])
+        v = u.to(torch.float64)
+        interval, low, up = self._masks()
+        lo = torch.where(torch.isfinite(self.lower), self.lower, 0.0)
+        hi = torch.where(torch.isfinite(self.upper), self.upper, 1.0)
+        width = torch.where(interval, hi - lo, 1.0)
+        ev = torch.exp(v)
+        t = torch.where(interval, lo + width * torch.sigmoid(v),
+                        torch.where(low, lo + ev, torch.where(up, hi - ev, v)))
+        ld = torch.where(interval, torch.log(width) + F.logsigmoid(v) + F.logsigmoid(-v),
+                         torch.where(low | up, v, 0.0)).sum(-1)
+        return self.clamp_inside(t.to(u.dtype)), ld.to(u.dtype)
+
+    def clamp_inside(self, theta: Tensor) -> Tensor:
+        """Clamp into the open box, one representable step inside each finite bound, in ``theta.dtype``."""
+        lo = self.lower.to(theta.dtype)
+        hi = self.upper.to(theta.dtype)
+        lo_in = torch.nextafter(lo, torch.full_like(lo, float("inf")))
+        hi_in = torch.nextafter(hi, torch.full_like(hi, -float("inf")))
+        lo_in = torch.where(torch.isfinite(lo), lo_in, -torch.finfo(theta.dtype).max)
+        hi_in = torch.where(torch.isfinite(hi), hi_in, torch.finfo(theta.dtype).max)
+        return torch.maximum(torch.minimum(theta, hi_in), lo_in)

@@ -1,0 +1,77 @@
+"""``innverse sample RUN --obs FILE``: posterior samples for observations."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ...report.run import RunLayout
+from ..console import Console
+from ..errors import UsageError
+from ..observations import SAMPLE_FORMATS, arviz_available, read_observations, write_samples
+from ..runinfo import read_run, record_step
+
+HELP = "draw posterior samples for observations in a .npy/.csv file"
+DESCRIPTION = """\
+Load the run's trained posterior and draw samples for every observation in FILE: a .npy array of
+one observation (the data's shape) or a batch (k, ...), or a .csv with one observation per row.
+Samples are written to RUN/samples/<FILE name>.npz (and .nc, an ArviZ InferenceData, when arviz is
+installed), or to --out (.npz, .csv or .nc). Each observation is also scored for misspecification:
+one far outside the simulations is flagged, because its posterior is an extrapolation.
+
+  innverse sample runs/mine --obs data.npy -n 2000
+  innverse sample runs/mine --obs data.csv --out posterior.csv
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", type=Path, help="run directory (made by innverse fit or demo)")
+    p.add_argument("--obs", type=Path, required=True, help="observations, .npy or .csv")
+    p.add_argument("-n", "--samples", type=int, default=1000, help="samples per observation (default 1000)")
+    p.add_argument("--out", type=Path, help=f"output file {'/'.join(SAMPLE_FORMATS)} "
+                                            "(default RUN/samples/<FILE name>.npz)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+
+
+def load_model(layout: RunLayout):
+    from ...io import load
+
+    if not layout.model.is_file():
+        raise UsageError(f"{layout.root} has no trained model ({layout.model.name}); run innverse fit first")
+    return load(layout.model)
+
+
+def run(args: argparse.Namespace, console: Console) -> dict:
+    from .. import engine
+
+    layout = RunLayout(args.run)
+    info = read_run(layout)
+    if args.samples < 1:
+        raise UsageError(f"--samples must be a positive integer, got {args.samples}")
+    if args.out is not None and args.out.suffix.lower() not in SAMPLE_FORMATS:
+        raise UsageError(f"--out {args.out}: unknown format {args.out.suffix!r}; use one of "
+                         f"{', '.join(SAMPLE_FORMATS)}")
+    model = load_model(layout)
+    x_shape = info.get("x_shape") or engine.x_shape_of(model)
+    obs = read_observations(args.obs, x_shape)
+    t = time.perf_counter()
+    with console.step(f"sampling {args.samples} x {len(obs)} observation(s)"):
+        samples = engine.sample(model, obs, args.samples, args.seed)
+    names = info.get("parameter_names") or [f"theta_{i + 1}" for i in range(samples.shape[-1])]
+    outs = [args.out] if args.out else [layout.samples / f"{args.obs.stem}.npz"]
+    if args.out is None and arviz_available():
+        outs.append(layout.samples / f"{args.obs.stem}.nc")
+    for out in outs:
+        write_samples(out, samples, names, obs)
+    flags = engine.misspecification(model, obs)
+    for f in flags:
+        if f.get("flagged"):
+            console.warn(f"observation {f['observation']} lies far outside the simulations "
+                         f"(score {f['score']:.3g} > threshold {f['threshold']:.3g}); its posterior is "
+                         "an extrapolation")
+    record_step(layout, "sample", time.perf_counter() - t, observations=len(obs), samples=args.samples,
+                files=[str(o) for o in outs], misspecification=flags)
+    result = {"samples": [str(o) for o in outs], "observations": len(obs), "misspecification": flags}
+    console.result(result, "samples: " + ", ".join(map(str, outs)))
+    return result

@@ -1,0 +1,138 @@
+"""``innverse fit`` configuration files (TOML): the schema, an example, and the loader."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .schema import Key, describe, validate
+
+__all__ = ["EXAMPLE", "SCHEMA", "load_config", "parse_config", "schema_help"]
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "simulator": {
+        "task": Key("string", example='task = "two_moons"',
+                    help="a built-in task (innverse demo --list-tasks); or give function + prior"),
+        "function": Key("string", example='function = "mysim:simulate"',
+                        help="module:function mapping parameters (n, d) to data (n, ...)"),
+        "prior": Key("string", example='prior = "mysim:prior"',
+                     help="module:attribute naming a torch Distribution (or a function returning one); "
+                          "or describe it in a [prior] table"),
+        "path": Key("string", example='path = "."', help="folder to import the module from (default: "
+                                                          "the config file's folder)"),
+        "parameter_names": Key("string list", example='parameter_names = ["mu", "sigma"]'),
+        "input": Key("string", "torch", choices=("torch", "numpy"), example='input = "numpy"',
+                     help="what your simulator receives: a torch tensor or a numpy array"),
+    },
+    "simulations": {
+        "store": Key("string", example='store = "sims.h5"', help="HDF5 store (made by innverse simulate, "
+                                                                  "or filled now); default RUN/simulations.h5"),
+        "count": Key("integer", 10_000, minimum=10, example="count = 10000", help="simulation budget"),
+        "batch_size": Key("integer", 500, minimum=1, example="batch_size = 500"),
+        "workers": Key("integer", 1, minimum=1, example="workers = 2", help="simulation processes"),
+        "seed": Key("integer", 0, example="seed = 0"),
+    },
+    "summary": {
+        "network": Key("string", "auto", example='network = "deepset"',
+                       choices=("auto", "identity", "mlp", "deepset", "set_transformer", "time_series"),
+                       help="summary network trained with the flow (auto: identity for vectors, "
+                            "deepset for sets)"),
+        "output": Key("integer", None, minimum=1, example="output = 16", help="summary dimension"),
+    },
+    "flow": {
+        "coupling": Key("string", "spline", choices=("affine", "spline", "additive", "gin"),
+                        example='coupling = "spline"'),
+        "blocks": Key("integer", None, minimum=1, example="blocks = 6"),
+        "hidden": Key("integers", None, minimum=1, example="hidden = [128, 128]"),
+    },
+    "training": {
+        "epochs": Key("integer", None, minimum=1, example="epochs = 100", help="maximum epochs"),
+        "batch_size": Key("integer", None, minimum=1, example="batch_size = 256"),
+        "learning_rate": Key("number", None, minimum=0.0, example="learning_rate = 5e-4"),
+        "validation_fraction": Key("number", None, minimum=0.0, example="validation_fraction = 0.1"),
+        "patience": Key("integer", None, minimum=1, example="patience = 10",
+                        help="early stopping after this many epochs without improvement"),
+        "seed": Key("integer", 0, example="seed = 0"),
+    },
+    "diagnostics": {
+        "simulations": Key("integer", 200, minimum=10, example="simulations = 200",
+                           help="simulated data sets for SBC / coverage / recovery"),
+        "samples": Key("integer", 500, minimum=10, example="samples = 500",
+                       help="posterior samples per data set"),
+        "seed": Key("integer", 1, example="seed = 1"),
+    },
+}
+
+EXAMPLE = '''\
+# innverse fit config: where simulations come from, the estimator, and how to train it.
+[simulator]
+task = "two_moons"                # a built-in task, or your own simulator:
+# function = "mysim:simulate"     # mysim.py next to this file: simulate(theta (n, d)) -> x (n, ...)
+# prior = "mysim:prior"           # a torch.distributions.Distribution over theta
+
+[simulations]
+count = 10000                     # simulation budget
+workers = 2
+seed = 0
+
+[summary]
+network = "auto"                  # "deepset" for sets, "time_series" for sequences
+
+[flow]
+coupling = "spline"               # or "affine"
+
+[training]
+epochs = 100
+patience = 10
+
+[diagnostics]
+simulations = 200
+'''
+
+
+def schema_help() -> str:
+    return describe(SCHEMA) + "\n[prior]\n  a prior description (see innverse.amortized.prior_from_config)"
+
+
+def parse_config(data: dict[str, Any], file: str, base: Path) -> dict[str, dict[str, Any]]:
+    """Validate a parsed config; check the cross-key rules; resolve paths against ``base``."""
+    cfg = validate(data, SCHEMA, file, open_sections=("prior",))
+    sim = cfg["simulator"]
+    if sim["task"] is None and sim["function"] is None:
+        raise UsageError(f"{file}: missing key 'simulator.task' or 'simulator.function' (a string): say "
+                         'where simulations come from, e.g. task = "two_moons" or function = "mysim:simulate"')
+    if sim["task"] is not None and sim["function"] is not None:
+        raise UsageError(f"{file}: give either 'simulator.task' or 'simulator.function', not both")
+    if sim["function"] is not None and sim["prior"] is None and "prior" not in cfg:
+        raise UsageError(f"{file}: missing key 'simulator.prior' (a string, e.g. prior = \"mysim:prior\") "
+                         "or a [prior] table: a user simulator needs its prior")
+    if sim["task"] is not None and (sim["prior"] is not None or "prior" in cfg):
+        raise UsageError(f"{file}: a built-in task has its own prior; remove 'simulator.prior' / [prior]")
+    sim["path"] = str((base / sim["path"]).resolve()) if sim["path"] is not None else str(base.resolve())
+    store = cfg["simulations"]["store"]
+    if store is not None:
+        cfg["simulations"]["store"] = str((base / store).resolve())
+    frac = cfg["training"]["validation_fraction"]
+    if frac is not None and not 0.0 < frac < 1.0:
+        raise UsageError(f"{file}: key 'training.validation_fraction' must be a number in (0, 1), got {frac}")
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]], str]:
+    """Read and validate a TOML config; return ``(config, text)``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file {path} does not exist (innverse fit --example-config prints one)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"{path}: not valid TOML: {err}") from err
+    return parse_config(data, str(path), path.parent), text

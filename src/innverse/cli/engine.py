@@ -1,0 +1,223 @@
+"""The command line's bridge to the library: simulation store, training, sampling, diagnostics.
+
+Every call into :mod:`innverse.amortized`, :mod:`innverse.train` and :mod:`innverse.diagnostics`
+made by the commands goes through this module, so the commands read as a pipeline and the
+library's API is used in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..report.run import RunLayout
+from .console import Console
+from .errors import JobError, UsageError
+from .problem import Problem
+
+__all__ = ["diagnose", "misspecification", "sample", "sample_task_observations", "simulate", "train",
+           "x_shape_of"]
+
+
+def _probe_x_shape(problem: Problem, seed: int) -> tuple[int, ...]:
+    """Shape of one simulation, from the task or from two trial simulations."""
+    from ..amortized import simulate as run
+
+    if problem.x_shape is not None:
+        return tuple(problem.x_shape)
+    try:
+        sims = run(problem.simulator, prior=problem.prior, n=2, batch_size=2, workers=0, seed=seed + 7919,
+                   theta_format=problem.theta_format, progress=False)
+    except RuntimeError as err:
+        raise JobError(f"the simulator failed on its first two parameter draws: {err}") from err
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"the simulator cannot be called as simulator(theta (n, d)) -> x (n, ...): "
+                         f"{type(err).__name__}: {err}") from err
+    return tuple(int(s) for s in sims.x.shape[1:])
+
+
+def simulate(problem: Problem, store: Path, count: int, batch_size: int, workers: int, seed: int,
+             console: Console) -> dict[str, Any]:
+    """Fill (or continue filling) the HDF5 store at ``store`` up to ``count`` simulations.
+
+    Resumable: the store records which batches are done, and every batch has its own seed, so an
+    interrupted run continues with the same result. ``workers <= 1`` simulates in this process.
+    """
+    from ..amortized import SimulationStore
+    from ..amortized import simulate as run
+
+    store = Path(store)
+    if store.exists():
+        try:
+            handle = SimulationStore(store, "a")
+        except ValueError as err:
+            raise UsageError(f"{store} exists but is not a simulation store ({err}); choose another path") from err
+        settings = handle.settings
+        if settings and int(settings.get("n", -1)) == count and handle.progress["batches_done"] * \
+                int(settings.get("batch_size", batch_size)) >= count:
+            rows = handle.rows
+            errors = handle.errors
+            progress = handle.progress
+            handle.close()
+            console.note(f"{store} already holds its {rows} simulations")
+            return {"simulations": rows, "added": 0, "failed": progress["exceptions"] + progress["nonfinite"],
+                    "errors": errors}
+        if settings and handle.progress["batches_done"] and (
+                settings.get("seed"), settings.get("batch_size"), settings.get("n")) != (seed, batch_size, count):
+            handle.close()
+            raise UsageError(f"{store} was filled with seed={settings.get('seed')}, batch size "
+                             f"{settings.get('batch_size')} and {settings.get('n')} simulations; continue it "
+                             f"with the same settings, or write to a new store")
+    else:
+        x_shape = _probe_x_shape(problem, seed)
+        theta_dim = int(problem.prior.event_shape[0])
+        handle = SimulationStore.create(store, theta_dim, x_shape, chunk_rows=min(1024, max(batch_size, 64)))
+    try:
+        sims = run(problem.simulator, prior=problem.prior, n=count, batch_size=batch_size,
+                   workers=0 if workers <= 1 else workers, seed=seed, store=handle,
+                   theta_format=problem.theta_format, progress=console.show_progress)
+        rows, progress, errors = handle.rows, handle.progress, handle.errors
+    except RuntimeError as err:
+        raise JobError(str(err)) from err
+    finally:
+        handle.close()
+    failed = progress["exceptions"] + progress["nonfinite"]
+    if failed:
+        console.warn(f"{failed} simulations failed and were dropped; most frequent errors: "
+                     + "; ".join(f"{msg} (x{k})" for msg, k in list(errors.items())[:3]))
+    return {"simulations": rows, "added": sims.report.succeeded, "failed": failed, "errors": errors}
+
+
+def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout: RunLayout, resume: bool,
+          console: Console) -> tuple[Any, dict[str, Any]]:
+    """Train a posterior estimator on the store; checkpoint and log go into the run directory."""
+    from ..amortized import fit_posterior
+    from ..train import NonFiniteLossError, load_checkpoint
+
+    summary, flow, training = cfg["summary"], cfg["flow"], cfg["training"]
+    checkpoint = layout.checkpoints / "training.ckpt"
+    resumed_from = 0
+    if resume and checkpoint.is_file():
+        resumed_from = int(load_checkpoint(checkpoint)["epoch"])
+        console.note(f"resuming from the checkpoint after epoch {resumed_from}")
+    overrides = {"epochs": training["epochs"], "lr": training["learning_rate"],
+                 "patience": training["patience"], "seed": training["seed"]}
+    options = {k: v for k, v in flow.items() if v is not None}
+    try:
+        posterior = fit_posterior(
+            store=str(store), prior=problem.prior,
+            summary=summary["network"],
+            summary_options={"out_features": summary["output"]} if summary["output"] else None,
+            flow=options or None, training={k: v for k, v in overrides.items() if v is not None},
+            batch_size=training["batch_size"],
+            validation_fraction=training["validation_fraction"] if training["validation_fraction"] else 0.1,
+            seed=training["seed"], checkpoint=checkpoint, resume=resume, log_path=layout.training_log,
+            progress=console.show_progress)
+    except NonFiniteLossError as err:
+        raise JobError(str(err)) from err
+    h = posterior.history
+    stats = {"epochs": h.epochs, "best_epoch": h.best_epoch, "best_val_loss": h.best_val_loss,
+             "stopped_early": h.stopped_early, "skipped_steps": h.skipped_steps,
+             "training_seconds": round(h.seconds, 2), "resumed_from_epoch": resumed_from,
+             "x_shape": list(posterior.x_shape),
+             **{k: v for k, v in posterior.info.items() if k in ("training_pairs", "batch_size", "mode")}}
+    from ..report.run import update_run_json
+
+    update_run_json(layout, x_shape=list(posterior.x_shape))
+    return posterior, stats
+
+
+def x_shape_of(model: Any) -> tuple[int, ...]:
+    """Per-observation data shape the model was trained on."""
+    return tuple(model.x_shape)
+
+
+def sample(model: Any, obs: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` posterior samples for each of the ``k`` observations: ``(n, k, d)``."""
+    try:
+        s = model.sample(n, np.asarray(obs, dtype=np.float32), seed=seed)
+    except ValueError as err:
+        raise UsageError(f"the observations do not fit the model: {err}") from err
+    return s.detach().cpu().numpy().reshape(n, len(obs), -1)
+
+
+def misspecification(model: Any, obs: np.ndarray, level: float = 0.01, seed: int = 0) -> list[dict[str, Any]]:
+    """Score each observation's summary against the training summaries kept in the model.
+
+    A conformal outlier detector (:class:`innverse.diagnostics.SummaryOutlierDetector`) fitted on
+    the reference summaries flags observations whose score exceeds the level-``level`` threshold:
+    their posterior is an extrapolation beyond what the simulator produced in training.
+    """
+    from ..diagnostics import SummaryOutlierDetector
+
+    reference = getattr(model, "reference_summaries", None)
+    if reference is None or reference.shape[0] == 0:
+        return []
+    try:
+        detector = SummaryOutlierDetector(reference, level=level, seed=seed)
+    except ValueError:
+        return []  # too few training summaries for a calibrated threshold at this level
+    summaries = model.summaries(np.asarray(obs, dtype=np.float32)).reshape(len(obs), -1)
+    scores = detector.score(summaries)
+    p_values = detector.p_values(summaries)
+    flags = detector.flags(summaries)
+    return [{"observation": i, "score": float(scores[i]), "threshold": float(detector.threshold),
+             "p_value": float(p_values[i]), "flagged": bool(flags[i]), "level": level}
+            for i in range(len(obs))]
+
+
+def flags_from_check(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-observation misspecification rows from a diagnostics result (empty without observations)."""
+    m = result.get("misspecification", {})
+    if not m.get("available"):
+        return []
+    return [{"observation": i, "score": s, "threshold": m["threshold"], "p_value": p, "flagged": bool(f),
+             "level": m.get("level")} for i, (s, p, f) in enumerate(zip(m["scores"], m["p_values"], m["flags"]))]
+
+
+def sample_task_observations(posterior: Any, task: Any, k: int, n: int, path: Path,
+                             seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Posterior samples for a task's first ``k`` fixed observations, with truth and reference.
+
+    Writes ``path`` (.npz: ``samples (n, k, D)``, ``observations``, ``true_parameters``,
+    ``reference (n, k, D)``, ``parameter_names``); returns the observations and reference samples.
+    """
+    from .observations import write_samples
+
+    k = min(k, task.num_observations)
+    obs = np.stack([task.observation(i).numpy() for i in range(k)]).astype(np.float64)
+    samples = sample(posterior, obs, n, seed)
+    # 10,000 draws is the tasks' default, so the cache the benchmarks fill is shared
+    reference = [task.reference_posterior(i, max(n, 10_000)).numpy()[:n] for i in range(k)]
+    write_samples(path, samples, list(task.parameter_names), obs,
+                  extra={"true_parameters": np.stack([task.true_parameters(i).numpy() for i in range(k)]),
+                         "reference": np.stack(reference, axis=1)})
+    return obs, reference
+
+
+def diagnose(model: Any, problem: Problem, n: int, m: int, seed: int, out_dir: Path, console: Console,
+             observations: np.ndarray | None = None,
+             reference_samples: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """The diagnostics battery (:func:`innverse.diagnostics.check`); plots and JSON go to ``out_dir``."""
+    from ..diagnostics import check
+
+    try:
+        result = check(model, problem.prior, _simulator_for_check(problem), n=n, samples=m, seed=seed,
+                       out_dir=out_dir, observations=observations, reference_samples=reference_samples,
+                       parameter_names=problem.parameter_names)  # loss curves: the report draws them
+    except ValueError as err:
+        raise JobError(f"the diagnostics could not run: {err}") from err
+    return result.to_dict()
+
+
+def _simulator_for_check(problem: Problem) -> Any:
+    """The simulator as check() calls it: ``theta (m, D)`` tensor in, data out."""
+    if problem.theta_format == "torch":
+        return problem.simulator
+
+    def call(theta: Any) -> Any:
+        return problem.simulator(theta.detach().cpu().numpy())
+
+    return call

@@ -1,0 +1,25 @@
+"""The training loop: optimiser and schedules, validation, early stopping, checkpoints, logging."""
+
+from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from .config import SCHEDULES, TrainConfig
+from .data import BatchSource, TensorBatches
+from .history import EpochCallback, History
+from .progress import progress_bar
+from .schedule import learning_rate
+from .trainer import NonFiniteLossError, train
+
+__all__ = [
+    "SCHEDULES",
+    "BatchSource",
+    "EpochCallback",
+    "History",
+    "NonFiniteLossError",
+    "TensorBatches",
+    "TrainConfig",
+    "atomic_write_bytes",
+    "learning_rate",
+    "load_checkpoint",
+    "progress_bar",
+    "save_checkpoint",
+    "train",
+]

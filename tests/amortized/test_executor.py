@@ -1,0 +1,106 @@
+"""Simulation executor: calling conventions, reproducibility for any worker count, failure accounting."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from innverse.amortized import box_uniform, calling_style, pad_rows, simulate
+
+from . import simulators as S
+
+PRIOR = box_uniform(-1.0, 1.0, dim=2)
+
+
+@pytest.mark.parametrize("sim,style", [(S.linear_gaussian, "generator"), (S.numpy_rng, "rng"),
+                                       (S.seeded, "seed"), (S.global_rng, "global")])
+def test_each_calling_style_is_reproducible(sim, style):
+    assert calling_style(sim) == style
+    fmt = "numpy" if style == "rng" else "torch"
+    a = simulate(sim, prior=PRIOR, n=50, batch_size=16, seed=3, progress=False, theta_format=fmt)
+    b = simulate(sim, prior=PRIOR, n=50, batch_size=16, seed=3, progress=False, theta_format=fmt)
+    c = simulate(sim, prior=PRIOR, n=50, batch_size=16, seed=4, progress=False, theta_format=fmt)
+    assert a.theta.shape == (50, 2) and a.x.shape[0] == 50 and a.x.dtype == torch.float32
+    assert torch.equal(a.theta, b.theta) and torch.equal(a.x, b.x)
+    assert not torch.equal(a.x, c.x)
+    assert a.report.succeeded == 50 and a.report.failed == 0
+
+
+def test_global_rng_style_leaves_callers_rng_untouched():
+    torch.manual_seed(123)
+    np.random.seed(123)  # noqa: NPY002
+    expected_t, expected_n = torch.rand(3), np.random.rand(3)  # noqa: NPY002
+    torch.manual_seed(123)
+    np.random.seed(123)  # noqa: NPY002
+    simulate(S.global_rng, prior=PRIOR, n=20, batch_size=8, progress=False)
+    assert torch.equal(torch.rand(3), expected_t)
+    assert np.array_equal(np.random.rand(3), expected_n)  # noqa: NPY002
+
+
+def test_same_results_in_process_and_on_a_pool_of_two_workers():
+    kwargs = {"prior": PRIOR, "n": 90, "batch_size": 10, "seed": 11, "progress": False}
+    a = simulate(S.flaky, workers=0, **kwargs)
+    b = simulate(S.flaky, workers=2, **kwargs)
+    assert torch.equal(a.theta, b.theta) and torch.equal(a.x, b.x)
+    assert a.report.to_dict() | {"seconds": 0, "workers": 0} == b.report.to_dict() | {"seconds": 0, "workers": 0}
+
+
+def test_failures_are_counted_reported_and_dropped(caplog):
+    theta = torch.tensor([[0.0, 0.0], [0.9, 0.0], [-0.9, 0.0], [0.5, 0.5], [0.95, 0.1], [0.1, 0.2]])
+    with caplog.at_level(logging.WARNING, logger="innverse"):
+        sims = simulate(S.flaky, theta, batch_size=3, progress=False)
+    rep = sims.report
+    assert rep.requested == 6 and rep.succeeded == 3
+    assert rep.exceptions == 2 and rep.nonfinite == 1 and rep.failed == 3
+    assert torch.equal(sims.theta, theta[[0, 3, 5]])
+    assert torch.isfinite(sims.x).all()
+    assert "solver diverged" in str(rep) and "non-finite" in str(rep)
+    assert "3 of 6 simulations succeeded" in caplog.text
+
+
+def test_every_simulation_failing_is_an_error():
+    with pytest.raises(RuntimeError, match="every simulation failed"):
+        simulate(S.flaky, torch.full((4, 2), 0.9), batch_size=2, progress=False)
+
+
+def test_crashing_worker_fails_only_its_batch():
+    theta = torch.zeros(40, 2)
+    theta[13, 0] = 0.95
+    sims = simulate(S.crashing, theta, batch_size=5, workers=2, progress=False, retry_rows=False)
+    assert sims.report.exceptions == 5 and sims.report.succeeded == 35
+    assert "worker process died" in str(sims.report)
+
+
+def test_ragged_sets_are_nan_padded():
+    theta = torch.tensor([[0.0, 1.0], [1.0, 0.5], [-1.0, 2.0]])
+    sims = simulate(S.gaussian_sets, theta, batch_size=2, progress=False, theta_format="numpy")
+    x = sims.x
+    assert x.dim() == 3 and x.shape[2] == 1 and x.shape[0] == 3
+    counts = (~torch.isnan(x).all(-1)).sum(1)
+    assert (counts >= 5).all() and (counts <= 100).all() and x.shape[1] == counts.max()
+    # padding is whole rows at the end, values elsewhere are finite
+    for i, c in enumerate(counts):
+        assert torch.isfinite(x[i, :c]).all() and torch.isnan(x[i, c:]).all()
+
+
+def test_pad_rows_and_bad_arguments():
+    out = pad_rows([np.ones((2, 3)), np.zeros((4, 3))])
+    assert out.shape == (2, 4, 3) and np.isnan(out[0, 2:]).all()
+    with pytest.raises(ValueError, match="give theta, or prior and n"):
+        simulate(S.linear_gaussian, progress=False)
+    with pytest.raises(TypeError, match="callable"):
+        simulate("not a function", prior=PRIOR, n=3, progress=False)
+    with pytest.raises(ValueError, match="theta_format"):
+        simulate(S.linear_gaussian, prior=PRIOR, n=3, theta_format="jax", progress=False)
+
+
+def test_simulator_returning_wrong_batch_size_is_counted():
+    def bad(theta):
+        return torch.zeros(theta.shape[0] + 1, 2)
+
+    theta = torch.zeros(4, 2)
+    with pytest.raises(RuntimeError, match="returned shape"):
+        simulate(bad, theta, batch_size=2, progress=False)

@@ -1,0 +1,118 @@
+"""fit_posterior: offline from memory and from a store, online, bad training data, analytic posteriors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from innverse.amortized import (
+    Posterior,
+    PosteriorEstimator,
+    SimulationStore,
+    fit_posterior,
+    gaussian,
+    simulate,
+)
+
+from . import simulators as S
+
+SMALL = {"coupling": "affine", "blocks": 4, "hidden": [32, 32]}  # the posterior is Gaussian
+
+
+def _linear_data(n: int, seed: int = 0):
+    prior = gaussian(0.0, 1.0, dim=2)
+    sims = simulate(S.linear_gaussian, prior=prior, n=n, seed=seed, progress=False)
+    return prior, sims.theta, sims.x
+
+
+def _check_conjugate(post: Posterior, tol_mean: float, tol_sd: float) -> None:
+    """Prior N(0, I), x = theta + 0.5 eps: posterior N(0.8 x, 0.2 I)."""
+    xs = torch.tensor([[0.0, 0.0], [1.0, -1.5], [-2.0, 0.5]])
+    s = post.sample(4000, xs, seed=0)
+    assert torch.allclose(s.mean(0), 0.8 * xs, atol=tol_mean)
+    assert torch.allclose(s.std(0), torch.full((3, 2), math.sqrt(0.2)), rtol=tol_sd)
+    corr = torch.stack([torch.corrcoef(s[:, j].T)[0, 1] for j in range(3)])
+    assert corr.abs().max() < 0.1
+    # log_prob against the analytic density (up to the estimate's error)
+    exact = torch.distributions.Normal(0.8 * xs[1], math.sqrt(0.2)).log_prob(s[:200, 1]).sum(-1)
+    assert (post.log_prob(s[:200, 1], xs[1]) - exact).abs().mean() < 0.15
+
+
+def test_offline_in_memory_recovers_the_conjugate_posterior(tmp_path):
+    prior, theta, x = _linear_data(3000)
+    seen = []
+    post = fit_posterior(theta.numpy(), x.numpy(), prior=prior, flow=SMALL, training={"epochs": 20}, batch_size=64,
+                         log_path=tmp_path / "log.jsonl", callbacks=[seen.append], progress=False)
+    _check_conjugate(post, 0.08, 0.12)
+    assert post.info["mode"] == "memory" and post.info["training_pairs"] == 3000
+    assert len(seen) == post.history.epochs == len((tmp_path / "log.jsonl").read_text().splitlines())
+    assert post.reference_summaries.shape == (2000, 2)
+    cfg = post.config()
+    again = PosteriorEstimator.from_config(cfg)
+    again.load_state_dict(post.estimator.state_dict())
+    assert torch.equal(Posterior(again).sample(10, x[0], seed=1), post.sample(10, x[0], seed=1))
+
+
+def test_offline_from_a_store(tmp_path):
+    prior = gaussian(0.0, 1.0, dim=2)
+    path = tmp_path / "train.h5"
+    with SimulationStore.create(path, 2, (2,), chunk_rows=256) as st:
+        simulate(S.linear_gaussian, prior=prior, n=3000, seed=0, store=st, progress=False)
+    post = fit_posterior(store=path, prior=prior, flow=SMALL, training={"epochs": 20}, batch_size=64, progress=False)
+    assert post.info["mode"] == "store"
+    _check_conjugate(post, 0.08, 0.12)
+
+
+def test_online_training_simulates_fresh_data_every_epoch():
+    prior = gaussian(0.0, 1.0, dim=2)
+    post = fit_posterior(prior=prior, simulator=S.linear_gaussian, simulations_per_epoch=1000,
+                         validation_simulations=500, flow=SMALL, training={"epochs": 20}, batch_size=64, progress=False)
+    assert post.info["mode"] == "online"
+    _check_conjugate(post, 0.1, 0.15)
+
+
+def test_bad_training_data_is_an_error_or_a_counted_drop():
+    prior, theta, x = _linear_data(200)
+    bad_x = x.clone()
+    bad_x[[3, 17], 1] = float("nan")
+    with pytest.raises(ValueError, match=r"2 training pairs contain NaN/Inf \(rows \[3, 17\]"):
+        fit_posterior(theta, bad_x, prior=prior, progress=False)
+    post = fit_posterior(theta, bad_x, prior=prior, drop_invalid=True, flow={"blocks": 1, "hidden": [8]},
+                         training={"epochs": 1}, progress=False)
+    assert post.info["dropped_invalid"] == 2
+    box = torch.distributions.Independent(torch.distributions.Uniform(-torch.ones(2), torch.ones(2)), 1)
+    with pytest.raises(ValueError, match="outside the prior's support"):
+        fit_posterior(theta * 3, x, prior=box, progress=False)
+    with pytest.raises(ValueError, match="theta has 200 rows but x has 199"):
+        fit_posterior(theta, x[:-1], prior=prior, progress=False)
+    with pytest.raises(TypeError, match="real numbers"):
+        fit_posterior(theta, np.array([["a", "b"]] * 200), prior=prior, progress=False)
+    with pytest.raises(ValueError, match="exactly one data source"):
+        fit_posterior(theta, x, prior=prior, simulator=S.linear_gaussian, progress=False)
+    with pytest.raises(ValueError, match="unknown option"):
+        fit_posterior(theta, x, prior=prior, training={"epoch": 3}, progress=False)
+    with pytest.raises(ValueError, match="summary must be"):
+        fit_posterior(theta, x, prior=prior, summary="resnet", progress=False)
+
+
+def test_time_series_summary_end_to_end():
+    from innverse.amortized import product
+    from innverse.nets import TimeSeriesNet
+
+    prior = product(torch.distributions.Uniform(-1.0, 1.0), torch.distributions.LogNormal(-1.0, 0.5))
+    sims = simulate(S.drift_series, prior=prior, n=1500, seed=0, progress=False)
+    assert torch.isnan(sims.x).any()                           # NaN padding passes validation
+    post = fit_posterior(sims.theta, sims.x, prior=prior, summary="time_series",
+                         summary_options={"channels": 8, "hidden": 16, "out_features": 8},
+                         flow={"blocks": 2, "hidden": [32]}, training={"epochs": 8}, progress=False)
+    assert isinstance(post.estimator.summary, TimeSeriesNet)
+    s = post.sample(500, sims.x[:4], seed=0)
+    assert s.shape == (500, 4, 2) and (s[..., 1] > 0).all() and (s[..., 0].abs() < 1).all()
+    # the drift is learned: posterior means follow the true drifts of strongly different series
+    theta = torch.tensor([[-0.8, 0.2], [0.8, 0.2]])
+    x = S.drift_series(theta, torch.Generator().manual_seed(1))
+    m = post.sample(1000, x, seed=1).mean(0)
+    assert m[0, 0] < -0.3 and m[1, 0] > 0.3

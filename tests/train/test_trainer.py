@@ -1,0 +1,172 @@
+"""Training loop: schedules, early stopping, non-finite losses, logging, checkpoints and kill-and-resume."""
+
+from __future__ import annotations
+
+import fractions
+import itertools
+import json
+import math
+import signal
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from innverse.train import (
+    NonFiniteLossError,
+    TensorBatches,
+    TrainConfig,
+    learning_rate,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+)
+
+from ..helpers import run_python
+
+
+def _regression(n: int = 256, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=gen)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(n, 1, generator=gen)
+    return x, y
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+
+
+def _mse(model):
+    return lambda batch: (model(batch[0]) - batch[1]).square().mean()
+
+
+def test_schedules():
+    assert learning_rate(0, 100, 1.0, "constant") == 1.0
+    lrs = [learning_rate(s, 100, 1.0, "cosine", warmup=0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:])) and lrs[-1] < 0.01
+    assert learning_rate(55, 100, 1.0, "cosine", warmup=0.1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    one = [learning_rate(s, 100, 1.0, "onecycle") for s in range(100)]
+    assert one[0] == pytest.approx(1 / 25 + (1 - 1 / 25) / 30) and max(one) == pytest.approx(1.0)
+    assert one.index(max(one)) in (29, 30) and one[-1] < 0.01
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="step")
+
+
+def test_training_reduces_loss_and_restores_the_best_epoch(tmp_path):
+    x, y = _regression()
+    model = _model()
+    log = tmp_path / "log.jsonl"
+    hist = train(model, _mse(model), TensorBatches(x[:200], y[:200], batch_size=32), TensorBatches(x[200:], y[200:]),
+                 TrainConfig(epochs=15, lr=1e-2, patience=None), log_path=log, progress=False)
+    assert hist.epochs == 15 and not hist.stopped_early
+    val = hist.column("val_loss")
+    assert val[-1] < 0.2 * val[0]
+    best = min(range(15), key=lambda i: val[i])
+    assert hist.best_epoch == best
+    with torch.no_grad():
+        assert (model(x[200:]) - y[200:]).square().mean().item() == pytest.approx(val[best], rel=1e-5)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == list(range(15))
+    assert set(lines[0]) == {"epoch", "train_loss", "val_loss", "lr", "seconds", "skipped", "best"}
+
+
+def test_early_stopping_on_a_validation_loss_that_stops_improving():
+    x, y = _regression(64)
+    noise = torch.randn(64, 1, generator=torch.Generator().manual_seed(5)) * 3  # unlearnable validation targets
+    model = _model()
+    hist = train(model, _mse(model), TensorBatches(x, y, batch_size=16), TensorBatches(x, noise),
+                 TrainConfig(epochs=200, lr=1e-2, patience=4), progress=False)
+    assert hist.stopped_early and hist.epochs < 200
+    assert hist.epochs == hist.best_epoch + 1 + 4
+
+
+def test_callback_can_stop_training():
+    x, y = _regression(64)
+    model = _model()
+    seen = []
+    hist = train(model, _mse(model), TensorBatches(x, y, batch_size=16), None, TrainConfig(epochs=50),
+                 callbacks=[lambda r: seen.append(r["epoch"]) or r["epoch"] == 2], progress=False)
+    assert hist.epochs == 3 and seen == [0, 1, 2]
+
+
+def test_non_finite_steps_are_skipped_and_counted():
+    x, y = _regression(64)
+    model = _model()
+    calls = {"n": 0}
+
+    def loss(batch):
+        calls["n"] += 1
+        value = _mse(model)(batch)
+        return value * float("nan") if calls["n"] % 3 == 0 else value
+
+    hist = train(model, loss, TensorBatches(x, y, batch_size=16), None, TrainConfig(epochs=3), progress=False)
+    assert hist.skipped_steps == 4  # 12 steps, every third skipped
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_persistent_non_finite_loss_aborts_with_a_clear_message():
+    x, y = _regression(64)
+    model = _model()
+    with pytest.raises(NonFiniteLossError, match="consecutive steps had a non-finite loss"):
+        train(model, lambda b: _mse(model)(b) + float("inf"), TensorBatches(x, y, batch_size=8), None,
+              TrainConfig(epochs=5, max_nonfinite=5), progress=False)
+
+
+def test_checkpoint_refuses_pickled_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "x", "obj": fractions.Fraction(1, 3)}, path)  # any non-allowlisted object
+    with pytest.raises(ValueError, match="not a valid checkpoint"):
+        load_checkpoint(path)
+    save_checkpoint(tmp_path / "ok.pt", {"format": "x", "t": torch.ones(2)})
+    assert torch.equal(load_checkpoint(tmp_path / "ok.pt")["t"], torch.ones(2))
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys, torch
+    from torch import nn
+    from innverse.train import TensorBatches, TrainConfig, train
+    torch.set_num_threads(1)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 3, generator=gen)
+    y = torch.sin(x).sum(1, keepdim=True) + 0.1 * torch.randn(300, 1, generator=gen)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 32), nn.Dropout(0.1), nn.Tanh(), nn.Linear(32, 1))
+    kill_at = int(os.environ.get("KILL_AT_STEP", "0"))
+    steps = [0]
+    def loss(batch):
+        steps[0] += 1
+        if steps[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return (model(batch[0]) - batch[1]).square().mean()
+    cfg = TrainConfig(epochs=8, lr=3e-3, weight_decay=1e-3, patience=3, seed=4)
+    hist = train(model, loss, TensorBatches(x[:240], y[:240], batch_size=32), TensorBatches(x[240:], y[240:]), cfg,
+                 checkpoint=sys.argv[1] + "/ckpt.pt", resume=True, log_path=sys.argv[1] + "/log.jsonl", progress=False)
+    torch.save(model.state_dict(), sys.argv[1] + "/final.pt")
+    print("epochs", hist.epochs)
+""")
+
+
+def test_killed_training_resumes_to_the_same_weights(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    full.mkdir()
+    part.mkdir()
+    code = SCRIPT.replace("sys.argv[1]", "DIR").replace("import os,", "DIR = os.environ['RUN_DIR']\nimport os,")
+    code = "import os\nDIR = os.environ['RUN_DIR']\n" + SCRIPT.replace("sys.argv[1]", "DIR")
+    ref = run_python(code, env={"RUN_DIR": str(full)})
+    assert ref.returncode == 0, ref.stderr
+    killed = run_python(code, env={"RUN_DIR": str(part), "KILL_AT_STEP": "20"})  # mid-epoch 3 (8 steps/epoch)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert load_checkpoint(part / "ckpt.pt")["epoch"] == 2
+    resumed = run_python(code, env={"RUN_DIR": str(part)})
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == ref.stdout
+    a = torch.load(full / "final.pt", weights_only=True)
+    b = torch.load(part / "final.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line)["epoch"] for line in (part / "log.jsonl").read_text().splitlines()]
+    assert log == list(range(len(log)))
+    assert (full / "log.jsonl").read_text().count("\\n") == (part / "log.jsonl").read_text().count("\\n")
