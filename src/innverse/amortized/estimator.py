@@ -42,6 +42,9 @@ class FlowOptions:
     clamp: float = 2.0
     activation: str = "relu"
     seed: int = 0
+    #: conditional elementwise affine map applied first (data side): ``u = v e^{s(h)} + t(h)``
+    head: str = "affine"
+    head_clamp: float = 7.0
 
     def __post_init__(self) -> None:
         self.hidden = [int(h) for h in self.hidden]
@@ -49,20 +52,26 @@ class FlowOptions:
             raise ValueError(f"FlowOptions: activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
         if self.coupling not in ("affine", "spline", "additive", "gin"):
             raise ValueError(f"FlowOptions: coupling must be 'affine', 'spline', 'additive' or 'gin', got {self.coupling!r}")
+        if self.head not in ("affine", "none"):
+            raise ValueError(f"FlowOptions: head must be 'affine' or 'none', got {self.head!r}")
 
 
 def _build_flow(theta_dim: int, context: int, o: FlowOptions) -> Flow:
     act = ACTIVATIONS[o.activation]
-    if theta_dim >= 2:
-        return coupling_flow(theta_dim, context, blocks=o.blocks, hidden=o.hidden, coupling=o.coupling,
-                             permutation=o.permutation, actnorm=o.actnorm, clamp=o.clamp, bins=o.bins,
-                             bound=o.bound, activation=act, seed=o.seed)
-    # One parameter: couplings cannot split, so every block conditions on the context alone.
     sub = mlp_constructor(o.hidden, act)
-    blocks = []
-    for _ in range(o.blocks):
-        t = RationalQuadraticSpline(o.bins, o.bound) if o.coupling == "spline" else AffineTransformer(o.clamp)
-        blocks.append(ContextElementwise(1, t, sub, context))
+    if theta_dim >= 2:
+        blocks = list(coupling_flow(theta_dim, context, blocks=o.blocks, hidden=o.hidden, coupling=o.coupling,
+                                    permutation=o.permutation, actnorm=o.actnorm, clamp=o.clamp, bins=o.bins,
+                                    bound=o.bound, activation=act, seed=o.seed).transform)
+    else:
+        # One parameter: couplings cannot split, so every block conditions on the context alone.
+        blocks = [ContextElementwise(1, RationalQuadraticSpline(o.bins, o.bound) if o.coupling == "spline"
+                                     else AffineTransformer(o.clamp), sub, context) for _ in range(o.blocks)]
+    if o.head == "affine":
+        # A conditional location-scale map first: the couplings then see parameters standardised
+        # by the posterior's own (learned) location and scale, so splines keep their resolution
+        # however much the posterior contracts relative to the prior.
+        blocks.insert(0, ContextElementwise(theta_dim, AffineTransformer(o.head_clamp), sub, context))
     return Flow(InvSequence(blocks))
 
 
