@@ -116,3 +116,16 @@ def test_time_series_summary_end_to_end():
     x = S.drift_series(theta, torch.Generator().manual_seed(1))
     m = post.sample(1000, x, seed=1).mean(0)
     assert m[0, 0] < -0.3 and m[1, 0] > 0.3
+
+
+def test_the_result_depends_on_the_seed_not_on_the_global_random_state():
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.randn(300, 2, generator=gen)
+    x = theta + 0.1 * torch.randn(300, 2, generator=gen)
+    draws = []
+    for global_seed, seed in ((1, 0), (2, 0), (1, 1)):
+        torch.manual_seed(global_seed)
+        post = fit_posterior(theta, x, seed=seed, training={"epochs": 2}, progress=False)
+        draws.append(post.sample(5, x[0], seed=0))
+    assert torch.equal(draws[0], draws[1])
+    assert not torch.equal(draws[0], draws[2])

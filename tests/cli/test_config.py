@@ -33,7 +33,7 @@ def test_example_config_is_valid_and_defaults_fill_in(tmp_path: Path) -> None:
     ('[simulator]\ntask = "two_moons"\n[training]\nlearning_rate = true',
      "key 'training.learning_rate' must be a number (e.g. learning_rate = 5e-4), got the boolean True"),
     ('[simulator]\ntask = "two_moons"\n[flow]\nhidden = [64, "wide"]',
-     "key 'flow.hidden' must be a list of integers (e.g. hidden = [128, 128])"),
+     "key 'flow.hidden' must be a list of integers (e.g. hidden = [64, 64])"),
     ('[simulator]\ntask = "two_moons"\n[flow]\ncoupling = "splin"',
      "key 'flow.coupling' must be one of 'affine', 'spline', 'additive', 'gin', got 'splin' "
      "(did you mean 'spline'?)"),

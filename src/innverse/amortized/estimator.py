@@ -34,7 +34,7 @@ class FlowOptions:
 
     coupling: str = "spline"
     blocks: int = 6
-    hidden: list[int] = field(default_factory=lambda: [128, 128])
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
     bins: int = 8
     bound: float = 4.0
     permutation: str = "random"

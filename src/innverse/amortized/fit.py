@@ -131,7 +131,8 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         validation_fraction: held-out fraction for early stopping (offline).
         simulations_per_epoch / validation_simulations: online budget per epoch / fixed validation set.
         workers: simulation processes (online).
-        seed: seed of the split, data order and online simulations.
+        seed: seed of the initial weights, the split, data order and online simulations (the result
+            does not depend on the global random state).
         drop_invalid: drop (and log) training pairs with NaN/Inf instead of raising.
         reference_size: training summaries kept in the posterior (misspecification checks).
         checkpoint / resume / log_path / callbacks / progress: see :func:`innverse.train.train`.
@@ -174,9 +175,12 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         if th_fit.dim() == 1:
             th_fit = th_fit.unsqueeze(-1)
         theta_dim, x_shape = th_fit.shape[1], tuple(x_fit.shape[1:])
-        summary_net = build_summary(summary, x_shape, theta_dim, summary_options)
-        est = PosteriorEstimator(theta_dim, x_shape, prior, summary_net, flow,
-                                 reference_size=min(reference_size, n_train))
+        # the networks' initial weights come from ``seed``, not from the global random state
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            summary_net = build_summary(summary, x_shape, theta_dim, summary_options)
+            est = PosteriorEstimator(theta_dim, x_shape, prior, summary_net, flow,
+                                     reference_size=min(reference_size, n_train))
         th_fit, x_fit, dropped = _check_training_data(th_fit, x_fit, prior, est.support, est.variable_size,
                                                       drop_invalid)
         auto_batch, cfg = default_training(n_train)

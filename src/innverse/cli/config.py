@@ -45,7 +45,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "coupling": Key("string", "spline", choices=("affine", "spline", "additive", "gin"),
                         example='coupling = "spline"'),
         "blocks": Key("integer", None, minimum=1, example="blocks = 6"),
-        "hidden": Key("integers", None, minimum=1, example="hidden = [128, 128]"),
+        "hidden": Key("integers", None, minimum=1, example="hidden = [64, 64]"),
     },
     "training": {
         "epochs": Key("integer", None, minimum=1, example="epochs = 100", help="maximum epochs"),
