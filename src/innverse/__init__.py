@@ -1,6 +1,6 @@
 """innverse: invertible neural networks, amortized Bayesian inference and the diagnostics to trust them."""
 
-from . import amortized, blocks, core, diagnostics, flows, nets, train
+from . import amortized, blocks, core, diagnostics, flows, inverse, nets, reversible, tasks, train
 from .core import Flow, Graph, GraphBuilder, Sequence
 from .io import load, save
 
@@ -10,3 +10,4 @@ __all__ = ["Flow", "Graph", "GraphBuilder", "Sequence", "blocks", "core", "flows
            "load", "save"]
 __all__ += ["diagnostics"]
 __all__ += ["amortized", "train"]
+__all__ += ["inverse", "reversible", "tasks"]
