@@ -126,6 +126,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1, help="training runs in parallel processes")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the result files' name (e.g. a partial rerun)")
     args = ap.parse_args()
 
     # residual runs first: they are the long ones
@@ -161,7 +162,7 @@ def main() -> None:
             f"All runs:\n\n{every}")
     print(text)
     if not args.no_write:
-        write_results("residual_density", {"config": config, "results": records}, text)
+        write_results("residual_density" + (f"_{args.tag}" if args.tag else ""), {"config": config, "results": records}, text)
 
 
 if __name__ == "__main__":
