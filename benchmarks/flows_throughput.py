@@ -107,7 +107,9 @@ def make_innverse(d: int, ctx: int) -> Model:
     import innverse
 
     flow = innverse.flows.coupling_flow(d, ctx, blocks=BLOCKS, hidden=(HIDDEN, HIDDEN), clamp=CLAMP)
-    return Model(flow.parameters(), flow.log_prob, lambda n, c: flow.sample(n, c))
+    # conditional: one sample per context row, like the peers ((1, k, d) in the (n, k, d) convention)
+    return Model(flow.parameters(), flow.log_prob,
+                 lambda n, c: flow.sample(n) if c is None else flow.sample(1, c)[0])
 
 
 def make_freia(d: int, ctx: int) -> Model:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from _common import machine_tag
 from innverse.amortized import fit_posterior, simulate
 from innverse.diagnostics import c2st
 from innverse.tasks import SBI_TASKS, TASKS, get_task
@@ -198,7 +198,7 @@ def main() -> None:
         sys.exit(f"sbi_c2st: unknown tasks {sorted(unknown)}; choose from {TASKS}")
     budgets = [int(b) for b in args.budgets.split(",")] + ([100_000] if args.large else [])
     timing_budget = args.timing_budget or max(budgets)
-    machine = platform.node() or "machine"
+    machine = machine_tag()
     out = Path(args.out) if args.out else RESULTS / f"sbi_c2st_{date.today()}_{machine}.json"
     results = {"meta": {"date": str(date.today()), "machine": machine, "threads": args.threads,
                         "observations": args.observations, "samples": args.samples, "load": os.getloadavg()[0],
