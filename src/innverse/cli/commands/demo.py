@@ -31,7 +31,7 @@ smaller budget in under a minute.
 """
 
 #: (simulations, max epochs, diagnostics data sets, diagnostics samples, observations, reference draws)
-BUDGETS = {"full": (10_000, 150, 200, 500, 3, 4000), "fast": (3_000, 30, 100, 200, 2, 2000)}
+BUDGETS = {"full": (10_000, 300, 200, 500, 3, 4000), "fast": (3_000, 30, 100, 200, 2, 2000)}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
