@@ -96,8 +96,9 @@ def run_budget(name: str, budget: int, args) -> dict:
         "epochs": post.history.epochs, "best_epoch": post.history.best_epoch, "outside_support": outside}
     entry["_posterior"] = post
 
-    if task.set_valued or args.skip_sbi:
-        reason = "skipped" if args.skip_sbi else "sbi's default NPE cannot take NaN-padded sets"
+    if task.set_valued or x.dim() > 2 or args.skip_sbi:
+        reason = ("skipped" if args.skip_sbi else "sbi's default NPE cannot take NaN-padded sets" if task.set_valued
+                  else "sbi's default NPE needs flat x (no default embedding net)")
         entry["libraries"]["sbi"] = {"skipped": reason}
         return entry
     sbi = _Sbi(task)
