@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .._files import atomic_write
 
 __all__ = ["new_figure", "save_figure", "as_numpy", "parameter_labels", "grid_shape", "COLORS"]
 
@@ -45,18 +46,8 @@ def save_figure(fig: Any, save: str | os.PathLike | None) -> None:
     if save is None:
         return
     path = Path(save)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=DPI)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a figure is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=DPI), suffix=f".{fmt}", shared=True)
 
 
 def as_numpy(x: Any, name: str, owner: str) -> np.ndarray:

@@ -27,12 +27,13 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from .._files import atomic_write_bytes
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "read_envelope", "read_model_file",
            "write_model_file", "digest"]
@@ -89,18 +90,7 @@ def write_model_file(path: str | os.PathLike[str], kind: str, config: dict[str, 
         raise TypeError(f"innverse.save: the {kind} config is not JSON-serialisable ({err})") from err
     envelope = dict(body, sha256=digest(body, tensors))
     data = st_save(tensors, metadata={"innverse": json.dumps(envelope, sort_keys=True)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, data)
 
 
 def _sniff_foreign(path: Path, head: bytes) -> None:

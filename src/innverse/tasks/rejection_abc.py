@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._files import atomic_write
 from .inverse_base import AbstractInverseTask, as_observations
 
 __all__ = ["ABCReference", "abc_reference", "abc_cache_dir"]
@@ -72,18 +72,7 @@ def _key(task: AbstractInverseTask, targets: Tensor, n_keep: int, n_simulations:
 
 
 def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)                  # mkstemp creates 0600; cached references are shared
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays), shared=True)  # cached references are shared
 
 
 def _load(path: Path, k: int, n_keep: int, x_dim: int) -> dict[str, np.ndarray] | None:
