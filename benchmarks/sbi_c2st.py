@@ -14,6 +14,12 @@ Run under the peers' environment (sbi is imported only here)::
     PYTHONPATH=src nice /work/main/.venv-peers/bin/python benchmarks/sbi_c2st.py
     PYTHONPATH=src ... benchmarks/sbi_c2st.py --tasks two_moons,slcp --budgets 1000 --observations 3
 
+``--sbi-from FILE...`` takes sbi's rows from earlier runs of this benchmark instead of training sbi
+again: the simulations (seed = budget), observations, reference samples and C2ST seeds (seed =
+observation index) are the same, so only innverse is rerun; such rows are marked with their
+source file, the first ``--observations`` scores are used, and the batched timing (which needs
+both posteriors in one process) is innverse-only for them.
+
 Results are appended to a JSON file as each (task, budget) finishes (``--resume`` skips the
 finished ones), and a Markdown table is written next to it. Both libraries run in one process
 with the same torch thread count (``--threads``, default 1).
@@ -96,6 +102,14 @@ def run_budget(name: str, budget: int, args) -> dict:
         "epochs": post.history.epochs, "best_epoch": post.history.best_epoch, "outside_support": outside}
     entry["_posterior"] = post
 
+    reused = args.sbi_rows.get((name, budget))
+    if reused is not None and not (task.set_valued or x.dim() > 2):
+        if len(reused["c2st"]) < len(scores):
+            raise SystemExit(f"sbi_c2st: {reused['source']} has {len(reused['c2st'])} sbi scores for {name} {budget}, "
+                             f"fewer than --observations {len(scores)}")
+        kept = reused["c2st"][:len(scores)]
+        entry["libraries"]["sbi"] = {**reused, "c2st": kept, "c2st_mean": statistics.fmean(kept)}
+        return entry
     if task.set_valued or x.dim() > 2 or args.skip_sbi:
         reason = ("skipped" if args.skip_sbi else "sbi's default NPE cannot take NaN-padded sets" if task.set_valued
                   else "sbi's default NPE needs flat x (no default embedding net)")
@@ -157,6 +171,8 @@ def table(results: dict) -> str:
     for e in results["entries"]:
         a, b = e["libraries"]["innverse"], e["libraries"].get("sbi", {})
         sb = (f"{b['c2st_mean']:.3f}" if "c2st_mean" in b else f"n/a ({b.get('skipped', '')})")
+        if "source" in b:
+            sb += f" ({b['source'].removeprefix('sbi_c2st_').removesuffix('.json')})"
         st = f"{b['train_wall_s']:.1f} / {b['train_cpu_s']:.1f}" if "train_wall_s" in b else "-"
         mark = " **" if "c2st_mean" in b and a["c2st_mean"] < b["c2st_mean"] else ""
         lines.append(f"| {e['task']} | {e['budget']} | {a['c2st_mean']:.3f}{mark} | {sb} | "
@@ -191,7 +207,14 @@ def main() -> None:
     ap.add_argument("--skip-sbi", action="store_true")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/sbi_c2st_<date>_<machine>.json)")
     ap.add_argument("--resume", action="store_true", help="skip (task, budget) pairs already in --out")
+    ap.add_argument("--sbi-from", nargs="*", default=[], help="earlier result JSON files whose sbi rows are reused")
     args = ap.parse_args()
+    args.sbi_rows = {}
+    for path in args.sbi_from:
+        for e in json.loads(Path(path).read_text())["entries"]:
+            lib = e["libraries"].get("sbi", {})
+            if "c2st" in lib:
+                args.sbi_rows[(e["task"], e["budget"])] = {**lib, "source": Path(path).name}
     torch.set_num_threads(args.threads)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = set(tasks) - set(TASKS)
@@ -202,6 +225,7 @@ def main() -> None:
     machine = machine_tag()
     out = Path(args.out) if args.out else RESULTS / f"sbi_c2st_{date.today()}_{machine}.json"
     results = {"meta": {"date": str(date.today()), "machine": machine, "threads": args.threads,
+                        "sbi_from": [Path(p).name for p in args.sbi_from],
                         "observations": args.observations, "samples": args.samples, "load": os.getloadavg()[0],
                         "torch": torch.__version__, "cpu_count": os.cpu_count(), "sbi_tasks": list(SBI_TASKS)},
                "entries": []}

@@ -39,10 +39,10 @@ def test_set_posterior_contracts_as_the_set_grows():
 def test_gaussian_linear_matches_the_analytic_posterior_at_ten_thousand_simulations():
     """10-D Gaussian linear task (Lueckmann et al. 2021), 10^4 simulations: mean, covariance and C2ST.
 
-    The issue's target is C2ST < 0.55; with the default estimator and 10^4 simulations we measure
-    0.58-0.64 depending on the seed (the exact posterior with its spread scaled by 0.9 scores
-    about 0.58; sbi's NPE: see benchmarks/sbi_c2st.py). The test asserts < 0.65 and checks that
-    the same test rejects the exact posterior with a 20% too small spread (about 0.68).
+    Target C2ST < 0.55. With the default estimator (Gaussian start, weight averaging) we measure
+    0.52-0.53 per observation for seeds 0-2 (the exact posterior with its spread scaled by 0.9
+    scores about 0.58; sbi's NPE: see benchmarks/sbi_c2st.py). The test also checks that the same
+    C2ST rejects the exact posterior with a 20% too small spread (about 0.68).
     """
     task = get_task("gaussian_linear")
     sims = simulate(task.simulate, prior=task.prior, n=10_000, seed=0, progress=False)
@@ -53,7 +53,7 @@ def test_gaussian_linear_matches_the_analytic_posterior_at_ten_thousand_simulati
     for i in range(3):
         ref = task.reference_posterior(i, 10_000)
         s = post.sample(10_000, task.observation(i), seed=i)
-        assert c2st(ref, s) < 0.65
-        assert torch.allclose(s.mean(0), ref.mean(0), atol=0.1)          # posterior sd: 0.22
-        assert torch.allclose(s.std(0) / ref.std(0), torch.ones(10), atol=0.25)
-        assert torch.allclose(torch.corrcoef(s.T), torch.corrcoef(ref.T), atol=0.2)
+        assert c2st(ref, s) < 0.55
+        assert torch.allclose(s.mean(0), ref.mean(0), atol=0.05)         # posterior sd: 0.22
+        assert torch.allclose(s.std(0) / ref.std(0), torch.ones(10), atol=0.1)
+        assert torch.allclose(torch.corrcoef(s.T), torch.corrcoef(ref.T), atol=0.1)

@@ -154,3 +154,38 @@ def test_custom_summary_without_config_gives_a_clear_error():
     with pytest.raises(TypeError, match="has no config"):
         est.config()
     assert math.isfinite(est.log_prob(torch.zeros(2, 2), torch.zeros(2, 4)).sum().item())
+
+
+def test_gaussian_stage_is_the_head_alone_with_its_linear_conditioner_trainable():
+    est = PosteriorEstimator(3, (4,), gaussian(0.0, 1.0, dim=3), None, {"blocks": 2, "hidden": [16]})
+    theta, x = _data(est, 64, 0)
+    v, z = est.prepare(theta, x)
+    head = est.flow.transform[0]
+    with torch.no_grad():  # a non-trivial head; the couplings are still the identity (zero last layers)
+        head.subnet.linear.weight.normal_(0.0, 0.3)
+        head.subnet.linear.bias.normal_(0.0, 0.3)
+    full = est.prepared_log_prob(v, z)
+    with est.gaussian_stage() as trainable:
+        staged = est.prepared_log_prob(v, z)
+        assert len(est.flow.transform) == 1
+        assert {id(p) for p in est.parameters() if p.requires_grad} == {id(p) for p in trainable}
+        assert {id(p) for p in trainable} == {id(head.subnet.linear.weight), id(head.subnet.linear.bias)}
+        # a conditional Gaussian, linear in the data: mean -t e^{-s}, sd e^{-s} per coordinate
+        s, t = head.transformer.split(head.subnet(z.flatten(1)))
+        s = head.transformer.log_scale(s)
+        gauss = torch.distributions.Normal(-t * torch.exp(-s), torch.exp(-s)).log_prob(v).sum(1)
+        assert torch.allclose(staged, gauss, atol=1e-5)
+    assert torch.allclose(staged, full, atol=1e-5)
+    assert len(est.flow.transform) > 1 and all(p.requires_grad for p in est.parameters())
+    with pytest.raises(ValueError, match="head='affine', head_linear=True"):
+        with PosteriorEstimator(2, (2,), None, None, {"head": "none", "blocks": 1}).gaussian_stage():
+            pass
+
+
+def test_files_from_before_the_linear_head_still_load():
+    est = PosteriorEstimator(2, (3,), None, None, {"blocks": 1, "hidden": [8], "head_linear": False})
+    cfg = est.config()
+    del cfg["flow"]["head_linear"]
+    again = PosteriorEstimator.from_config(cfg)
+    again.load_state_dict(est.state_dict())
+    assert not again.flow_options.head_linear

@@ -17,6 +17,8 @@ from innverse.amortized import (
     simulate,
 )
 
+from innverse.nets import MLP
+
 from . import simulators as S
 
 SMALL = {"coupling": "affine", "blocks": 4, "hidden": [32, 32]}  # the posterior is Gaussian
@@ -129,3 +131,30 @@ def test_the_result_depends_on_the_seed_not_on_the_global_random_state():
         draws.append(post.sample(5, x[0], seed=0))
     assert torch.equal(draws[0], draws[1])
     assert not torch.equal(draws[0], draws[2])
+
+
+def test_gaussian_start_keeps_the_gaussian_fit_unless_the_couplings_beat_it():
+    """A Gaussian posterior, few pairs and wide couplings: the couplings only overfit, the Gaussian fit is kept."""
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.randn(1000, 10, generator=gen)
+    x = theta + 0.5 * torch.randn(1000, 10, generator=gen)           # posterior N(0.8 x, 0.2 I)
+    post = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=10), flow={"blocks": 4, "hidden": [128, 128]},
+                         progress=False)
+    info = post.info["gaussian_start"]
+    assert info["kept"] and info["best_val_loss"] <= post.history.best_val_loss
+    # the couplings are back at their start, the identity: every conditioner's last layer is zero
+    nets = [m for block in list(post.estimator.flow.transform)[1:] for m in block.modules() if isinstance(m, MLP)]
+    assert len(nets) == 4 and all(not net[-1].weight.detach().any() for net in nets)
+    xs = torch.tensor([[0.0] * 10, [0.5, -0.5] * 5])
+    s = post.sample(4000, xs, seed=0)
+    assert torch.allclose(s.mean(0), 0.8 * xs, atol=0.1)
+    assert torch.allclose(s.std(0), torch.full((2, 10), math.sqrt(0.2)), rtol=0.1)
+    # a bimodal posterior: the couplings win, and the result is the full model
+    gen = torch.Generator().manual_seed(0)
+    th = torch.randn(3000, 2, generator=gen)
+    xb = th.square().sum(1, keepdim=True) + 0.05 * torch.randn(3000, 1, generator=gen)
+    post = fit_posterior(th, xb, flow={"hidden": [32, 32]}, training={"epochs": 40}, progress=False)
+    assert not post.info["gaussian_start"]["kept"]
+    assert post.history.best_val_loss < post.info["gaussian_start"]["best_val_loss"] - 0.3
+    assert "gaussian_start" not in fit_posterior(th, xb, gaussian_start=False, training={"epochs": 1},
+                                                 progress=False).info

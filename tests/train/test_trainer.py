@@ -115,6 +115,43 @@ def test_persistent_non_finite_loss_aborts_with_a_clear_message():
               TrainConfig(epochs=5, max_nonfinite=5), progress=False)
 
 
+def test_weight_average_matches_a_replayed_moving_average():
+    """``ema``: validation and the returned weights use the Polyak average of the iterates, with warm-up."""
+    x, y = _regression()
+    decay, steps = 0.9, []
+
+    def run(ema):
+        model = _model()
+        mse = _mse(model)
+        seen = []
+
+        def loss(batch):  # a training step starts from the iterate after the previous step
+            if model.training:
+                seen.append([p.detach().clone() for p in model.parameters()])
+            return mse(batch)
+
+        hist = train(model, loss, TensorBatches(x[:192], y[:192], batch_size=32), TensorBatches(x[192:], y[192:]),
+                     TrainConfig(epochs=3, lr=3e-2, patience=None, ema=ema, restore_best=ema is not None),
+                     progress=False)
+        return model, hist, seen
+
+    plain, _, _ = run(None)
+    averaged, hist, seen = run(decay)
+    # replay: the loss of the next step sees the iterate after each step; the last iterate is the plain model's
+    iterates = seen[1:] + [[p.detach() for p in plain.parameters()]]
+    avg = [p.clone() for p in seen[0]]
+    for t, w in enumerate(iterates, start=1):
+        d = min(decay, (1 + t) / (10 + t))
+        avg = [d * a + (1 - d) * p for a, p in zip(avg, w)]
+        steps.append(t)
+    assert len(steps) == 18 and hist.best_epoch == 2   # 6 steps per epoch; the average keeps improving here
+    for a, p in zip(avg, averaged.parameters()):
+        assert torch.allclose(a, p, atol=1e-6)
+    assert not all(torch.allclose(p, q) for p, q in zip(plain.parameters(), averaged.parameters()))
+    with pytest.raises(ValueError, match="ema"):
+        TrainConfig(ema=1.0)
+
+
 def test_checkpoint_refuses_pickled_objects(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "x", "obj": fractions.Fraction(1, 3)}, path)  # any non-allowlisted object
@@ -142,7 +179,8 @@ SCRIPT = textwrap.dedent("""
         if steps[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         return (model(batch[0]) - batch[1]).square().mean()
-    cfg = TrainConfig(epochs=8, lr=3e-3, weight_decay=1e-3, patience=3, seed=4)
+    ema = float(os.environ.get("EMA", "0")) or None
+    cfg = TrainConfig(epochs=8, lr=3e-3, weight_decay=1e-3, patience=3, seed=4, ema=ema)
     hist = train(model, loss, TensorBatches(x[:240], y[:240], batch_size=32), TensorBatches(x[240:], y[240:]), cfg,
                  checkpoint=sys.argv[1] + "/ckpt.pt", resume=True, log_path=sys.argv[1] + "/log.jsonl", progress=False)
     torch.save(model.state_dict(), sys.argv[1] + "/final.pt")
@@ -150,18 +188,19 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_killed_training_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("ema", ["0", "0.9"])
+def test_killed_training_resumes_to_the_same_weights(tmp_path, ema):
     full, part = tmp_path / "full", tmp_path / "part"
     full.mkdir()
     part.mkdir()
     code = SCRIPT.replace("sys.argv[1]", "DIR").replace("import os,", "DIR = os.environ['RUN_DIR']\nimport os,")
     code = "import os\nDIR = os.environ['RUN_DIR']\n" + SCRIPT.replace("sys.argv[1]", "DIR")
-    ref = run_python(code, env={"RUN_DIR": str(full)})
+    ref = run_python(code, env={"RUN_DIR": str(full), "EMA": ema})
     assert ref.returncode == 0, ref.stderr
-    killed = run_python(code, env={"RUN_DIR": str(part), "KILL_AT_STEP": "20"})  # mid-epoch 3 (8 steps/epoch)
+    killed = run_python(code, env={"RUN_DIR": str(part), "KILL_AT_STEP": "20", "EMA": ema})  # mid-epoch 3 (8 steps/epoch)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert load_checkpoint(part / "ckpt.pt")["epoch"] == 2
-    resumed = run_python(code, env={"RUN_DIR": str(part)})
+    resumed = run_python(code, env={"RUN_DIR": str(part), "EMA": ema})
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout == ref.stdout
     a = torch.load(full / "final.pt", weights_only=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +47,10 @@ class FlowOptions:
     #: conditional elementwise affine map applied first (data side): ``u = v e^{s(h)} + t(h)``
     head: str = "affine"
     head_clamp: float = 7.0
+    #: the head's conditioner is linear + MLP (:class:`~innverse.nets.LinearSkipMLP`), so the
+    #: head alone can be a conditional Gaussian linear in the summaries (see ``gaussian_start``
+    #: of :func:`~innverse.amortized.fit_posterior`)
+    head_linear: bool = True
 
     def __post_init__(self) -> None:
         self.hidden = [int(h) for h in self.hidden]
@@ -71,7 +77,8 @@ def _build_flow(theta_dim: int, context: int, o: FlowOptions) -> Flow:
         # A conditional location-scale map first: the couplings then see parameters standardised
         # by the posterior's own (learned) location and scale, so splines keep their resolution
         # however much the posterior contracts relative to the prior.
-        blocks.insert(0, ContextElementwise(theta_dim, AffineTransformer(o.head_clamp), sub, context))
+        head_sub = mlp_constructor(o.hidden, act, linear_skip=o.head_linear)
+        blocks.insert(0, ContextElementwise(theta_dim, AffineTransformer(o.head_clamp), head_sub, context))
     return Flow(InvSequence(blocks))
 
 
@@ -187,13 +194,49 @@ class PosteriorEstimator(nn.Module):
             prior = prior_from_config(config["prior"])
         if summary is None and config.get("summary") is not None:
             summary = summary_from_config(config["summary"])
-        est = cls(config["theta_dim"], tuple(config["x_shape"]), prior, summary, FlowOptions(**config["flow"]),
+        flow = dict(config["flow"])
+        flow.setdefault("head_linear", False)  # files written before the option existed
+        est = cls(config["theta_dim"], tuple(config["x_shape"]), prior, summary, FlowOptions(**flow),
                   config["reference_size"])
         if prior is None:
             lo = [-math.inf if v is None else v for v in config["support"]["lower"]]
             hi = [math.inf if v is None else v for v in config["support"]["upper"]]
             est.support = SupportTransform(torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64))
         return est
+
+    # -- staged training -------------------------------------------------------------------------
+    @contextmanager
+    def gaussian_stage(self) -> Iterator[list[nn.Parameter]]:
+        r"""Within the block the flow is its head alone, with only the head's linear conditioner trainable.
+
+        The model is then a conditional Gaussian with a mean and log-scale linear in the summaries,
+        :math:`v \sim \mathcal N(\mu(h), \mathrm{diag}\,\sigma(h)^2)` (the couplings, whose last
+        layers start at zero, are the identity before training). Yields the parameters to train:
+        the head's linear part and the summary network. On exit the full flow and the
+        ``requires_grad`` flags are restored; the head keeps what it learned.
+
+        Raises:
+            ValueError: without a head with a linear conditioner (``head="none"`` or ``head_linear=False``).
+        """
+        o = self.flow_options
+        if o.head != "affine" or not o.head_linear:
+            raise ValueError("PosteriorEstimator.gaussian_stage: needs FlowOptions(head='affine', head_linear=True), "
+                             f"got head={o.head!r}, head_linear={o.head_linear}")
+        full = self.flow.transform
+        head = full[0]  # type: ignore[index]
+        trainable = list(head.subnet.linear.parameters()) + (
+            [p for p in self.summary.parameters() if p.requires_grad] if self.summary is not None else [])
+        keep = {id(p) for p in trainable}
+        flags = [(p, p.requires_grad) for p in self.parameters()]
+        try:
+            for p, flag in flags:
+                p.requires_grad_(flag and id(p) in keep)
+            self.flow.transform = InvSequence([head])
+            yield trainable
+        finally:
+            self.flow.transform = full
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
     # -- standardisation -------------------------------------------------------------------------
     @torch.no_grad()

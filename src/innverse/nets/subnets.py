@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["MLP", "ConvNet", "mlp_constructor", "conv_constructor", "SubnetConstructor"]
+__all__ = ["MLP", "LinearSkipMLP", "ConvNet", "mlp_constructor", "conv_constructor", "SubnetConstructor"]
 
 SubnetConstructor = Callable[[int, int], nn.Module]
 
@@ -33,6 +33,28 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+class LinearSkipMLP(nn.Module):
+    r"""An :class:`MLP` plus a linear shortcut: :math:`f(x) = W x + b + \mathrm{MLP}(x)`.
+
+    The linear part lets a conditioner represent maps that are (nearly) linear in its input
+    exactly and cheaply, with the MLP left to learn the nonlinear remainder; both parts start at
+    zero when ``zero_init`` is set. Its parameters are ``linear`` and ``mlp``, so the linear part
+    can be trained alone.
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (256, 256),
+                 activation: Callable[[], nn.Module] = nn.ReLU, zero_init: bool = True) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        if zero_init:
+            nn.init.zeros_(self.linear.weight)
+            nn.init.zeros_(self.linear.bias)
+        self.mlp = MLP(in_features, out_features, hidden, activation, zero_init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x) + self.mlp(x)
+
+
 class ConvNet(nn.Sequential):
     """Convolutional subnet for image couplings: 3x3 conv, 1x1 conv(s), 3x3 conv (zero-init last)."""
 
@@ -54,12 +76,13 @@ class ConvNet(nn.Sequential):
 
 
 def mlp_constructor(hidden: Sequence[int] = (256, 256), activation: Callable[[], nn.Module] = nn.ReLU,
-                    zero_init: bool = True) -> SubnetConstructor:
-    """A ``subnet_constructor`` building :class:`MLP` subnets with the given widths."""
+                    zero_init: bool = True, linear_skip: bool = False) -> SubnetConstructor:
+    """A ``subnet_constructor`` building :class:`MLP` (or, with ``linear_skip``, :class:`LinearSkipMLP`) subnets."""
     hidden = tuple(hidden)
+    cls = LinearSkipMLP if linear_skip else MLP
 
     def construct(in_features: int, out_features: int) -> nn.Module:
-        return MLP(in_features, out_features, hidden, activation, zero_init)
+        return cls(in_features, out_features, hidden, activation, zero_init)
 
     return construct
 

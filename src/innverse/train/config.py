@@ -30,6 +30,9 @@ class TrainConfig:
         restore_best: load the weights of the best validation epoch at the end.
         max_nonfinite: consecutive steps with a non-finite loss or gradient that are skipped
             before training aborts with an error.
+        ema: decay of an exponential moving average of the weights (Polyak averaging; ``None``:
+            off). Validation, early stopping and the returned model use the averaged weights,
+            which removes most of the minibatch noise of the final iterate.
         seed: seed of the data-order generator.
         checkpoint_every: write the checkpoint every this many epochs (when a path is given).
     """
@@ -45,6 +48,7 @@ class TrainConfig:
     min_delta: float = 0.0
     restore_best: bool = True
     max_nonfinite: int = 20
+    ema: float | None = None
     seed: int = 0
     checkpoint_every: int = 1
 
@@ -61,6 +65,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: clip_grad must be positive or None, got {self.clip_grad}")
         if not 0 <= self.warmup < 1 or not 0 <= self.final_lr_fraction <= 1:
             raise ValueError("TrainConfig: warmup must be in [0, 1) and final_lr_fraction in [0, 1]")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"TrainConfig: ema must be in (0, 1) or None, got {self.ema}")
         if self.max_nonfinite < 1 or self.checkpoint_every < 1:
             raise ValueError("TrainConfig: max_nonfinite and checkpoint_every must be >= 1")
 

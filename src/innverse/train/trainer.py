@@ -6,7 +6,8 @@ import copy
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,60 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("train: the model has no trainable parameters")
+    # the fused kernel updates all tensors in one call: ~5x faster steps than the per-tensor loop
+    # for the many small tensors of a flow (CPU and CUDA, floating point only)
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+                for p in params) and len({p.device for p in params}) == 1
     if cfg.weight_decay > 0:
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
+    return torch.optim.Adam(params, lr=cfg.lr, fused=fused or None)
+
+
+class _WeightAverage:
+    r"""Exponential moving average of the trainable parameters (Polyak averaging).
+
+    :math:`\bar w \leftarrow d_t \bar w + (1 - d_t) w` after every optimiser step, with the
+    warm-up :math:`d_t = \min(d, (1 + t) / (10 + t))` so that the first steps are not averaged
+    with the initial weights for long.
+    """
+
+    def __init__(self, params: list[nn.Parameter], decay: float) -> None:
+        self.params = params
+        self.decay = decay
+        self.updates = 0
+        self.average = [p.detach().clone() for p in params]
+
+    def update(self) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - d)
+
+    @contextmanager
+    def applied(self) -> Iterator[None]:
+        """The averaged weights in the model for the duration of the block."""
+        current = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, a in zip(self.params, self.average):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, c in zip(self.params, current):
+                    p.copy_(c)
+
+    def state(self) -> dict[str, Any]:
+        return {"updates": self.updates, "average": self.average}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.updates = int(state["updates"])
+        for a, v in zip(self.average, state["average"]):
+            a.copy_(v)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def _write_log(path: Path, records: Iterable[dict[str, Any]]) -> None:
@@ -97,6 +149,7 @@ def train(model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: 
         raise ValueError("train: the training data yield no batches")
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = _optimizer(model, cfg)
+    average = _WeightAverage([p for g in opt.param_groups for p in g["params"]], cfg.ema) if cfg.ema else None
     history = History()
     start_epoch, step, bad_epochs = 0, 0, 0
     best_state: dict[str, Tensor] | None = None
@@ -111,6 +164,8 @@ def train(model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: 
         history = History.from_dict(state["history"])
         start_epoch, step, bad_epochs = state["epoch"], state["step"], state["bad_epochs"]
         best_state = state["best_state"]
+        if average is not None:
+            average.load(state["average"])
         if log_path is not None:
             _write_log(Path(log_path), history.records)
     elif log_path is not None and Path(log_path).exists():
@@ -152,21 +207,25 @@ def train(model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: 
                     continue
                 consecutive = 0
                 opt.step()
+                if average is not None:
+                    average.update()
                 n = batch[0].shape[0]
                 total += float(loss.detach()) * n
                 rows += n
             train_loss = total / rows if rows else math.nan
-            val_loss = _evaluate(model, loss_fn, val_data, torch.Generator().manual_seed(cfg.seed + 1)) if val_data is not None else None
             improved = False
-            monitored = val_loss if val_loss is not None else train_loss
-            if math.isfinite(monitored) and (history.best_val_loss is None
-                                             or monitored < history.best_val_loss - cfg.min_delta):
-                improved = True
-                history.best_val_loss, history.best_epoch = monitored, epoch
-                best_state = copy.deepcopy(model.state_dict())
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
+            with average.applied() if average is not None else _nothing():
+                val_loss = (_evaluate(model, loss_fn, val_data, torch.Generator().manual_seed(cfg.seed + 1))
+                            if val_data is not None else None)
+                monitored = val_loss if val_loss is not None else train_loss
+                if math.isfinite(monitored) and (history.best_val_loss is None
+                                                 or monitored < history.best_val_loss - cfg.min_delta):
+                    improved = True
+                    history.best_val_loss, history.best_epoch = monitored, epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                    bad_epochs = 0
+                else:
+                    bad_epochs += 1
             seconds = time.perf_counter() - t0
             history.seconds += seconds
             history.skipped_steps += skipped
@@ -190,10 +249,15 @@ def train(model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: 
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "best_state": best_state,
                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                     "history": history.to_dict(), "config": cfg.to_dict(),
+                    "average": None if average is None else average.state(),
                 })
     finally:
         bar.close()
     if cfg.restore_best and best_state is not None:
         model.load_state_dict(best_state)
+    elif average is not None:
+        with torch.no_grad():
+            for p, a in zip(average.params, average.average):
+                p.copy_(a)
     model.eval()
     return history
