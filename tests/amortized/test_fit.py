@@ -16,7 +16,6 @@ from innverse.amortized import (
     gaussian,
     simulate,
 )
-
 from innverse.nets import MLP
 
 from . import simulators as S

@@ -138,7 +138,7 @@ def test_weight_average_matches_a_replayed_moving_average():
     plain, _, _ = run(None)
     averaged, hist, seen = run(decay)
     # replay: the loss of the next step sees the iterate after each step; the last iterate is the plain model's
-    iterates = seen[1:] + [[p.detach() for p in plain.parameters()]]
+    iterates = [*seen[1:], [p.detach() for p in plain.parameters()]]
     avg = [p.clone() for p in seen[0]]
     for t, w in enumerate(iterates, start=1):
         d = min(decay, (1 + t) / (10 + t))
