@@ -51,6 +51,8 @@ class FlowOptions:
     #: head alone can be a conditional Gaussian linear in the summaries (see ``gaussian_start``
     #: of :func:`~innverse.amortized.fit_posterior`)
     head_linear: bool = True
+    #: soft bound ``b tanh(h / b)`` on the standardised summaries the linear part sees (None: off)
+    head_input_bound: float | None = 10.0
 
     def __post_init__(self) -> None:
         self.hidden = [int(h) for h in self.hidden]
@@ -77,7 +79,7 @@ def _build_flow(theta_dim: int, context: int, o: FlowOptions) -> Flow:
         # A conditional location-scale map first: the couplings then see parameters standardised
         # by the posterior's own (learned) location and scale, so splines keep their resolution
         # however much the posterior contracts relative to the prior.
-        head_sub = mlp_constructor(o.hidden, act, linear_skip=o.head_linear)
+        head_sub = mlp_constructor(o.hidden, act, linear_skip=o.head_linear, input_bound=o.head_input_bound)
         blocks.insert(0, ContextElementwise(theta_dim, AffineTransformer(o.head_clamp), head_sub, context))
     return Flow(InvSequence(blocks))
 
@@ -195,7 +197,8 @@ class PosteriorEstimator(nn.Module):
         if summary is None and config.get("summary") is not None:
             summary = summary_from_config(config["summary"])
         flow = dict(config["flow"])
-        flow.setdefault("head_linear", False)  # files written before the option existed
+        flow.setdefault("head_linear", False)  # files written before these options existed
+        flow.setdefault("head_input_bound", None)
         est = cls(config["theta_dim"], tuple(config["x_shape"]), prior, summary, FlowOptions(**flow),
                   config["reference_size"])
         if prior is None:

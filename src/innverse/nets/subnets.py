@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["MLP", "LinearSkipMLP", "ConvNet", "mlp_constructor", "conv_constructor", "SubnetConstructor"]
@@ -39,12 +40,17 @@ class LinearSkipMLP(nn.Module):
     The linear part lets a conditioner represent maps that are (nearly) linear in its input
     exactly and cheaply, with the MLP left to learn the nonlinear remainder; both parts start at
     zero when ``zero_init`` is set. Its parameters are ``linear`` and ``mlp``, so the linear part
-    can be trained alone.
+    can be trained alone. ``input_bound`` = :math:`b` feeds the linear part
+    :math:`b \tanh(x / b)` instead of :math:`x`: linear for :math:`|x| \ll b`, bounded for outliers.
     """
 
     def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (256, 256),
-                 activation: Callable[[], nn.Module] = nn.ReLU, zero_init: bool = True) -> None:
+                 activation: Callable[[], nn.Module] = nn.ReLU, zero_init: bool = True,
+                 input_bound: float | None = None) -> None:
         super().__init__()
+        if input_bound is not None and not input_bound > 0:
+            raise ValueError(f"LinearSkipMLP: input_bound must be positive or None, got {input_bound}")
+        self.input_bound = input_bound
         self.linear = nn.Linear(in_features, out_features)
         if zero_init:
             nn.init.zeros_(self.linear.weight)
@@ -52,7 +58,11 @@ class LinearSkipMLP(nn.Module):
         self.mlp = MLP(in_features, out_features, hidden, activation, zero_init)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.linear(x) + self.mlp(x)
+        b = self.input_bound
+        # a soft bound on what the linear part sees: linear extrapolation to heavy-tailed outliers
+        # (e.g. Student-t distractors) would otherwise dominate the output
+        lin = self.linear(x if b is None else b * torch.tanh(x / b))
+        return lin + self.mlp(x)
 
 
 class ConvNet(nn.Sequential):
@@ -76,13 +86,15 @@ class ConvNet(nn.Sequential):
 
 
 def mlp_constructor(hidden: Sequence[int] = (256, 256), activation: Callable[[], nn.Module] = nn.ReLU,
-                    zero_init: bool = True, linear_skip: bool = False) -> SubnetConstructor:
+                    zero_init: bool = True, linear_skip: bool = False,
+                    input_bound: float | None = None) -> SubnetConstructor:
     """A ``subnet_constructor`` building :class:`MLP` (or, with ``linear_skip``, :class:`LinearSkipMLP`) subnets."""
     hidden = tuple(hidden)
-    cls = LinearSkipMLP if linear_skip else MLP
 
     def construct(in_features: int, out_features: int) -> nn.Module:
-        return cls(in_features, out_features, hidden, activation, zero_init)
+        if linear_skip:
+            return LinearSkipMLP(in_features, out_features, hidden, activation, zero_init, input_bound)
+        return MLP(in_features, out_features, hidden, activation, zero_init)
 
     return construct
 
