@@ -82,11 +82,11 @@ def _fit_gaussian_start(est: PosteriorEstimator, loss: Callable[[Sequence[Tensor
                         val_src: Any, cfg: TrainConfig, progress: bool) -> History:
     """Stage one of ``gaussian_start``: train the conditional Gaussian of :meth:`PosteriorEstimator.gaussian_stage`.
 
-    A quarter of the epochs suffices for so small a model; without a summary network it is a
-    linear model of the data and takes a 5x larger step.
+    A quarter of the epochs (at least 20, at most all) suffices for so small a model; without a
+    summary network it is a linear model of the data and takes a 5x larger step.
     """
     lr = cfg.lr * (5.0 if est.summary is None else 1.0)
-    stage = dataclasses.replace(cfg, epochs=max(20, cfg.epochs // 4), lr=lr)
+    stage = dataclasses.replace(cfg, epochs=min(cfg.epochs, max(20, cfg.epochs // 4)), lr=lr)
     with est.gaussian_stage():
         return train(est, loss, train_src, val_src, stage, progress=progress, desc="fit_posterior (Gaussian start)")
 
