@@ -68,6 +68,7 @@ CASES: dict[str, Factory] = {
     "gin_img": lambda s: B.GINCoupling(IMG, CONV),
     "spline_vec_cond": lambda s: B.SplineCoupling(5, MLP, (3,), bins=6, bound=2.0),
     "spline_img": lambda s: B.SplineCoupling(IMG, CONV, bins=4),
+    "spline_affine_vec_cond": lambda s: B.SplineCoupling(5, MLP, (3,), bins=6, bound=2.0, affine=True, clamp=1.5),
     "coupling_generic": lambda s: B.Coupling(3, B.RationalQuadraticSpline(3), MLP, (2,)),
     "coupling_generic_affine": lambda s: B.Coupling(4, B.AffineTransformer(1.0), MLP),
     "coupling_generic_additive": lambda s: B.Coupling(4, B.AdditiveTransformer(), MLP),

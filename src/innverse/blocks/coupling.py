@@ -241,6 +241,8 @@ class SplineCoupling(AbstractCoupling):
     Args:
         bins: number of spline segments K (subnet emits ``3K - 1`` values per element).
         bound: half-width B of the spline interval.
+        affine: put a conditional affine map (log-scale soft-clamped at ``clamp``) in front of
+            each spline, :math:`y_2 = \mathrm{RQS}(x_2 e^{s} + t)` (``3K + 1`` values per element).
 
     References:
         Durkan, Bekasov, Murray, Papamakarios. "Neural Spline Flows". NeurIPS 2019.
@@ -248,8 +250,8 @@ class SplineCoupling(AbstractCoupling):
 
     def __init__(self, event_shape: int | SequenceABC[int], subnet_constructor: SubnetConstructor | None = None,
                  context_shape: int | SequenceABC[int] | None = None, split: int | None = None,
-                 bins: int = 8, bound: float = 3.0) -> None:
-        spline = RationalQuadraticSpline(bins, bound)
+                 bins: int = 8, bound: float = 3.0, affine: bool = False, clamp: float = 2.0) -> None:
+        spline = RationalQuadraticSpline(bins, bound, affine=affine, clamp=clamp)
         super().__init__(event_shape, spline, context_shape, split)
         make = subnet_constructor or default_subnet(self.event_shape)
         self.subnet = make(self.conditioner_features, spline.params * self.sizes[1])

@@ -131,12 +131,20 @@ class RationalQuadraticSpline(AbstractTransformer):
 
     Parameters per element: K widths, K heights, K-1 interior derivatives (``3K - 1``).
 
+    ``affine=True`` puts an elementwise affine map with a soft-clamped log-scale (clamp
+    :math:`\alpha`) in front of the spline: :math:`y = \mathrm{RQS}(x e^{s} + t)`, log-det
+    :math:`s + \log \mathrm{RQS}'`, two more parameters per element (``3K + 1``). A spline maps
+    :math:`[-B, B]` onto itself, so it cannot shift or rescale a coordinate by an amount that
+    depends on the conditioner's input (which is how a coupling builds linear correlations); the
+    affine part can, and the spline then acts on the conditionally standardised coordinate.
+
     References:
         Durkan, Bekasov, Murray, Papamakarios. "Neural Spline Flows". NeurIPS 2019.
     """
 
     def __init__(self, bins: int = 8, bound: float = 3.0, min_width: float = 1e-3,
-                 min_height: float = 1e-3, min_derivative: float = 1e-3) -> None:
+                 min_height: float = 1e-3, min_derivative: float = 1e-3, affine: bool = False,
+                 clamp: float = 2.0) -> None:
         if bins < 1:
             raise ValueError(f"RationalQuadraticSpline: bins must be >= 1, got {bins}")
         if not bound > 0:
@@ -148,7 +156,11 @@ class RationalQuadraticSpline(AbstractTransformer):
         self.min_width = min_width
         self.min_height = min_height
         self.min_derivative = min_derivative
-        self.params = 3 * bins - 1
+        if affine and not clamp > 0:
+            raise ValueError(f"RationalQuadraticSpline: clamp must be positive, got {clamp}")
+        self.affine = bool(affine)
+        self.clamp = float(clamp)
+        self.params = 3 * bins - 1 + (2 if self.affine else 0)
         # softplus(c) = 1 - min_derivative: zero subnet output gives unit derivatives (identity).
         self._shift = math.log(math.expm1(1.0 - min_derivative))
 
@@ -158,68 +170,83 @@ class RationalQuadraticSpline(AbstractTransformer):
         h = h.reshape(b, self.params, h.shape[1] // self.params, *h.shape[2:])
         return [torch.movedim(h, 1, -1)]
 
-    def _knots(self, raw: Tensor, minimum: float) -> Tensor:
+    def _knots(self, raw: Tensor) -> Tensor:
+        """Knots of widths and heights at once: ``raw (..., 2, K)`` -> ``(..., 2, K + 1)`` on [-B, B]."""
         k = self.bins
-        # softmax written out: torch.softmax over a last dimension this short is ~5x slower on CPU
-        e = torch.exp(raw - raw.amax(-1, keepdim=True).detach())  # the shift does not change the value
-        w = minimum + (1 - minimum * k) * (e / e.sum(-1, keepdim=True))
-        cum = F.pad(torch.cumsum(w, -1), (1, 0))
-        cum = 2 * self.bound * cum - self.bound
-        # exact end points, independent of round-off in the cumulative sum
-        return torch.cat([cum[..., :1].clamp(-self.bound, -self.bound), cum[..., 1:-1],
-                          cum[..., -1:].clamp(self.bound, self.bound)], -1)
+        # softmax written out (torch.softmax over a last dimension this short is ~5x slower on CPU);
+        # the shift by the maximum does not change the value
+        e = torch.exp(raw - raw.amax(-1, keepdim=True).detach())
+        lo: float | Tensor = self.min_width
+        if self.min_height != self.min_width:
+            lo = raw.new_tensor([self.min_width, self.min_height]).unsqueeze(-1)
+        w = lo * e.sum(-1, keepdim=True) + (1 - lo * k) * e
+        # dividing by the last cumulative sum normalises the widths and makes the end points
+        # exactly -B and B, whatever the round-off in the sum
+        cum = torch.cumsum(w, -1)
+        cum = F.pad(cum / cum[..., -1:], (1, 0))
+        return (2 * self.bound) * cum - self.bound
 
-    def _spline(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _spline(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """``(knots (..., 2, K + 1): x then y, derivatives (..., K + 1))``."""
         k = self.bins
-        xs = self._knots(theta[..., :k], self.min_width)
-        ys = self._knots(theta[..., k:2 * k], self.min_height)
-        inner = self.min_derivative + F.softplus(theta[..., 2 * k:] + self._shift)
-        d = F.pad(inner, (1, 1), value=1.0)
-        return xs, ys, d
-
-    @staticmethod
-    def _bin(knots: Tensor, v: Tensor) -> Tensor:
-        idx = (v[..., None] >= knots[..., 1:-1]).sum(-1, keepdim=True)
-        return idx
+        knots = self._knots(theta[..., :2 * k].unflatten(-1, (2, k)))
+        inner = self.min_derivative + F.softplus(theta[..., 2 * k:3 * k - 1] + self._shift)
+        return knots, F.pad(inner, (1, 1), value=1.0)
 
     def _transform(self, v: Tensor, theta: Tensor, inverse: bool, log_det: bool) -> tuple[Tensor, Tensor | None]:
         inside = (v >= -self.bound) & (v <= self.bound)
-        xs, ys, d = self._spline(theta)
+        knots, d = self._spline(theta)
         vin = v.clamp(-self.bound, self.bound)
-        idx = self._bin(ys if inverse else xs, vin)
-        x_k = xs.gather(-1, idx)[..., 0]
-        w_k = (xs.gather(-1, idx + 1) - xs.gather(-1, idx))[..., 0]
-        y_k = ys.gather(-1, idx)[..., 0]
-        h_k = (ys.gather(-1, idx + 1) - ys.gather(-1, idx))[..., 0]
-        d_k = d.gather(-1, idx)[..., 0]
-        d_k1 = d.gather(-1, idx + 1)[..., 0]
+        # the bin of each element: the number of interior knots (x, or y for the inverse) below it
+        idx = (vin[..., None] >= knots[..., int(inverse), 1:-1]).sum(-1, keepdim=True)
+        pair = torch.cat([idx, idx + 1], -1)  # (..., 2): the bin's two end knots
+        xy = knots.gather(-1, pair.unsqueeze(-2).expand(*pair.shape[:-1], 2, 2))
+        dd = d.gather(-1, pair)
+        x_k, y_k = xy[..., 0, 0], xy[..., 1, 0]
+        w_k, h_k = xy[..., 0, 1] - x_k, xy[..., 1, 1] - y_k
+        d_k, d_k1 = dd[..., 0], dd[..., 1]
         s_k = h_k / w_k
+        curv = d_k1 + d_k - 2 * s_k
         if inverse:
             dy = vin - y_k
-            a = h_k * (s_k - d_k) + dy * (d_k1 + d_k - 2 * s_k)
-            b = h_k * d_k - dy * (d_k1 + d_k - 2 * s_k)
+            a = h_k * (s_k - d_k) + dy * curv
+            b = h_k * d_k - dy * curv
             c = -s_k * dy
             disc = (b.square() - 4 * a * c).clamp_min(0)
             xi = (2 * c) / (-b - torch.sqrt(disc))
             out = xi * w_k + x_k
+            t = xi * (1 - xi)
+            den = s_k + curv * t
         else:
             xi = (vin - x_k) / w_k
             t = xi * (1 - xi)
-            out = y_k + h_k * (s_k * xi.square() + d_k * t) / (s_k + (d_k1 + d_k - 2 * s_k) * t)
+            den = s_k + curv * t
+            out = y_k + h_k * (s_k * xi.square() + d_k * t) / den
         out = torch.where(inside, out, v)
         if not log_det:
             return out, None
-        t = xi * (1 - xi)
-        den = s_k + (d_k1 + d_k - 2 * s_k) * t
         deriv = s_k.square() * (d_k1 * xi.square() + 2 * s_k * t + d_k * (1 - xi).square()) / den.square()
-        ld = torch.where(inside, torch.log(deriv), torch.zeros_like(v))
+        ld = torch.where(inside, torch.log(deriv), 0.0)
         return out, (-_sum(ld) if inverse else _sum(ld))
 
+    def _affine(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        s = self.clamp * torch.tanh(theta[..., -2] / self.clamp)
+        return s, theta[..., -1]
+
     def forward(self, x: Tensor, p: list[Tensor], log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return self._transform(x, p[0], False, log_det)
+        if not self.affine:
+            return self._transform(x, p[0], False, log_det)
+        s, t = self._affine(p[0])
+        y, ld = self._transform(x * torch.exp(s) + t, p[0], False, log_det)
+        return y, (None if ld is None else ld + _sum(s))
 
     def inverse(self, y: Tensor, p: list[Tensor], log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return self._transform(y, p[0], True, log_det)
+        if not self.affine:
+            return self._transform(y, p[0], True, log_det)
+        s, t = self._affine(p[0])
+        a, ld = self._transform(y, p[0], True, log_det)
+        return (a - t) * torch.exp(-s), (None if ld is None else ld - _sum(s))
 
     def __repr__(self) -> str:
-        return f"RationalQuadraticSpline(bins={self.bins}, bound={self.bound})"
+        extra = f", affine=True, clamp={self.clamp}" if self.affine else ""
+        return f"RationalQuadraticSpline(bins={self.bins}, bound={self.bound}{extra})"

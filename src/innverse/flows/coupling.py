@@ -37,6 +37,7 @@ def coupling_flow(
     clamp: float = 2.0,
     bins: int = 8,
     bound: float = 3.0,
+    spline_affine: bool = False,
     activation: Callable[[], nn.Module] = nn.ReLU,
     base: AbstractBase | None = None,
     context_net: nn.Module | None = None,
@@ -60,6 +61,8 @@ def coupling_flow(
             rotation), ``"lu"`` (learnable LU linear map) or ``"none"``.
         actnorm: put an ActNorm (data-initialised) before each coupling.
         clamp: soft bound of affine log-scales.
+        spline_affine: spline couplings put a conditional affine map in front of each spline
+            (see :class:`~innverse.blocks.SplineCoupling`); it also uses ``clamp``.
         activation: hidden activation of the subnets.
         base: base distribution (default standard normal).
         context_net: optional network applied once per batch to the raw context.
@@ -87,7 +90,8 @@ def coupling_flow(
         elif coupling == "gin":
             layers.append(GINCoupling(features, subnet, ctx, clamp=clamp))
         else:
-            layers.append(SplineCoupling(features, subnet, ctx, bins=bins, bound=bound))
+            layers.append(SplineCoupling(features, subnet, ctx, bins=bins, bound=bound, affine=spline_affine,
+                                         clamp=clamp))
         if permutation == "random":
             # With two features a random permutation is the identity half of the time, which
             # would leave the same coordinate untransformed twice in a row: swap instead.
