@@ -189,3 +189,39 @@ def test_files_from_before_the_linear_head_still_load():
     again = PosteriorEstimator.from_config(cfg)
     again.load_state_dict(est.state_dict())
     assert not again.flow_options.head_linear
+
+
+def test_least_squares_start_of_the_gaussian_head_recovers_a_linear_gaussian_model():
+    gen = torch.Generator().manual_seed(0)
+    est = PosteriorEstimator(3, (4,), None, None, {"blocks": 1, "hidden": [8]})
+    n = 20_000
+    z = 2.0 * torch.randn(n, 4, generator=gen)
+    g = 10.0 * torch.tanh(z / 10.0)  # what the linear part sees (head_input_bound = 10)
+    a = torch.tensor([[1.0, -0.5, 0.0], [0.3, 0.2, -1.0], [0.0, 0.0, 0.5], [-0.7, 0.1, 0.2]])
+    c = torch.tensor([0.5, -1.0, 2.0])
+    sigma = torch.tensor([0.1, 0.5, 2.0])
+    v = g @ a + c + sigma * torch.randn(n, 3, generator=gen)
+    info = est.init_gaussian_head(v, z)
+    assert info["ridge"] <= 1e-3 and abs(info["loo_mse"] - sigma.square().mean().item()) < 0.05
+    head = est.flow.transform[0]
+    zs = torch.randn(50, 4, generator=gen)
+    with torch.no_grad():
+        s, t = head.transformer.split(head.subnet(zs))
+        s = head.transformer.log_scale(s)
+    mean, sd = -t * torch.exp(-s), torch.exp(-s)
+    # estimation error of a mean ~ sigma * sqrt((1 + |z|^2 / 4) / n) < 0.03 sigma here
+    assert ((mean - (10.0 * torch.tanh(zs / 10.0) @ a + c)) / sigma).abs().max() < 0.05
+    assert torch.allclose(sd, sigma.expand(50, 3), rtol=0.03)
+    # pure-noise features, few pairs: leave-one-out picks a strong penalty, the mean stays near the sample mean
+    est = PosteriorEstimator(2, (40,), None, None, {"blocks": 1, "hidden": [8]})
+    z, v = torch.randn(200, 40, generator=gen), torch.randn(200, 2, generator=gen)
+    assert est.init_gaussian_head(v, z)["ridge"] >= 1.0
+    with torch.no_grad():
+        s, t = est.flow.transform[0].transformer.split(est.flow.transform[0].subnet(torch.randn(200, 40, generator=gen)))
+    assert (-t * torch.exp(-s) - v.mean(0)).abs().max() < 0.5
+    with pytest.raises(ValueError, match="no summary network"):
+        PosteriorEstimator(2, (5, 3), None, DeepSet(3, 4), {"blocks": 1}).init_gaussian_head(v, torch.randn(200, 5, 3))
+    with torch.no_grad():
+        est.flow.transform[0].subnet.mlp[-1].bias.fill_(0.1)
+    with pytest.raises(ValueError, match="MLP part is no longer zero"):
+        est.init_gaussian_head(v, z)

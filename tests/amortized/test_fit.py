@@ -157,3 +157,17 @@ def test_gaussian_start_keeps_the_gaussian_fit_unless_the_couplings_beat_it():
     assert post.history.best_val_loss < post.info["gaussian_start"]["best_val_loss"] - 0.3
     assert "gaussian_start" not in fit_posterior(th, xb, gaussian_start=False, training={"epochs": 1},
                                                  progress=False).info
+
+
+def test_default_batch_size_follows_the_budget_the_parameter_count_and_the_summary_network():
+    from innverse.amortized import default_training
+
+    assert default_training(900, 2)[0] == 256      # few parameters: ~n/4
+    assert default_training(900, 10)[0] == 128     # more parameters: ~n/8
+    assert default_training(9000, 2)[0] == default_training(9000, 10)[0] == 512
+    assert default_training(900, 2, summary=True)[0] == 64  # a summary network: ~n/16, at most 256
+    assert default_training(90_000, 2, summary=True)[0] == 256
+    assert default_training(20, 2)[0] == 32
+    for n in (20, 900, 9000, 90_000):
+        batch, cfg = default_training(n, 2)
+        assert 60 <= cfg.epochs <= 1000 and cfg.epochs * math.ceil(n / batch) >= min(12_000, 60 * math.ceil(n / batch))

@@ -39,6 +39,8 @@ class FlowOptions:
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     bins: int = 8
     bound: float = 4.0
+    #: spline couplings put a conditional affine map (log-scale clamped at ``clamp``) in front of the spline
+    spline_affine: bool = False
     permutation: str = "random"
     actnorm: bool = False
     clamp: float = 2.0
@@ -70,7 +72,8 @@ def _build_flow(theta_dim: int, context: int, o: FlowOptions) -> Flow:
     if theta_dim >= 2:
         blocks = list(coupling_flow(theta_dim, context, blocks=o.blocks, hidden=o.hidden, coupling=o.coupling,
                                     permutation=o.permutation, actnorm=o.actnorm, clamp=o.clamp, bins=o.bins,
-                                    bound=o.bound, activation=act, seed=o.seed).transform)
+                                    bound=o.bound, spline_affine=o.spline_affine, activation=act,
+                                    seed=o.seed).transform)
     else:
         # One parameter: couplings cannot split, so every block conditions on the context alone.
         blocks = [ContextElementwise(1, RationalQuadraticSpline(o.bins, o.bound) if o.coupling == "spline"
@@ -199,6 +202,7 @@ class PosteriorEstimator(nn.Module):
         flow = dict(config["flow"])
         flow.setdefault("head_linear", False)  # files written before these options existed
         flow.setdefault("head_input_bound", None)
+        flow.setdefault("spline_affine", False)
         est = cls(config["theta_dim"], tuple(config["x_shape"]), prior, summary, FlowOptions(**flow),
                   config["reference_size"])
         if prior is None:
@@ -240,6 +244,76 @@ class PosteriorEstimator(nn.Module):
             self.flow.transform = full
             for p, flag in flags:
                 p.requires_grad_(flag)
+
+    @torch.no_grad()
+    def init_gaussian_head(self, v: Tensor, z: Tensor, max_rows: int = 20_000) -> dict[str, float]:
+        r"""Set the head's linear conditioner to the ridge least-squares fit of ``v`` on the summaries.
+
+        The starting point of :meth:`gaussian_stage`: with ``g`` the (soft-bounded) summaries the
+        linear part sees, regress :math:`v = A g + c + \varepsilon` with a ridge penalty chosen by
+        exact leave-one-out error over a grid, and set the head to the Gaussian
+        :math:`\mathcal N(A g + c, \mathrm{diag}\,\sigma^2)` (:math:`\sigma` = residual sd per
+        parameter): log-scale weights 0 and bias :math:`-\log\sigma`, shift
+        :math:`-(A g + c) / \sigma`. Gradient steps then only refine it (e.g. a scale that varies
+        with the data). Returns ``{"ridge": lambda / n, "loo_mse": ...}``.
+
+        Args:
+            v: prepared training parameters ``(n, D)`` (see :meth:`prepare`).
+            z: prepared training observations ``(n, ...)``; needs no summary network.
+            max_rows: at most this many evenly spaced rows are used (it is only a starting point).
+
+        Raises:
+            ValueError: with a summary network, or without a linear head whose MLP part is still zero.
+        """
+        o = self.flow_options
+        if o.head != "affine" or not o.head_linear or self.summary is not None:
+            raise ValueError("PosteriorEstimator.init_gaussian_head: needs FlowOptions(head='affine', "
+                             "head_linear=True) and no summary network")
+        head = self.flow.transform[0]  # type: ignore[index]
+        sub = head.subnet
+        if any(p.detach().any() for p in sub.mlp[-1].parameters()):
+            raise ValueError("PosteriorEstimator.init_gaussian_head: the head's MLP part is no longer zero")
+        if v.shape[0] > max_rows:
+            rows = torch.linspace(0, v.shape[0] - 1, max_rows).round().long()
+            v, z = v[rows], z[rows]
+        h = self.context(z).double()
+        b = sub.input_bound
+        g = h if b is None else b * torch.tanh(h / b)
+        vd = v.double()
+        n, d = vd.shape
+        g_mean, v_mean = g.mean(0), vd.mean(0)
+        gc, vc = g - g_mean, vd - v_mean
+        # ridge on centred data (the intercept is not penalised); exact leave-one-out residuals
+        # e_i / (1 - H_ii) from one SVD for every penalty on the grid
+        u_, sv, _ = torch.linalg.svd(gc, full_matrices=False)
+        uy = u_.T @ vc
+        best = None
+        for rel in (1e-6, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0):
+            lam = rel * n
+            shrink = sv.square() / (sv.square() + lam)
+            fitted = u_ @ (shrink[:, None] * uy)
+            lev = (u_.square() * shrink).sum(1) + 1.0 / n
+            loo = ((vc - fitted) / (1 - lev).clamp_min(1e-6)[:, None]).square().mean()
+            if best is None or loo < best[0]:
+                best = (float(loo), rel, lam)
+        _, rel, lam = best
+        coef = torch.linalg.solve(gc.T @ gc + lam * torch.eye(g.shape[1], dtype=g.dtype), gc.T @ vc)  # (C, D)
+        intercept = v_mean - g_mean @ coef
+        resid = vc - gc @ coef
+        sigma = resid.square().mean(0).sqrt().clamp_min(1e-6)
+        clamp = head.transformer.clamp
+        s = -torch.log(sigma)
+        if clamp is not None:
+            s = s.clamp(-0.99 * clamp, 0.99 * clamp)
+            s_raw = clamp * torch.atanh(s / clamp)
+        else:
+            s_raw = s
+        scale = torch.exp(s)  # u = (v - A g - c) e^s
+        weight = torch.cat([torch.zeros(d, g.shape[1], dtype=g.dtype), -(coef.T * scale[:, None])])
+        bias = torch.cat([s_raw, -intercept * scale])
+        sub.linear.weight.copy_(weight)
+        sub.linear.bias.copy_(bias)
+        return {"ridge": rel, "loo_mse": best[0]}
 
     # -- standardisation -------------------------------------------------------------------------
     @torch.no_grad()

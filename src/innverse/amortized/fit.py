@@ -31,18 +31,29 @@ __all__ = ["fit_posterior", "default_training", "build_summary"]
 logger = logging.getLogger("innverse")
 
 
-def default_training(n_train: int) -> tuple[int, TrainConfig]:
+def default_training(n_train: int, theta_dim: int | None = None, summary: bool = False) -> tuple[int, TrainConfig]:
     """Budget-aware defaults: ``(batch_size, TrainConfig)`` for ``n_train`` training pairs.
 
-    Small budgets get small batches (more steps per epoch); the maximum number of epochs is set
-    so that about 6,000-30,000 optimiser steps are possible, and early stopping on the validation
-    loss decides the actual length.
+    Batch size, a power of two: with a summary network (whose cost grows with the batch) near
+    ``n_train / 16``, from 32 to 256. Without one, a step of the small default flow costs mostly
+    fixed per-operation overhead (256 rows take ~1.2x the time of 64), so batches are larger:
+    near ``n_train / 8``, from 32 to 512, and near ``n_train / 4`` for ``theta_dim <= 5``.
+    Measured on the benchmark tasks: 2-5 parameters at 1,000 simulations train ~2x faster with
+    256 rows than with 64 at the same C2ST; 10 parameters at that budget reached a worse C2ST
+    with 256 rows (Bernoulli GLM 0.855 vs 0.827 with 128); at 10,000 simulations 512 rows cut the
+    training time by a third at the same C2ST. The maximum number of epochs allows about
+    6,000-12,000 optimiser steps; early stopping on the validation loss decides the actual length.
     """
-    batch = int(min(256, max(32, 2 ** round(math.log2(max(n_train, 1) / 16)))))
+    n = max(n_train, 1)
+    if summary:
+        batch = min(256, max(32, 2 ** round(math.log2(n / 16))))
+    else:
+        per = 4 if theta_dim is not None and theta_dim <= 5 else 8
+        batch = min(512, max(32, 2 ** round(math.log2(n / per))))
     steps_per_epoch = max(1, math.ceil(n_train / batch))
     epochs = int(min(1000, max(60, 12000 // steps_per_epoch)))
-    return batch, TrainConfig(epochs=epochs, lr=1e-3, schedule="cosine", warmup=0.01, patience=20,
-                              clip_grad=5.0, weight_decay=0.0, ema=0.995)
+    return int(batch), TrainConfig(epochs=epochs, lr=1e-3, schedule="cosine", warmup=0.01, patience=20,
+                                   clip_grad=5.0, weight_decay=0.0, ema=0.995)
 
 
 def build_summary(kind: str | nn.Module | None, x_shape: tuple[int, ...], theta_dim: int,
@@ -79,16 +90,24 @@ def build_summary(kind: str | nn.Module | None, x_shape: tuple[int, ...], theta_
 
 
 def _fit_gaussian_start(est: PosteriorEstimator, loss: Callable[[Sequence[Tensor]], Tensor], train_src: Any,
-                        val_src: Any, cfg: TrainConfig, progress: bool) -> History:
+                        val_src: Any, cfg: TrainConfig, progress: bool,
+                        init: tuple[Tensor, Tensor] | None) -> tuple[History, dict[str, float] | None]:
     """Stage one of ``gaussian_start``: train the conditional Gaussian of :meth:`PosteriorEstimator.gaussian_stage`.
 
-    A quarter of the epochs (at least 20, at most all) suffices for so small a model; without a
-    summary network it is a linear model of the data and takes a 5x larger step.
+    Without a summary network the Gaussian starts from the ridge least-squares fit to the
+    prepared training pairs ``init`` (:meth:`PosteriorEstimator.init_gaussian_head`), so the
+    gradient steps only refine it, whatever the batch size. A quarter of the epochs (at least 20,
+    at most all) suffices for so small a model; without a summary network it is a linear model
+    of the data and takes a 5x larger step.
     """
+    # (a least-squares fit in more than 1,000 data dimensions would cost more than it saves)
+    fitted = (est.init_gaussian_head(*init) if init is not None and est.summary is None
+              and est.context_features <= 1000 else None)
     lr = cfg.lr * (5.0 if est.summary is None else 1.0)
     stage = dataclasses.replace(cfg, epochs=min(cfg.epochs, max(20, cfg.epochs // 4)), lr=lr)
     with est.gaussian_stage():
-        return train(est, loss, train_src, val_src, stage, progress=progress, desc="fit_posterior (Gaussian start)")
+        history = train(est, loss, train_src, val_src, stage, progress=progress, desc="fit_posterior (Gaussian start)")
+    return history, fitted
 
 
 def _check_training_data(theta: Tensor, x: Tensor, prior: Distribution | None, est_support: Any,
@@ -151,7 +170,8 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         drop_invalid: drop (and log) training pairs with NaN/Inf instead of raising.
         reference_size: training summaries kept in the posterior (misspecification checks).
         gaussian_start: first fit the conditional Gaussian the affine head can represent with its
-            linear conditioner (summary network included), then train the whole model from there;
+            linear conditioner (summary network included; without one it starts from the ridge
+            least-squares fit of the parameters on the data), then train the whole model from there;
             early stopping keeps that Gaussian fit unless the full model beats it on the validation
             data. This guards near-Gaussian posteriors against the couplings' overfitting at small
             budgets. Default (``None``): on for offline training of the affine head on vector data
@@ -205,7 +225,7 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
                                      reference_size=min(reference_size, n_train))
         th_fit, x_fit, dropped = _check_training_data(th_fit, x_fit, prior, est.support, est.variable_size,
                                                       drop_invalid)
-        auto_batch, cfg = default_training(n_train)
+        auto_batch, cfg = default_training(n_train, theta_dim, summary=est.summary is not None)
         if isinstance(training, TrainConfig):
             cfg = training
         else:
@@ -220,12 +240,16 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
             return -est.prepared_log_prob(batch[0], batch[1]).mean()
 
         loss = raw_loss
+        # training pairs for the least-squares start of the Gaussian stage (offline only)
+        init_pairs: tuple[Tensor, Tensor] | None = None
+        init_prepared: tuple[Tensor, Tensor] | None = None
 
         if online:
             train_src: Any = OnlineBatches(prior, simulator, per_epoch, bs, seed, workers)  # type: ignore[arg-type]
             val_src: Any = TensorBatches(th_fit, x_fit, batch_size=4096, shuffle=False)
         elif opened is not None:
             train_src = StoreBatches(opened, train_rows, bs)
+            init_pairs = (th_fit, x_fit)
             val_src = StoreBatches(opened, val_rows, 4096, shuffle=False) if n_val else None
         else:
             # In memory: map the pairs once into the spaces the networks see.
@@ -236,17 +260,21 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
                 n_val = max(n_val, 1)
             val_idx, tr_idx = perm[:n_val], perm[n_val:]
             train_src = TensorBatches(v_all[tr_idx], z_all[tr_idx], batch_size=bs)
+            init_prepared = (v_all[tr_idx], z_all[tr_idx])
             val_src = TensorBatches(v_all[val_idx], z_all[val_idx], batch_size=4096, shuffle=False) if n_val else None
             loss = prepared_loss
         o = est.flow_options
         if gaussian_start is None:
             gaussian_start = not online and est.summary is None and o.head == "affine" and o.head_linear
-        start_history, start_state = None, None
+        start_history, start_state, start_fit = None, None, None
         # inputs are validated above (or by the executor), so the flow skips its per-call NaN checks
         est.flow.validate_args = False
         try:
             if gaussian_start:  # also when resuming: it is deterministic, so the comparison below stays exact
-                start_history = _fit_gaussian_start(est, loss, train_src, val_src, cfg, progress)
+                if init_prepared is None and init_pairs is not None:
+                    init_prepared = est.prepare(*init_pairs)
+                start_history, start_fit = _fit_gaussian_start(est, loss, train_src, val_src, cfg, progress,
+                                                               init_prepared)
                 start_state = copy.deepcopy(est.state_dict())
             history = train(est, loss, train_src, val_src, cfg, checkpoint=checkpoint, resume=resume,
                             log_path=log_path, callbacks=callbacks, progress=progress, desc="fit_posterior")
@@ -264,7 +292,8 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
     post = Posterior(est, history)
     if start_history is not None:
         post.info["gaussian_start"] = {"epochs": start_history.epochs, "best_epoch": start_history.best_epoch,
-                                       "best_val_loss": start_history.best_val_loss, "kept": kept}
+                                       "best_val_loss": start_history.best_val_loss, "kept": kept,
+                                       "least_squares": start_fit}
     post.info.update({"dropped_invalid": dropped, "training_pairs": n_train, "batch_size": bs,
                       "train_config": cfg.to_dict(), "mode": "online" if online else ("store" if store is not None else "memory")})
     return post
