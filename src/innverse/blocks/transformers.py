@@ -170,41 +170,36 @@ class RationalQuadraticSpline(AbstractTransformer):
         h = h.reshape(b, self.params, h.shape[1] // self.params, *h.shape[2:])
         return [torch.movedim(h, 1, -1)]
 
-    def _knots(self, raw: Tensor) -> Tensor:
-        """Knots of widths and heights at once: ``raw (..., 2, K)`` -> ``(..., 2, K + 1)`` on [-B, B]."""
+    def _knots(self, raw: Tensor, minimum: float) -> Tensor:
+        """Knots on [-B, B] from raw bin sizes ``(..., K)`` (each bin at least ``minimum`` of the interval) -> ``(..., K + 1)``."""
         k = self.bins
         # softmax written out (torch.softmax over a last dimension this short is ~5x slower on CPU);
         # the shift by the maximum does not change the value
         e = torch.exp(raw - raw.amax(-1, keepdim=True).detach())
-        lo: float | Tensor = self.min_width
-        if self.min_height != self.min_width:
-            lo = raw.new_tensor([self.min_width, self.min_height]).unsqueeze(-1)
-        w = lo * e.sum(-1, keepdim=True) + (1 - lo * k) * e
+        w = minimum * e.sum(-1, keepdim=True) + (1 - minimum * k) * e
         # dividing by the last cumulative sum normalises the widths and makes the end points
         # exactly -B and B, whatever the round-off in the sum
         cum = torch.cumsum(w, -1)
         cum = F.pad(cum / cum[..., -1:], (1, 0))
         return (2 * self.bound) * cum - self.bound
 
-    def _spline(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        """``(knots (..., 2, K + 1): x then y, derivatives (..., K + 1))``."""
+    def _spline(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Knots ``x (..., K + 1)``, ``y (..., K + 1)`` and derivatives ``(..., K + 1)``."""
         k = self.bins
-        knots = self._knots(theta[..., :2 * k].unflatten(-1, (2, k)))
         inner = self.min_derivative + F.softplus(theta[..., 2 * k:3 * k - 1] + self._shift)
-        return knots, F.pad(inner, (1, 1), value=1.0)
+        return (self._knots(theta[..., :k], self.min_width), self._knots(theta[..., k:2 * k], self.min_height),
+                F.pad(inner, (1, 1), value=1.0))
 
     def _transform(self, v: Tensor, theta: Tensor, inverse: bool, log_det: bool) -> tuple[Tensor, Tensor | None]:
         inside = (v >= -self.bound) & (v <= self.bound)
-        knots, d = self._spline(theta)
+        xs, ys, d = self._spline(theta)
         vin = v.clamp(-self.bound, self.bound)
         # the bin of each element: the number of interior knots (x, or y for the inverse) below it
-        idx = (vin[..., None] >= knots[..., int(inverse), 1:-1]).sum(-1, keepdim=True)
+        idx = (vin[..., None] >= (ys if inverse else xs)[..., 1:-1]).sum(-1, keepdim=True)
         pair = torch.cat([idx, idx + 1], -1)  # (..., 2): the bin's two end knots
-        xy = knots.gather(-1, pair.unsqueeze(-2).expand(*pair.shape[:-1], 2, 2))
-        dd = d.gather(-1, pair)
-        x_k, y_k = xy[..., 0, 0], xy[..., 1, 0]
-        w_k, h_k = xy[..., 0, 1] - x_k, xy[..., 1, 1] - y_k
-        d_k, d_k1 = dd[..., 0], dd[..., 1]
+        gx, gy, gd = xs.gather(-1, pair), ys.gather(-1, pair), d.gather(-1, pair)
+        x_k, y_k, d_k, d_k1 = gx[..., 0], gy[..., 0], gd[..., 0], gd[..., 1]
+        w_k, h_k = gx[..., 1] - x_k, gy[..., 1] - y_k
         s_k = h_k / w_k
         curv = d_k1 + d_k - 2 * s_k
         if inverse:
