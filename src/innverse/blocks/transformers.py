@@ -173,9 +173,11 @@ class RationalQuadraticSpline(AbstractTransformer):
     def _knots(self, raw: Tensor, minimum: float) -> Tensor:
         """Knots on [-B, B] from raw bin sizes ``(..., K)`` (each bin at least ``minimum`` of the interval) -> ``(..., K + 1)``."""
         k = self.bins
-        # softmax written out (torch.softmax over a last dimension this short is ~5x slower on CPU);
-        # the shift by the maximum does not change the value
-        e = torch.exp(raw - raw.amax(-1, keepdim=True).detach())
+        # softmax written out (torch.softmax over a last dimension this short is ~5x slower on CPU).
+        # Clamping the logits to +-30 keeps exp finite and non-zero without the usual max shift (a
+        # reduction that costs more than the exp here); it changes nothing in practice, since a
+        # bin e^60 times wider than another is far below the minimum bin size already
+        e = torch.exp(raw.clamp(-30.0, 30.0))
         w = minimum * e.sum(-1, keepdim=True) + (1 - minimum * k) * e
         # dividing by the last cumulative sum normalises the widths and makes the end points
         # exactly -B and B, whatever the round-off in the sum
