@@ -285,21 +285,20 @@ class PosteriorEstimator(nn.Module):
         gc, vc = g - g_mean, vd - v_mean
         # ridge on centred data (the intercept is not penalised); exact leave-one-out residuals
         # e_i / (1 - H_ii) from one SVD for every penalty on the grid
-        u_, sv, _ = torch.linalg.svd(gc, full_matrices=False)
+        u_, sv, vh = torch.linalg.svd(gc, full_matrices=False)
         uy = u_.T @ vc
         best = None
         for rel in (1e-6, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0):
-            lam = rel * n
-            shrink = sv.square() / (sv.square() + lam)
-            fitted = u_ @ (shrink[:, None] * uy)
+            shrink = sv.square() / (sv.square() + rel * n)
+            resid = vc - u_ @ (shrink[:, None] * uy)
             lev = (u_.square() * shrink).sum(1) + 1.0 / n
-            loo = ((vc - fitted) / (1 - lev).clamp_min(1e-6)[:, None]).square().mean()
+            loo = float((resid / (1 - lev).clamp_min(1e-6)[:, None]).square().mean())
             if best is None or loo < best[0]:
-                best = (float(loo), rel, lam)
-        _, rel, lam = best
-        coef = torch.linalg.solve(gc.T @ gc + lam * torch.eye(g.shape[1], dtype=g.dtype), gc.T @ vc)  # (C, D)
+                best = (loo, rel, shrink, resid)
+        loo, rel, shrink, resid = best
+        # the ridge coefficients from the same SVD: V diag(s / (s^2 + lambda)) U^T v
+        coef = vh.T @ ((shrink / sv.clamp_min(1e-300))[:, None] * uy)  # (C, D)
         intercept = v_mean - g_mean @ coef
-        resid = vc - gc @ coef
         sigma = resid.square().mean(0).sqrt().clamp_min(1e-6)
         clamp = head.transformer.clamp
         s = -torch.log(sigma)
@@ -313,7 +312,7 @@ class PosteriorEstimator(nn.Module):
         bias = torch.cat([s_raw, -intercept * scale])
         sub.linear.weight.copy_(weight)
         sub.linear.bias.copy_(bias)
-        return {"ridge": rel, "loo_mse": best[0]}
+        return {"ridge": rel, "loo_mse": loo}
 
     # -- standardisation -------------------------------------------------------------------------
     @torch.no_grad()

@@ -160,6 +160,7 @@ class RationalQuadraticSpline(AbstractTransformer):
             raise ValueError(f"RationalQuadraticSpline: clamp must be positive, got {clamp}")
         self.affine = bool(affine)
         self.clamp = float(clamp)
+        self._scale_shift = AffineTransformer(self.clamp)
         self.params = 3 * bins - 1 + (2 if self.affine else 0)
         # softplus(c) = 1 - min_derivative: zero subnet output gives unit derivatives (identity).
         self._shift = math.log(math.expm1(1.0 - min_derivative))
@@ -226,23 +227,19 @@ class RationalQuadraticSpline(AbstractTransformer):
         ld = torch.where(inside, torch.log(deriv), 0.0)
         return out, (-_sum(ld) if inverse else _sum(ld))
 
-    def _affine(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        s = self.clamp * torch.tanh(theta[..., -2] / self.clamp)
-        return s, theta[..., -1]
-
     def forward(self, x: Tensor, p: list[Tensor], log_det: bool) -> tuple[Tensor, Tensor | None]:
         if not self.affine:
             return self._transform(x, p[0], False, log_det)
-        s, t = self._affine(p[0])
-        y, ld = self._transform(x * torch.exp(s) + t, p[0], False, log_det)
-        return y, (None if ld is None else ld + _sum(s))
+        a, ld_a = self._scale_shift.forward(x, [p[0][..., -2], p[0][..., -1]], log_det)
+        y, ld = self._transform(a, p[0], False, log_det)
+        return y, (None if ld is None else ld + ld_a)
 
     def inverse(self, y: Tensor, p: list[Tensor], log_det: bool) -> tuple[Tensor, Tensor | None]:
         if not self.affine:
             return self._transform(y, p[0], True, log_det)
-        s, t = self._affine(p[0])
         a, ld = self._transform(y, p[0], True, log_det)
-        return (a - t) * torch.exp(-s), (None if ld is None else ld - _sum(s))
+        x, ld_a = self._scale_shift.inverse(a, [p[0][..., -2], p[0][..., -1]], log_det)
+        return x, (None if ld is None else ld + ld_a)
 
     def __repr__(self) -> str:
         extra = f", affine=True, clamp={self.clamp}" if self.affine else ""
