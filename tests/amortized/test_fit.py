@@ -171,3 +171,51 @@ def test_default_batch_size_follows_the_budget_the_parameter_count_and_the_summa
     for n in (20, 900, 9000, 90_000):
         batch, cfg = default_training(n, 2)
         assert 60 <= cfg.epochs <= 1000 and cfg.epochs * math.ceil(n / batch) >= min(12_000, 60 * math.ceil(n / batch))
+
+
+def _correlated_linear_gaussian(n: int, dim: int = 6):
+    """theta ~ N(0, I), x = A theta + 0.5 eps with a mixing A: a correlated Gaussian posterior."""
+    gen = torch.Generator().manual_seed(1)
+    a = torch.eye(dim) + 0.8 * torch.randn(dim, dim, generator=gen) / math.sqrt(dim)
+    theta = torch.randn(n, dim, generator=gen)
+    x = theta @ a.T + 0.5 * torch.randn(n, dim, generator=gen)
+    prec = torch.eye(dim) + a.T @ a / 0.25
+    cov = torch.linalg.inv(prec)
+    return theta, x, cov @ a.T / 0.25, cov
+
+
+def test_flow_selection_keeps_the_candidate_with_the_lower_validation_loss(tmp_path):
+    """6+ parameters, default flow: spline couplings and MAF both train; the better on validation data is kept."""
+    theta, x, gain, cov = _correlated_linear_gaussian(2000)
+    ckpt = tmp_path / "fit.ckpt"
+    post = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=6), training={"epochs": 25}, checkpoint=ckpt,
+                         progress=False)
+    sel = post.info["flow_selection"]
+    assert [c["coupling"] for c in sel["candidates"]] == ["spline", "autoregressive"]
+    assert sel["candidates"][1]["head"] == "none"
+    assert sel["chosen"] == min(range(2), key=lambda i: sel["val_loss"][i])
+    assert post.estimator.flow_options.coupling == sel["candidates"][sel["chosen"]]["coupling"]
+    assert ckpt.is_file() and (tmp_path / "fit.candidate1.ckpt").is_file()
+    xs = x[:2]
+    s = post.sample(4000, xs, seed=0)
+    sd = cov.diagonal().sqrt()                                          # 0.39 - 0.75
+    assert ((s.mean(0) - xs @ gain.T).abs() / sd).max() < 0.5
+    assert torch.allclose(torch.cov(s[:, 0].T), cov, atol=0.05)
+    # resuming finished runs reproduces the choice and the weights
+    again = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=6), training={"epochs": 25}, checkpoint=ckpt,
+                          resume=True, progress=False)
+    assert again.info["flow_selection"]["val_loss"] == sel["val_loss"]
+    assert torch.equal(again.sample(10, xs, seed=3), post.sample(10, xs, seed=3))
+
+
+def test_flow_selection_only_by_default_for_many_parameters_and_on_request():
+    theta, x, _, _ = _correlated_linear_gaussian(400, dim=3)
+    assert "flow_selection" not in fit_posterior(theta, x, training={"epochs": 2}, progress=False).info
+    theta6, x6, _, _ = _correlated_linear_gaussian(400)
+    one = fit_posterior(theta6, x6, flow={"blocks": 2}, training={"epochs": 2}, progress=False)
+    assert "flow_selection" not in one.info and one.estimator.flow_options.blocks == 2
+    two = fit_posterior(theta, x, flow=[{"coupling": "affine", "blocks": 2}, {"coupling": "autoregressive", "blocks": 1}],
+                        training={"epochs": 2}, gaussian_start=True, progress=False)
+    assert [c["blocks"] for c in two.info["flow_selection"]["candidates"]] == [2, 1]
+    with pytest.raises(ValueError, match="flow is an empty list"):
+        fit_posterior(theta, x, flow=[], progress=False)

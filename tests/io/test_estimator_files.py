@@ -1,6 +1,6 @@
 """Save / load of trained-looking posteriors: every estimator configuration reproduces its samples.
 
-For each configuration (affine / spline couplings, every summary network, bounded, half-bounded
+For each configuration (affine / spline couplings, affine / spline autoregressive blocks, every summary network, bounded, half-bounded
 and unbounded priors, one and several parameters), a posterior with perturbed weights and fitted
 standardisation is saved and loaded; samples with the same seed and log-densities must be
 bit-for-bit identical, and the loaded posterior must carry its prior.
@@ -32,6 +32,8 @@ CASES = {
     "spline-box": ("spline", None, (3,), lambda: box_uniform(-1.0, 2.0, dim=2)),
     "spline-gaussian": ("spline", None, (3,), lambda: gaussian(0.0, 2.0, dim=2)),
     "affine-lognormal": ("affine", None, (3,), lambda: log_normal(0.0, 0.5, dim=2)),
+    "autoregressive-box": ("autoregressive", None, (3,), lambda: box_uniform(-1.0, 2.0, dim=3)),
+    "autoregressive_spline-gaussian": ("autoregressive_spline", None, (4,), lambda: gaussian(0.0, 2.0, dim=3)),
     "spline-one-parameter": ("spline", None, (2,), lambda: box_uniform(0.0, 1.0, dim=1)),
     "affine-unbounded-no-prior": ("affine", None, (3,), lambda: None),
     "spline-mlp": ("spline", "mlp", (2, 3), lambda: box_uniform(-1.0, 1.0, dim=2)),

@@ -15,7 +15,7 @@ from torch.distributions import Distribution
 from ..blocks.transformers import AffineTransformer, RationalQuadraticSpline
 from ..core import Flow
 from ..core import Sequence as InvSequence
-from ..flows import coupling_flow
+from ..flows import COUPLINGS, coupling_flow
 from ..nets.sets import ACTIVATIONS
 from ..nets.subnets import mlp_constructor
 from ..nets.summaries import summary_from_config
@@ -34,6 +34,8 @@ FORMAT_VERSION = 1
 class FlowOptions:
     """Architecture of the conditional INN (see :func:`innverse.flows.coupling_flow`)."""
 
+    #: ``"spline"``, ``"affine"``, ``"additive"``, ``"gin"`` couplings, or masked autoregressive
+    #: blocks ``"autoregressive"`` (affine, MAF) / ``"autoregressive_spline"``
     coupling: str = "spline"
     blocks: int = 6
     hidden: list[int] = field(default_factory=lambda: [64, 64])
@@ -60,8 +62,8 @@ class FlowOptions:
         self.hidden = [int(h) for h in self.hidden]
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"FlowOptions: activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
-        if self.coupling not in ("affine", "spline", "additive", "gin"):
-            raise ValueError(f"FlowOptions: coupling must be 'affine', 'spline', 'additive' or 'gin', got {self.coupling!r}")
+        if self.coupling not in COUPLINGS:
+            raise ValueError(f"FlowOptions: coupling must be one of {COUPLINGS}, got {self.coupling!r}")
         if self.head not in ("affine", "none"):
             raise ValueError(f"FlowOptions: head must be 'affine' or 'none', got {self.head!r}")
 
@@ -76,7 +78,7 @@ def _build_flow(theta_dim: int, context: int, o: FlowOptions) -> Flow:
                                     seed=o.seed).transform)
     else:
         # One parameter: couplings cannot split, so every block conditions on the context alone.
-        blocks = [ContextElementwise(1, RationalQuadraticSpline(o.bins, o.bound) if o.coupling == "spline"
+        blocks = [ContextElementwise(1, RationalQuadraticSpline(o.bins, o.bound) if "spline" in o.coupling
                                      else AffineTransformer(o.clamp), sub, context) for _ in range(o.blocks)]
     if o.head == "affine":
         # A conditional location-scale map first: the couplings then see parameters standardised

@@ -1,6 +1,7 @@
 """Invertible blocks: couplings, splines, linear maps, normalisation and reshapes."""
 
 from .affine import AllInOne, ConditionalAffine
+from .autoregressive import MaskedAffineAutoregressive, MaskedAutoregressive, MaskedSplineAutoregressive
 from .coupling import (
     AbstractCoupling,
     AdditiveCoupling,
@@ -46,6 +47,9 @@ __all__ = [
     "HaarDownsample",
     "InvertibleConv1x1",
     "LULinear",
+    "MaskedAffineAutoregressive",
+    "MaskedAutoregressive",
+    "MaskedSplineAutoregressive",
     "Orthogonal",
     "PowerSeriesLogDet",
     "RandomPermutation",

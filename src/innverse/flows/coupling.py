@@ -12,6 +12,8 @@ from ..blocks import (
     AffineCoupling,
     GINCoupling,
     LULinear,
+    MaskedAffineAutoregressive,
+    MaskedSplineAutoregressive,
     Orthogonal,
     RandomPermutation,
     SplineCoupling,
@@ -22,7 +24,7 @@ from ..nets.subnets import mlp_constructor
 
 __all__ = ["coupling_flow", "COUPLINGS", "PERMUTATIONS"]
 
-COUPLINGS = ("affine", "additive", "gin", "spline")
+COUPLINGS = ("affine", "additive", "gin", "spline", "autoregressive", "autoregressive_spline")
 PERMUTATIONS = ("random", "orthogonal", "lu", "none")
 
 
@@ -56,7 +58,11 @@ def coupling_flow(
         blocks: number of coupling blocks.
         hidden: hidden widths of each coupling's MLP.
         coupling: ``"affine"`` (GLOW form, clamped), ``"additive"`` (NICE), ``"gin"``
-            (volume-preserving) or ``"spline"`` (rational-quadratic, ``bins``, ``bound``).
+            (volume-preserving) or ``"spline"`` (rational-quadratic, ``bins``, ``bound``); or,
+            instead of couplings, masked autoregressive blocks that transform every feature
+            conditioned on the ones before it: ``"autoregressive"`` (affine, MAF) or
+            ``"autoregressive_spline"`` (:class:`~innverse.blocks.MaskedAutoregressive`; the
+            inverse, i.e. sampling, takes D network passes per block).
         permutation: ``"random"`` (the swap for D = 2), ``"orthogonal"`` (fixed random
             rotation), ``"lu"`` (learnable LU linear map) or ``"none"``.
         actnorm: put an ActNorm (data-initialised) before each coupling.
@@ -87,6 +93,11 @@ def coupling_flow(
             layers.append(AffineCoupling(features, subnet, ctx, clamp=clamp))
         elif coupling == "additive":
             layers.append(AdditiveCoupling(features, subnet, ctx))
+        elif coupling == "autoregressive":
+            layers.append(MaskedAffineAutoregressive(features, hidden, context_features, activation, clamp=clamp))
+        elif coupling == "autoregressive_spline":
+            layers.append(MaskedSplineAutoregressive(features, hidden, context_features, activation, bins=bins,
+                                                     bound=bound))
         elif coupling == "gin":
             layers.append(GINCoupling(features, subnet, ctx, clamp=clamp))
         else:

@@ -1,6 +1,7 @@
 """Ordinary (non-invertible) networks: subnet constructors, conditioning and summary networks."""
 
 from .lipschitz import LipschitzConvNet, LipschitzMLP, LipSwish
+from .made import MADE, MaskedLinear
 from .set_transformer import MultiheadAttentionBlock, SetTransformer
 from .sets import DeepSet, masked_mean, padding_mask
 from .spectral import SpectralConv2d, SpectralLinear
@@ -9,6 +10,7 @@ from .summaries import SUMMARY_NETWORKS, MLPSummary, summary_from_config
 from .time_series import TimeSeriesNet
 
 __all__ = ["MLP", "LinearSkipMLP", "ConvNet", "SubnetConstructor", "conv_constructor", "mlp_constructor"]
+__all__ += ["MADE", "MaskedLinear"]
 __all__ += ["LipSwish", "LipschitzConvNet", "LipschitzMLP", "SpectralConv2d", "SpectralLinear"]
 __all__ += [
     "SUMMARY_NETWORKS",

@@ -1,0 +1,100 @@
+"""Masked autoencoder for distribution estimation (MADE): an autoregressive conditioner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["MADE", "MaskedLinear"]
+
+
+class MaskedLinear(nn.Linear):
+    """``y = (W * M) x + b`` with a fixed 0/1 connectivity mask ``M`` (a buffer, saved with the state)."""
+
+    def __init__(self, mask: Tensor, bias: bool = True) -> None:
+        out_features, in_features = mask.shape
+        super().__init__(in_features, out_features, bias)
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    r"""Autoregressive network: output group ``i`` depends only on ``x_{<i}`` and the context.
+
+    For an input :math:`x \in \mathbb R^D` and an optional context :math:`c`, the output has
+    ``params * D`` entries ordered as ``params`` chunks of ``D``; entry ``(p, i)`` is a function of
+    :math:`(x_1, \dots, x_{i-1}, c)` only. Input ``i`` has degree :math:`i` (1-based), hidden
+    units degrees :math:`0 \dots D-1` in turn, and a connection exists from degree :math:`a` to
+    hidden degree :math:`b` when :math:`b \ge a` and to output degree :math:`i` when
+    :math:`i > b`. Degree-0 units see only the context, so the first feature's parameters are a
+    function of the context (not a constant, as in the original MADE with a context added to the
+    first layer). The context reaches every hidden unit unmasked.
+
+    ``linear_skip`` adds a direct masked linear path :math:`L x + K c` (strictly lower-triangular
+    :math:`L`) to the output, so that one autoregressive affine layer can represent any
+    correlated Gaussian exactly; the MLP path learns the nonlinear remainder. With
+    ``zero_init`` the last layers start at zero (an autoregressive flow then starts as the identity).
+
+    Args:
+        features: ``D``.
+        params: number of outputs per feature.
+        hidden: widths of the hidden layers.
+        context_features: size of the (vector) context, 0 for none.
+        activation: hidden activation (a class).
+        linear_skip: add the direct masked linear path.
+        zero_init: zero the output layers.
+
+    References:
+        Germain, Gregor, Murray, Larochelle. "MADE: Masked Autoencoder for Distribution
+        Estimation". ICML 2015.
+    """
+
+    def __init__(self, features: int, params: int, hidden: Sequence[int] = (64, 64), context_features: int = 0,
+                 activation: Callable[[], nn.Module] = nn.ReLU, linear_skip: bool = True,
+                 zero_init: bool = True) -> None:
+        super().__init__()
+        if features < 1 or params < 1 or not hidden or min(hidden) < 1:
+            raise ValueError(f"MADE: need features >= 1, params >= 1 and non-empty positive hidden widths, "
+                             f"got features={features}, params={params}, hidden={tuple(hidden)}")
+        self.features, self.params, self.context_features = int(features), int(params), int(context_features)
+        d_in = torch.arange(1, features + 1)
+        d_out = d_in.repeat(params)
+        ctx = self.context_features
+        layers: list[nn.Module] = []
+        prev = d_in
+        for i, width in enumerate(hidden):
+            d_hid = torch.arange(int(width)) % features
+            mask = (d_hid[:, None] >= prev[None, :]).float()
+            if i == 0 and ctx:
+                mask = torch.cat([mask, torch.ones(int(width), ctx)], 1)
+            layers += [MaskedLinear(mask), activation()]
+            prev = d_hid
+        last = MaskedLinear((d_out[:, None] > prev[None, :]).float())
+        self.net = nn.Sequential(*layers, last)
+        self.skip: MaskedLinear | None = None
+        if linear_skip:
+            mask = (d_out[:, None] > d_in[None, :]).float()
+            if ctx:
+                mask = torch.cat([mask, torch.ones(len(d_out), ctx)], 1)
+            self.skip = MaskedLinear(mask, bias=False)
+        if zero_init:
+            for layer in (last, self.skip):
+                if layer is not None:
+                    nn.init.zeros_(layer.weight)
+                    if layer.bias is not None:
+                        nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        if self.context_features:
+            if c is None:
+                raise ValueError(f"MADE: expected a context of {self.context_features} features, got None")
+            h = torch.cat([x, c], 1)
+        else:
+            h = x
+        out = self.net(h)
+        return out if self.skip is None else out + self.skip(h)
