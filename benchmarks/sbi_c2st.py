@@ -99,7 +99,13 @@ def run_budget(name: str, budget: int, args) -> dict:
         scores.append(c2st(refs[i], s, seed=i))
     entry["libraries"]["innverse"] = {
         "c2st": scores, "c2st_mean": statistics.fmean(scores), "train_wall_s": wall, "train_cpu_s": cpu,
-        "epochs": post.history.epochs, "best_epoch": post.history.best_epoch, "outside_support": outside}
+        "epochs": post.history.epochs, "best_epoch": post.history.best_epoch, "outside_support": outside,
+        "flow": post.estimator.flow_options.coupling, "log_features": post.info.get("log_features", [])}
+    sel = post.info.get("flow_selection")
+    if sel is not None:
+        entry["libraries"]["innverse"]["flow_selection"] = {
+            "candidates": [c["coupling"] for c in sel["candidates"]], "val_loss": sel["val_loss"],
+            "seconds": sel["seconds"], "chosen": sel["chosen"]}
     entry["_posterior"] = post
 
     reused = args.sbi_rows.get((name, budget))

@@ -225,3 +225,46 @@ def test_least_squares_start_of_the_gaussian_head_recovers_a_linear_gaussian_mod
         est.flow.transform[0].subnet.mlp[-1].bias.fill_(0.1)
     with pytest.raises(ValueError, match="MLP part is no longer zero"):
         est.init_gaussian_head(v, z)
+
+
+def test_wide_positive_features_are_standardised_on_the_log_scale():
+    from innverse.amortized.standardize import wide_positive_features
+
+    gen = torch.Generator().manual_seed(0)
+    wide = torch.exp(3.0 * torch.randn(500, generator=gen))             # ~ 1e-4 .. 1e4
+    narrow = 5.0 + torch.rand(500, generator=gen)
+    with_zero = wide.clone()
+    with_zero[7] = 0.0
+    negative = torch.randn(500, generator=gen)
+    x = torch.stack([wide, narrow, with_zero, negative], 1)
+    assert wide_positive_features(x, (4,)).tolist() == [True, False, False, False]
+    sets = torch.stack([wide, negative], 1).reshape(50, 10, 2)
+    sets[:5, 8:] = math.nan                                             # NaN padding is ignored
+    assert wide_positive_features(sets, (10, 2)).tolist() == [True, False]
+
+    theta = torch.randn(500, 2, generator=gen)
+    est = PosteriorEstimator(2, (4,), gaussian(0.0, 1.0, dim=2), None, {"blocks": 2, "hidden": [8]})
+    est.fit_standardization(theta, x)
+    assert est.x_log.tolist() == [True, False, False, False]
+    z = est.standardize_x(x)
+    logged = torch.log(wide.double())
+    assert torch.allclose(z[:, 0].double(), (logged - logged.mean()) / logged.std(), atol=1e-5)
+    assert torch.allclose(z[:, 1].double(), (narrow.double() - narrow.mean()) / narrow.double().std(), atol=1e-5)
+    assert abs(float(z[:, 0].mean())) < 1e-5 and abs(float(z[:, 0].std()) - 1) < 1e-4
+    bad = x[:1].clone()
+    bad[0, 0] = -1.0
+    with pytest.raises(ValueError, match=r"data feature 0 is standardised on the log scale.*got -1 <= 0"):
+        est.embed(bad)
+    est.fit_standardization(theta, x, log_x=False)
+    assert not est.x_log.any()
+    with pytest.raises(ValueError, match="log_x must be 'auto' or False"):
+        est.fit_standardization(theta, x, log_x="yes")
+
+
+def test_files_from_before_log_scale_standardisation_still_load():
+    est = CASES["identity-spline"]()
+    state = {k: v for k, v in est.state_dict().items() if k != "x_log"}
+    again = PosteriorEstimator.from_config(est.config())
+    again.x_log.fill_(True)
+    again.load_state_dict(state)
+    assert not again.x_log.any()

@@ -117,3 +117,15 @@ def test_attached_outlier_detector_round_trips(tmp_path: Path) -> None:
     post.attach_detector(type("Custom", (), {"flags": lambda self, h: h[:, 0] > 0})())
     with pytest.raises(TypeError, match="cannot save the attached detector Custom"):
         innverse.save(post, tmp_path / "q.safetensors")
+
+
+def test_log_scale_features_round_trip(tmp_path: Path) -> None:
+    post = _posterior("spline", None, (3,), box_uniform(-1.0, 2.0, dim=2))
+    est = post.estimator
+    x = torch.exp(4.0 * torch.randn(64, 3))                           # positive, many decades
+    x[:, 1] = torch.randn(64)
+    est.fit_standardization(est.prior.sample((64,)), x)
+    assert est.x_log.tolist() == [True, False, True]
+    again = innverse.load(innverse.save(post, tmp_path / "log.safetensors"))
+    assert torch.equal(again.estimator.x_log, est.x_log)
+    assert torch.equal(post.sample(20, x[:2], seed=1), again.sample(20, x[:2], seed=1))

@@ -22,7 +22,7 @@ from ..nets.summaries import summary_from_config
 from .elementwise import ContextElementwise
 from .prior_config import prior_from_config, prior_to_config
 from .priors import as_prior, prior_bounds
-from .standardize import moments, x_stat_shape
+from .standardize import moments, wide_positive_features, x_stat_shape
 from .support import SupportTransform
 
 __all__ = ["FlowOptions", "PosteriorEstimator", "FORMAT_VERSION"]
@@ -89,6 +89,13 @@ def _build_flow(theta_dim: int, context: int, o: FlowOptions) -> Flow:
     return Flow(InvSequence(blocks))
 
 
+def _default_x_log(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Files written before log-scale standardisation existed: no feature on the log scale."""
+    key = prefix + "x_log"
+    if key not in state_dict and prefix + "x_shift" in state_dict:
+        state_dict[key] = torch.zeros_like(module.x_log)  # type: ignore[arg-type]
+
+
 class PosteriorEstimator(nn.Module):
     r"""Amortized posterior :math:`q(\theta \mid x)`: summary network, conditional INN and fixed maps.
 
@@ -144,6 +151,9 @@ class PosteriorEstimator(nn.Module):
         stat = x_stat_shape(self.x_shape)
         self.register_buffer("x_shift", torch.zeros(stat))
         self.register_buffer("x_scale", torch.ones(stat))
+        #: features standardised on the log scale (see :meth:`fit_standardization`)
+        self.register_buffer("x_log", torch.zeros(stat, dtype=torch.bool))
+        self.register_load_state_dict_pre_hook(_default_x_log)
         self.register_buffer("reference_summaries", torch.zeros(int(reference_size), context))
 
     # -- configuration ---------------------------------------------------------------------------
@@ -318,13 +328,22 @@ class PosteriorEstimator(nn.Module):
 
     # -- standardisation -------------------------------------------------------------------------
     @torch.no_grad()
-    def fit_standardization(self, theta: Tensor, x: Tensor) -> None:
-        """Set the shift/scale buffers from training parameters ``(B, D)`` and observations ``(B, *x_shape)``."""
+    def fit_standardization(self, theta: Tensor, x: Tensor, log_x: bool | str = "auto") -> None:
+        """Set the shift/scale buffers from training parameters ``(B, D)`` and observations ``(B, *x_shape)``.
+
+        ``log_x="auto"`` standardises the data features that are strictly positive and span more
+        than three decades on the log scale (:func:`~innverse.amortized.standardize.wide_positive_features`;
+        e.g. population counts with multiplicative noise), ``False`` none. Lotka-Volterra,
+        1,000 simulations: C2ST 0.985 with the log scale, 0.999 without.
+        """
+        if log_x not in ("auto", False):
+            raise ValueError(f"PosteriorEstimator.fit_standardization: log_x must be 'auto' or False, got {log_x!r}")
         u, _ = self.support(theta.to(torch.float64))
         self.theta_shift.copy_(u.mean(0))
         sd = u.std(0) if u.shape[0] > 1 else torch.ones_like(u[0])
         self.theta_scale.copy_(torch.where(sd > 1e-12, sd, torch.ones_like(sd)))
-        shift, scale = moments(x, self.x_shape)
+        self.x_log.copy_(wide_positive_features(x, self.x_shape) if log_x == "auto" else torch.zeros_like(self.x_log))
+        shift, scale = moments(self._log_features(x.to(torch.float64)), self.x_shape)
         self.x_shift.copy_(shift)
         self.x_scale.copy_(scale)
 
@@ -340,8 +359,25 @@ class PosteriorEstimator(nn.Module):
         theta, ld = self.support.inverse(u)
         return theta, ld + torch.log(self.theta_scale).sum().to(v.dtype)
 
+    def _log_features(self, x: Tensor) -> Tensor:
+        """``x`` with the features of :attr:`x_log` on the log scale; a value <= 0 there is an error."""
+        if not bool(self.x_log.any()):
+            return x
+        mask = self.x_log.reshape((1,) * (x.dim() - self.x_log.dim()) + tuple(self.x_log.shape))
+        bad = mask & (x <= 0)
+        if bool(bad.any()):
+            feature = int(bad.reshape(-1, self.x_log.numel()).any(0).nonzero()[0]) if self.x_log.numel() > 1 else 0
+            raise ValueError(f"PosteriorEstimator: data feature {feature} is standardised on the log scale (all "
+                             f"training values were positive, spanning more than three decades), but got "
+                             f"{float(x[bad][0]):g} <= 0")
+        return torch.where(mask, torch.log(torch.where(mask, x, 1.0)), x)
+
     def standardize_x(self, x: Tensor) -> Tensor:
-        """``(x - mu_x) / sigma_x`` with the statistics broadcast over ``(B, ...)`` (NaN padding stays NaN)."""
+        """``(x - mu_x) / sigma_x`` with the statistics broadcast over ``(B, ...)`` (NaN padding stays NaN).
+
+        Features in :attr:`x_log` are logged first.
+        """
+        x = self._log_features(x)
         shape = (1,) * (x.dim() - 1) + tuple(self.x_shift.shape) if self.x_shift.numel() > 1 else (1,)
         return (x - self.x_shift.reshape(shape).to(x.dtype)) / self.x_scale.reshape(shape).to(x.dtype)
 

@@ -214,7 +214,7 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
                   batch_size: int | None = None, validation_fraction: float = 0.1,
                   simulations_per_epoch: int | None = None, validation_simulations: int | None = None,
                   workers: int = 0, seed: int = 0, drop_invalid: bool = False, reference_size: int = 2000,
-                  gaussian_start: bool | None = None,
+                  gaussian_start: bool | None = None, log_x: bool | str = "auto",
                   checkpoint: str | os.PathLike | None = None, resume: bool = False,
                   log_path: str | os.PathLike | None = None, callbacks: Sequence[EpochCallback] = (),
                   progress: bool = True) -> Posterior:
@@ -256,6 +256,9 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
             budgets. Default (``None``): on for offline training of the affine head on vector data
             without a summary network; off online (it would spend simulations) and with a summary
             network (a DeepSet shaped for the Gaussian first ended worse within the same epochs).
+        log_x: ``"auto"``: data features that are strictly positive and span more than three
+            decades are standardised on the log scale (see
+            :meth:`PosteriorEstimator.fit_standardization`); ``False``: none.
         checkpoint / resume / log_path / callbacks / progress: see :func:`innverse.train.train`.
     """
     if not 0 <= validation_fraction < 1:
@@ -311,7 +314,7 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         else:
             cfg = TrainConfig.from_dict({**dataclasses.asdict(cfg), "seed": seed, **(training or {})})
         bs = int(batch_size or auto_batch)
-        est.fit_standardization(th_fit, x_fit)
+        est.fit_standardization(th_fit, x_fit, log_x)
 
         # standardisation (and the prepared pairs below) are the same for every candidate flow
         loss = "raw"
@@ -346,7 +349,7 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
                     est = PosteriorEstimator(theta_dim, x_shape, prior, build_summary(summary, x_shape, theta_dim,
                                                                                       summary_options), options,
                                              reference_size=min(reference_size, n_train))
-                est.fit_standardization(th_fit, x_fit)
+                est.fit_standardization(th_fit, x_fit, log_x)
             # an explicit gaussian_start=True applies to the candidates that have the affine head
             applies = len(candidates) == 1 or (options.head == "affine" and options.head_linear)
             run = _train_estimator(est, loss, train_src, val_src, cfg, online, gaussian_start if applies else False,
@@ -370,6 +373,6 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
             "chosen": best, "candidates": [dataclasses.asdict(r["estimator"].flow_options) for r in runs],
             "val_loss": [r["val_loss"] for r in runs], "epochs": [r["history"].epochs for r in runs],
             "seconds": [r["history"].seconds + r["start_seconds"] for r in runs]}
-    post.info.update({"dropped_invalid": dropped, "training_pairs": n_train, "batch_size": bs,
+    post.info.update({"log_features": est.x_log.flatten().nonzero().flatten().tolist(), "dropped_invalid": dropped, "training_pairs": n_train, "batch_size": bs,
                       "train_config": cfg.to_dict(), "mode": "online" if online else ("store" if store is not None else "memory")})
     return post

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["x_stat_shape", "moments"]
+__all__ = ["x_stat_shape", "moments", "wide_positive_features"]
 
 
 def x_stat_shape(x_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -39,3 +39,22 @@ def moments(x: Tensor, x_shape: tuple[int, ...], min_scale: float = 1e-8) -> tup
     std = var.sqrt()
     scale = torch.where(std > min_scale * (1 + mean.abs()), std, torch.ones_like(std))
     return mean, scale
+
+
+def wide_positive_features(x: Tensor, x_shape: tuple[int, ...], decades: float = 3.0) -> Tensor:
+    r"""Which features (shape :func:`x_stat_shape`) are strictly positive and span more than ``decades`` decades.
+
+    Such data (population counts, concentrations, rates) usually carry multiplicative noise, and
+    an affine standardisation squeezes most of their values into a sliver near the minimum;
+    their logarithm is the scale on which a network sees them evenly. NaN padding is ignored; a
+    feature with no finite value, or any value <= 0, is never selected.
+    """
+    stat = x_stat_shape(x_shape)
+    v = x.to(torch.float64)
+    v = v.reshape(-1, stat[0]) if stat != (1,) else v.reshape(-1, 1)
+    finite = torch.isfinite(v)
+    positive = torch.where(finite, v > 0, True).all(0) & finite.any(0)
+    lo = torch.where(finite, v, torch.inf).amin(0)
+    hi = torch.where(finite, v, -torch.inf).amax(0)
+    wide = torch.log10(hi.clamp_min(1e-300)) - torch.log10(lo.clamp_min(1e-300)) > decades
+    return (positive & wide).reshape(stat)
