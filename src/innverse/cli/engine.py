@@ -122,7 +122,9 @@ def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout:
              "stopped_early": h.stopped_early, "skipped_steps": h.skipped_steps,
              "training_seconds": round(h.seconds, 2), "resumed_from_epoch": resumed_from,
              "x_shape": list(posterior.x_shape),
-             **{k: v for k, v in posterior.info.items() if k in ("training_pairs", "batch_size", "mode")}}
+             "flow": posterior.estimator.flow_options.coupling,
+             **{k: v for k, v in posterior.info.items()
+                if k in ("training_pairs", "batch_size", "mode", "log_features", "flow_selection")}}
     from ..report.run import update_run_json
 
     update_run_json(layout, x_shape=list(posterior.x_shape))
