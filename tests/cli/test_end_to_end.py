@@ -98,7 +98,7 @@ def test_fit_writes_the_run_directory(pipeline: dict) -> None:
     assert info["problem"] == {"task": "two_moons"} and info["parameter_names"] == ["theta_1", "theta_2"]
     assert info["steps"]["simulate"]["simulations"] == 300
     assert info["steps"]["fit"]["epochs"] == 3
-    assert info["steps"]["fit"]["flow"] == "spline" and info["steps"]["fit"]["log_features"] == []
+    assert info["steps"]["fit"]["flow"] == "affine" and info["steps"]["fit"]["log_features"] == []
     log = [json.loads(line) for line in layout.training_log.read_text().splitlines()]
     assert [row["epoch"] for row in log] == [0, 1, 2]
     assert layout.config.read_text() == (pipeline["tmp"] / "config.toml").read_text()
