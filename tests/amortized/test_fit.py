@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,14 +189,18 @@ def test_flow_selection_keeps_the_candidate_with_the_lower_validation_loss(tmp_p
     """6+ parameters, default flow: spline couplings and MAF both train; the better on validation data is kept."""
     theta, x, gain, cov = _correlated_linear_gaussian(2000)
     ckpt = tmp_path / "fit.ckpt"
+    log = tmp_path / "log.jsonl"
     post = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=6), training={"epochs": 25}, checkpoint=ckpt,
-                         progress=False)
+                         log_path=log, progress=False)
     sel = post.info["flow_selection"]
     assert [c["coupling"] for c in sel["candidates"]] == ["spline", "autoregressive"]
     assert sel["candidates"][1]["head"] == "none"
     assert sel["chosen"] == min(range(2), key=lambda i: sel["val_loss"][i])
     assert post.estimator.flow_options.coupling == sel["candidates"][sel["chosen"]]["coupling"]
     assert ckpt.is_file() and (tmp_path / "fit.candidate1.ckpt").is_file()
+    assert sel["log_paths"] == [str(log), str(tmp_path / "log.candidate1.jsonl")]
+    for path, epochs in zip(sel["log_paths"], sel["epochs"]):
+        assert len(Path(path).read_text().splitlines()) == epochs
     xs = x[:2]
     s = post.sample(4000, xs, seed=0)
     sd = cov.diagonal().sqrt()                                          # 0.39 - 0.75

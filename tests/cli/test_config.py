@@ -21,7 +21,7 @@ def test_example_config_is_valid_and_defaults_fill_in(tmp_path: Path) -> None:
     cfg = _parse(EXAMPLE, tmp_path)
     assert cfg["simulator"]["task"] == "two_moons"
     assert cfg["simulations"]["count"] == 10000 and cfg["simulations"]["batch_size"] == 500
-    assert cfg["flow"]["coupling"] == "spline" and cfg["training"]["epochs"] == 100
+    assert cfg["flow"]["coupling"] == "auto" and cfg["training"]["epochs"] == 100
     assert cfg["training"]["learning_rate"] is None  # left to the estimator's default
     assert Path(cfg["simulator"]["path"]) == tmp_path.resolve()
 
@@ -35,7 +35,8 @@ def test_example_config_is_valid_and_defaults_fill_in(tmp_path: Path) -> None:
     ('[simulator]\ntask = "two_moons"\n[flow]\nhidden = [64, "wide"]',
      "key 'flow.hidden' must be a list of integers (e.g. hidden = [64, 64])"),
     ('[simulator]\ntask = "two_moons"\n[flow]\ncoupling = "splin"',
-     "key 'flow.coupling' must be one of 'affine', 'spline', 'additive', 'gin', got 'splin' "
+     "key 'flow.coupling' must be one of 'auto', 'affine', 'spline', 'additive', 'gin', 'autoregressive', "
+     "'autoregressive_spline', got 'splin' "
      "(did you mean 'spline'?)"),
     ('[simulator]\ntask = "two_moons"\n[training]\nepoch = 3',
      "unknown key 'training.epoch' (did you mean 'training.epochs'?)"),

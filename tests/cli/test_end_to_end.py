@@ -261,3 +261,40 @@ def test_resume_after_killing_fit(tmp_path: Path) -> None:
     epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
     assert epochs == sorted(set(epochs)), "resumed training repeated or skipped epochs"
     assert (tmp_path / "r" / "model.safetensors").is_file()
+
+
+SIM6 = '''\
+"""Six parameters observed with noise: the default fit trains two candidate flows."""
+import numpy as np
+import torch
+
+prior = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(6), torch.ones(6)), 1)
+
+
+def simulate(theta):
+    theta = np.asarray(theta, dtype=np.float64)
+    rng = np.random.default_rng(int(abs(theta[0, 0]) * 1e6) % 2**32)
+    return theta + 0.5 * rng.standard_normal(theta.shape)
+'''
+
+
+def test_fit_with_candidate_flows_records_the_kept_one(tmp_path: Path) -> None:
+    (tmp_path / "sim6.py").write_text(SIM6)
+    proc = innverse("simulate", "--simulator", "sim6:simulate", "--prior", "sim6:prior", "-n", "300",
+                    "--out", "s.h5", "--json", cwd=tmp_path, check=0)
+    assert json.loads(proc.stdout)["simulations"] == 300
+    config = tiny_config(tmp_path / "c.toml", 'function = "sim6:simulate"\nprior = "sim6:prior"', store="s.h5",
+                         epochs=2)
+    text = config.read_text()
+    config.write_text(text[:text.index("[flow]")] + text[text.index("[training]"):])   # default flows
+    try:
+        assert run_main("fit", "c.toml", "--run", "r", "-q", cwd=tmp_path)[0] == 0
+    finally:
+        sys.modules.pop("sim6", None)
+    fit = json.loads((tmp_path / "r" / "run.json").read_text())["steps"]["fit"]
+    sel = fit["flow_selection"]
+    assert sel["candidates"] == ["spline", "autoregressive"] and sel["kept"] == fit["flow"]
+    kept = sel["candidates"].index(fit["flow"])
+    assert fit["training_log"] == ("training_log.jsonl" if kept == 0 else "training_log.candidate1.jsonl")
+    assert (tmp_path / "r" / fit["training_log"]).is_file()
+    assert sel["val_loss"][kept] == min(sel["val_loss"])

@@ -94,3 +94,19 @@ def test_page_refuses_linked_figures() -> None:
                     [Section("S", "s", [Figure("plots/a.png", "linked")])])
     page = render_page("t", "s", [], [], [Section("S", "s", [Text("hi", "warn")])])
     assert "No diagnostics have been run yet" in page and 'class="callout warn"' in page
+
+
+def test_training_curves_come_from_the_kept_candidates_log(synthetic_run: Path) -> None:
+    """With several candidate flows, run.json names the kept one's log; the report draws that one."""
+    import json
+
+    run = json.loads((synthetic_run / "run.json").read_text())
+    run.setdefault("steps", {}).setdefault("fit", {})["training_log"] = "training_log.candidate1.jsonl"
+    (synthetic_run / "run.json").write_text(json.dumps(run))
+    kept = synthetic_run / "training_log.candidate1.jsonl"
+    (synthetic_run / "training_log.jsonl").rename(kept)
+    text = build_report(synthetic_run).read_text()
+    assert len([t for t, _ in _parse(text) if t == "img"]) == 6           # the curves are there
+    kept.unlink()
+    text = build_report(synthetic_run).read_text()
+    assert len([t for t, _ in _parse(text) if t == "img"]) == 5           # and come from that file

@@ -372,7 +372,8 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         post.info["flow_selection"] = {
             "chosen": best, "candidates": [dataclasses.asdict(r["estimator"].flow_options) for r in runs],
             "val_loss": [r["val_loss"] for r in runs], "epochs": [r["history"].epochs for r in runs],
-            "seconds": [r["history"].seconds + r["start_seconds"] for r in runs]}
+            "seconds": [r["history"].seconds + r["start_seconds"] for r in runs],
+            "log_paths": [None if log_path is None else str(_candidate_path(log_path, i)) for i in range(len(runs))]}
     post.info.update({"log_features": est.x_log.flatten().nonzero().flatten().tolist(), "dropped_invalid": dropped, "training_pairs": n_train, "batch_size": bs,
                       "train_config": cfg.to_dict(), "mode": "online" if online else ("store" if store is not None else "memory")})
     return post

@@ -42,8 +42,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "output": Key("integer", None, minimum=1, example="output = 16", help="summary dimension"),
     },
     "flow": {
-        "coupling": Key("string", "spline", choices=("affine", "spline", "additive", "gin"),
-                        example='coupling = "spline"'),
+        "coupling": Key("string", "auto", choices=("auto", "affine", "spline", "additive", "gin", "autoregressive",
+                                                   "autoregressive_spline"),
+                        example='coupling = "auto"',
+                        help="auto: spline couplings, and for 6+ parameters also masked autoregressive "
+                             "blocks, keeping the one with the lower validation loss"),
         "blocks": Key("integer", None, minimum=1, example="blocks = 6"),
         "hidden": Key("integers", None, minimum=1, example="hidden = [64, 64]"),
     },
@@ -81,7 +84,7 @@ seed = 0
 network = "auto"                  # "deepset" for sets, "time_series" for sequences
 
 [flow]
-coupling = "spline"               # or "affine"
+coupling = "auto"                 # or "spline", "affine", "autoregressive", ...
 
 [training]
 epochs = 100

@@ -104,7 +104,8 @@ def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout:
         console.note(f"resuming from the checkpoint after epoch {resumed_from}")
     overrides = {"epochs": training["epochs"], "lr": training["learning_rate"],
                  "patience": training["patience"], "seed": training["seed"]}
-    options = {k: v for k, v in flow.items() if v is not None}
+    # "auto": the library's defaults, including the choice between candidate flows
+    options = {k: v for k, v in flow.items() if v is not None and not (k == "coupling" and v == "auto")}
     try:
         posterior = fit_posterior(
             store=str(store), prior=problem.prior,
@@ -123,8 +124,14 @@ def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout:
              "training_seconds": round(h.seconds, 2), "resumed_from_epoch": resumed_from,
              "x_shape": list(posterior.x_shape),
              "flow": posterior.estimator.flow_options.coupling,
-             **{k: v for k, v in posterior.info.items()
-                if k in ("training_pairs", "batch_size", "mode", "log_features", "flow_selection")}}
+             **{k: v for k, v in posterior.info.items() if k in ("training_pairs", "batch_size", "mode", "log_features")}}
+    sel = posterior.info.get("flow_selection")
+    if sel is not None:
+        # several candidate flows were trained: name them, and point the report at the kept one's log
+        stats["flow_selection"] = {"candidates": [c["coupling"] for c in sel["candidates"]],
+                                   "val_loss": [None if v is None else round(v, 4) for v in sel["val_loss"]],
+                                   "kept": sel["candidates"][sel["chosen"]]["coupling"]}
+        stats["training_log"] = Path(sel["log_paths"][sel["chosen"]]).name
     from ..report.run import update_run_json
 
     update_run_json(layout, x_shape=list(posterior.x_shape))

@@ -121,7 +121,9 @@ def _posterior_sections(layout: RunLayout, names: list[str], misspec: list[dict]
 
 
 def _training_blocks(layout: RunLayout, fit: dict[str, Any]) -> list[Any]:
-    rows = read_jsonl(layout.training_log)
+    # with several candidate flows the kept one's log (a file of the run directory)
+    kept = fit.get("training_log")
+    rows = read_jsonl(layout.root / Path(kept).name if kept else layout.training_log)
     blocks: list[Any] = []
     fig = training_curves(rows) if rows else None
     if fig is not None:
