@@ -213,7 +213,7 @@ def test_flow_selection_keeps_the_candidate_with_the_lower_validation_loss(tmp_p
     assert torch.equal(again.sample(10, xs, seed=3), post.sample(10, xs, seed=3))
 
 
-def test_flow_selection_only_by_default_for_many_parameters_and_on_request():
+def test_flow_selection_only_by_default_for_many_parameters_and_on_request(tmp_path):
     theta, x, _, _ = _correlated_linear_gaussian(400, dim=3)
     assert "flow_selection" not in fit_posterior(theta, x, training={"epochs": 2}, progress=False).info
     theta6, x6, _, _ = _correlated_linear_gaussian(400)
@@ -222,6 +222,11 @@ def test_flow_selection_only_by_default_for_many_parameters_and_on_request():
     two = fit_posterior(theta, x, flow=[{"coupling": "affine", "blocks": 2}, {"coupling": "autoregressive", "blocks": 1}],
                         training={"epochs": 2}, gaussian_start=True, progress=False)
     assert [c["blocks"] for c in two.info["flow_selection"]["candidates"]] == [2, 1]
+    import innverse
+
+    again = innverse.load(innverse.save(two, tmp_path / "two.safetensors"))      # the record is saved too
+    assert again.info["flow_selection"] == two.info["flow_selection"]
+    assert again.estimator.flow_options == two.estimator.flow_options
     with pytest.raises(ValueError, match="flow is an empty list"):
         fit_posterior(theta, x, flow=[], progress=False)
 
