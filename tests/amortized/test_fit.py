@@ -169,6 +169,9 @@ def test_default_batch_size_follows_the_budget_the_parameter_count_and_the_summa
     assert default_training(900, 2, summary=True)[0] == 64  # a summary network: ~n/16, at most 256
     assert default_training(90_000, 2, summary=True)[0] == 256
     assert default_training(20, 2)[0] == 32
+    # learning rate: 1e-3 up to 256 rows, then linear in the batch
+    assert default_training(900, 2)[1].lr == default_training(90_000, 2, summary=True)[1].lr == 1e-3
+    assert default_training(9000, 2)[1].lr == 2e-3
     for n in (20, 900, 9000, 90_000):
         batch, cfg = default_training(n, 2)
         assert 60 <= cfg.epochs <= 1000 and cfg.epochs * math.ceil(n / batch) >= min(12_000, 60 * math.ceil(n / batch))
