@@ -303,13 +303,18 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         if th_fit.dim() == 1:
             th_fit = th_fit.unsqueeze(-1)
         theta_dim, x_shape = th_fit.shape[1], tuple(x_fit.shape[1:])
-        # the networks' initial weights come from ``seed``, not from the global random state
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            summary_net = build_summary(summary, x_shape, theta_dim, summary_options)
-            candidates = _flow_candidates(flow, theta_dim, online, validation_fraction > 0, summary_net is not None)
-            est = PosteriorEstimator(theta_dim, x_shape, prior, summary_net, candidates[0],
-                                     reference_size=min(reference_size, n_train))
+
+        def make_estimator(options: FlowOptions) -> PosteriorEstimator:
+            # the networks' initial weights come from ``seed``, not from the global random state
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return PosteriorEstimator(theta_dim, x_shape, prior,
+                                          build_summary(summary, x_shape, theta_dim, summary_options), options,
+                                          reference_size=min(reference_size, n_train))
+
+        # the first candidate is the user's flow (or the first of their list, or the default)
+        est = make_estimator(_flow_candidates(flow, theta_dim, online, False, False)[0])
+        candidates = _flow_candidates(flow, theta_dim, online, validation_fraction > 0, est.summary is not None)
         th_fit, x_fit, dropped = _check_training_data(th_fit, x_fit, prior, est.support, est.variable_size,
                                                       drop_invalid)
         auto_batch, cfg = default_training(n_train, theta_dim, summary=est.summary is not None)
@@ -348,17 +353,12 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         runs: list[dict[str, Any]] = []
         for i, options in enumerate(candidates):
             if i:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)
-                    est = PosteriorEstimator(theta_dim, x_shape, prior, build_summary(summary, x_shape, theta_dim,
-                                                                                      summary_options), options,
-                                             reference_size=min(reference_size, n_train))
+                est = make_estimator(options)
                 est.fit_standardization(th_fit, x_fit, log_x)
             # an explicit gaussian_start=True applies to the candidates that have the affine head
             applies = len(candidates) == 1 or (options.head == "affine" and options.head_linear)
             run = _train_estimator(est, loss, train_src, val_src, cfg, online, gaussian_start if applies else False,
-                                   init_pairs,
-                                   init_prepared, _candidate_path(checkpoint, i), resume,
+                                   init_pairs, init_prepared, _candidate_path(checkpoint, i), resume,
                                    _candidate_path(log_path, i), callbacks, progress,
                                    "fit_posterior" if len(candidates) == 1 else f"fit_posterior ({options.coupling})")
             runs.append({"estimator": est, **run})

@@ -19,6 +19,12 @@ def x_stat_shape(x_shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1,)
 
 
+def _per_feature(x: Tensor, x_shape: tuple[int, ...]) -> Tensor:
+    """``x`` in float64 as ``(rows, features)``, one column per statistic of :func:`x_stat_shape`."""
+    stat = x_stat_shape(x_shape)
+    return x.to(torch.float64).reshape(-1, stat[0] if stat != (1,) else 1)
+
+
 def moments(x: Tensor, x_shape: tuple[int, ...], min_scale: float = 1e-8) -> tuple[Tensor, Tensor]:
     r"""Mean and standard deviation for standardising ``x`` ``(B, *x_shape)``, ignoring NaN padding.
 
@@ -28,9 +34,7 @@ def moments(x: Tensor, x_shape: tuple[int, ...], min_scale: float = 1e-8) -> tup
     Returns:
         ``(shift, scale)`` each of shape :func:`x_stat_shape`, float64.
     """
-    stat = x_stat_shape(x_shape)
-    v = x.to(torch.float64)
-    v = v.reshape(-1, stat[0]) if stat != (1,) else v.reshape(-1, 1)
+    v = _per_feature(x, x_shape)
     finite = torch.isfinite(v)
     count = finite.sum(0).clamp_min(1)
     filled = torch.where(finite, v, 0.0)
@@ -49,12 +53,10 @@ def wide_positive_features(x: Tensor, x_shape: tuple[int, ...], decades: float =
     their logarithm is the scale on which a network sees them evenly. NaN padding is ignored; a
     feature with no finite value, or any value <= 0, is never selected.
     """
-    stat = x_stat_shape(x_shape)
-    v = x.to(torch.float64)
-    v = v.reshape(-1, stat[0]) if stat != (1,) else v.reshape(-1, 1)
+    v = _per_feature(x, x_shape)
     finite = torch.isfinite(v)
     positive = torch.where(finite, v > 0, True).all(0) & finite.any(0)
     lo = torch.where(finite, v, torch.inf).amin(0)
     hi = torch.where(finite, v, -torch.inf).amax(0)
     wide = torch.log10(hi.clamp_min(1e-300)) - torch.log10(lo.clamp_min(1e-300)) > decades
-    return (positive & wide).reshape(stat)
+    return (positive & wide).reshape(x_stat_shape(x_shape))
