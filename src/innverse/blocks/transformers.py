@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from ._rqs import SplineConfig, rq_spline
 
 __all__ = [
     "AbstractTransformer",
@@ -162,8 +163,8 @@ class RationalQuadraticSpline(AbstractTransformer):
         self.clamp = float(clamp)
         self._scale_shift = AffineTransformer(self.clamp)
         self.params = 3 * bins - 1 + (2 if self.affine else 0)
-        # softplus(c) = 1 - min_derivative: zero subnet output gives unit derivatives (identity).
-        self._shift = math.log(math.expm1(1.0 - min_derivative))
+        self._config = SplineConfig(bins, self.bound, min_width, min_height, min_derivative,
+                                    math.log(math.expm1(1.0 - min_derivative)))
 
     def split(self, h: Tensor) -> list[Tensor]:
         # (B, P*d, ...) -> (B, d, ..., P): the P parameters of each element last.
@@ -171,60 +172,10 @@ class RationalQuadraticSpline(AbstractTransformer):
         h = h.reshape(b, self.params, h.shape[1] // self.params, *h.shape[2:])
         return [torch.movedim(h, 1, -1)]
 
-    def _knots(self, raw: Tensor, minimum: float) -> Tensor:
-        """Knots on [-B, B] from raw bin sizes ``(..., K)`` (each bin at least ``minimum`` of the interval) -> ``(..., K + 1)``."""
-        k = self.bins
-        # softmax written out (torch.softmax over a last dimension this short is ~5x slower on CPU).
-        # Clamping the logits to +-30 keeps exp finite and non-zero without the usual max shift (a
-        # reduction that costs more than the exp here); it changes nothing in practice, since a
-        # bin e^60 times wider than another is far below the minimum bin size already
-        e = torch.exp(raw.clamp(-30.0, 30.0))
-        w = minimum * e.sum(-1, keepdim=True) + (1 - minimum * k) * e
-        # dividing by the last cumulative sum normalises the widths and makes the end points
-        # exactly -B and B, whatever the round-off in the sum
-        cum = torch.cumsum(w, -1)
-        cum = F.pad(cum / cum[..., -1:], (1, 0))
-        return (2 * self.bound) * cum - self.bound
-
-    def _spline(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Knots ``x (..., K + 1)``, ``y (..., K + 1)`` and derivatives ``(..., K + 1)``."""
-        k = self.bins
-        inner = self.min_derivative + F.softplus(theta[..., 2 * k:3 * k - 1] + self._shift)
-        return (self._knots(theta[..., :k], self.min_width), self._knots(theta[..., k:2 * k], self.min_height),
-                F.pad(inner, (1, 1), value=1.0))
-
     def _transform(self, v: Tensor, theta: Tensor, inverse: bool, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        inside = (v >= -self.bound) & (v <= self.bound)
-        xs, ys, d = self._spline(theta)
-        vin = v.clamp(-self.bound, self.bound)
-        # the bin of each element: the number of interior knots (x, or y for the inverse) below it
-        idx = (vin[..., None] >= (ys if inverse else xs)[..., 1:-1]).sum(-1, keepdim=True)
-        pair = torch.cat([idx, idx + 1], -1)  # (..., 2): the bin's two end knots
-        gx, gy, gd = xs.gather(-1, pair), ys.gather(-1, pair), d.gather(-1, pair)
-        x_k, y_k, d_k, d_k1 = gx[..., 0], gy[..., 0], gd[..., 0], gd[..., 1]
-        w_k, h_k = gx[..., 1] - x_k, gy[..., 1] - y_k
-        s_k = h_k / w_k
-        curv = d_k1 + d_k - 2 * s_k
-        if inverse:
-            dy = vin - y_k
-            a = h_k * (s_k - d_k) + dy * curv
-            b = h_k * d_k - dy * curv
-            c = -s_k * dy
-            disc = (b.square() - 4 * a * c).clamp_min(0)
-            xi = (2 * c) / (-b - torch.sqrt(disc))
-            out = xi * w_k + x_k
-            t = xi * (1 - xi)
-            den = s_k + curv * t
-        else:
-            xi = (vin - x_k) / w_k
-            t = xi * (1 - xi)
-            den = s_k + curv * t
-            out = y_k + h_k * (s_k * xi.square() + d_k * t) / den
-        out = torch.where(inside, out, v)
+        out, ld = rq_spline(v, theta, self._config, inverse)
         if not log_det:
             return out, None
-        deriv = s_k.square() * (d_k1 * xi.square() + 2 * s_k * t + d_k * (1 - xi).square()) / den.square()
-        ld = torch.where(inside, torch.log(deriv), 0.0)
         return out, (-_sum(ld) if inverse else _sum(ld))
 
     def forward(self, x: Tensor, p: list[Tensor], log_det: bool) -> tuple[Tensor, Tensor | None]:
