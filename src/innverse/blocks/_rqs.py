@@ -50,7 +50,7 @@ class _Saved(NamedTuple):
     # per element and knot
     pair: Tensor   # (..., 3, 2) indices of the bin's end knots
     e: Tensor      # (..., 2, K) exp of the clamped raw widths / heights
-    clip: Tensor   # (..., 2, K) raw widths / heights that the clamp cut (no gradient)
+    raw: Tensor    # (..., 2, K) raw widths / heights (the clamp at +-30 cuts their gradient)
     cum: Tensor    # (..., 2, K) cumulative unnormalised widths / heights
     draw: Tensor   # (..., K - 1) raw interior derivatives + shift
 
@@ -130,7 +130,7 @@ def _spline(v: Tensor, theta: Tensor, cfg: SplineConfig, inverse: bool) -> tuple
     out = torch.where(inside, out, v)
     deriv = s.square() * (d1 * xi.square() + c.two * s * t + d0 * (c.one - xi).square()) / den.square()
     ld = torch.where(inside, torch.log(deriv), c.zero)
-    saved = _Saved(inside, xi, w, h, s, d0, d1, den, deriv, pair, e, raw.abs() > 30.0, cum, draw)
+    saved = _Saved(inside, xi, w, h, s, d0, d1, den, deriv, pair, e, raw, cum, draw)
     return out, ld, saved
 
 
@@ -191,7 +191,7 @@ def _backward(g_out: Tensor, g_ld: Tensor, sv: _Saved, cfg: SplineConfig, invers
     rc = torch.cumsum(g_cum, -1)
     g_sizes = rc[..., -1:] - rc + g_cum
     g_e = g_sizes + g_sizes.sum(-1, keepdim=True) * c.floor_ratio
-    g_raw = torch.where(sv.clip, c.zero, g_e * sv.e)
+    g_raw = torch.where(sv.raw.abs() > 30.0, c.zero, g_e * sv.e)
     g_draw = g_table[..., 2, 1:-1] * torch.sigmoid(sv.draw)
     g_theta = torch.cat([g_raw.flatten(-2), g_draw], -1)
     g_v = torch.where(inside, g_vin, g_out) if need_v else None
