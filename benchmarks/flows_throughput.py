@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from _common import machine_tag, write_results
+from _common import build, context_net, interleaved, machine_tag, train_step, write_results
 
 HIDDEN = 256
 BLOCKS = 8
@@ -166,14 +164,7 @@ def make_nflows(d: int, ctx: int) -> Model:
     from nflows.flows import Flow
     from nflows.transforms import AffineCouplingTransform, CompositeTransform, Permutation
 
-    class CondMLP(nn.Module):
-        def __init__(self, i, o):
-            super().__init__()
-            self.net = mlp(i + ctx, o)
-
-        def forward(self, x, context=None):
-            return self.net(x if context is None else torch.cat([x, context], 1))
-
+    CondMLP = context_net(mlp, ctx)
     layers = []
     for p in perms(d):
         mask = torch.zeros(d)
@@ -214,44 +205,19 @@ LIBRARIES = {"bare": make_bare, "innverse": make_innverse, "FrEIA": make_freia, 
 
 
 # -------------------------------------------------------------------------------- timing -----
-def timed(fn: Callable[[], object], reps: int) -> float:
-    fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps
-
-
 def bench_case(d: int, ctx: int, libs: list[str], rounds: int, reps: int) -> dict:
     torch.manual_seed(0)
     x = torch.randn(BATCH, d)
     c = torch.randn(BATCH, ctx) if ctx else None
     cs = torch.randn(N_SAMPLE, ctx) if ctx else None
-    models = {}
-    for name in libs:
-        try:
-            m = LIBRARIES[name](d, ctx)
-        except ImportError as err:
-            print(f"  {name}: not installed ({err})")
-            continue
-        if m is not None:
-            models[name] = (m, torch.optim.Adam(m.params, lr=1e-4))
+    models = {name: (m, torch.optim.Adam(m.params, lr=1e-4)) for name, m in build(LIBRARIES, libs, d, ctx).items()}
 
-    def train(m, opt):
-        loss = -m.log_prob(x, c).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    times: dict[str, dict[str, list[float]]] = {n: {"train": [], "log_prob": [], "sample": []} for n in models}
-    for _ in range(rounds):
-        for name, (m, opt) in models.items():  # interleaved: every round visits every library
-            times[name]["train"].append(timed(lambda m=m, opt=opt: train(m, opt), reps))
-            with torch.no_grad():
-                times[name]["log_prob"].append(timed(lambda m=m: m.log_prob(x, c), reps))
-            times[name]["sample"].append(timed(lambda m=m: m.sample(N_SAMPLE, cs), max(1, reps // 4)))
-    return {n: {k: statistics.median(v) for k, v in t.items()} | {"spread": {
-        k: (min(v), max(v)) for k, v in t.items()}} for n, t in times.items()}
+    nograd = torch.no_grad()
+    return interleaved({name: {
+        "train": (lambda m=m, opt=opt: train_step(m.log_prob, opt, x, c), reps),
+        "log_prob": (nograd(lambda m=m: m.log_prob(x, c)), reps),
+        "sample": (lambda m=m: m.sample(N_SAMPLE, cs), max(1, reps // 4)),
+    } for name, (m, opt) in models.items()}, rounds)
 
 
 def main() -> None:

@@ -28,14 +28,12 @@ Writes ``benchmarks/results/spline_step_<date>_<machine>.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from _common import machine_tag, write_results
+from _common import build, context_net, interleaved, machine_tag, train_step, write_results
 
 HIDDEN = 64
 BLOCKS = 6
@@ -81,14 +79,7 @@ def make_nflows(d: int, ctx: int) -> tuple[list, Callable]:
     from nflows.transforms import CompositeTransform, Permutation
     from nflows.transforms.coupling import PiecewiseRationalQuadraticCouplingTransform
 
-    class CondMLP(nn.Module):
-        def __init__(self, i, o):
-            super().__init__()
-            self.net = mlp(i + ctx, o)
-
-        def forward(self, x, context=None):
-            return self.net(x if context is None else torch.cat([x, context], 1))
-
+    CondMLP = context_net(mlp, ctx)
     g = torch.Generator().manual_seed(0)
     layers = []
     for _ in range(BLOCKS):
@@ -136,40 +127,18 @@ LIBRARIES = {"innverse": make_innverse, "innverse (autograd)": make_innverse_aut
              "zuko": make_zuko, "normflows": make_normflows}
 
 
-def timed(fn: Callable[[], object], reps: int) -> float:
-    fn()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps
-
 
 def bench_case(d: int, ctx: int, batch: int, libs: list[str], rounds: int, reps: int) -> dict:
     torch.manual_seed(0)
     x, c = torch.randn(batch, d), torch.randn(batch, ctx)
-    models = {}
-    for name in libs:
-        try:
-            params, log_prob = LIBRARIES[name](d, ctx)
-        except ImportError as err:
-            print(f"  {name}: not installed ({err})")
-            continue
-        models[name] = (log_prob, torch.optim.Adam(params, lr=1e-4))
+    models = {name: (log_prob, torch.optim.Adam(params, lr=1e-4))
+              for name, (params, log_prob) in build(LIBRARIES, libs, d, ctx).items()}
 
-    def train(log_prob, opt):
-        loss = -log_prob(x, c).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    times: dict[str, dict[str, list[float]]] = {n: {"train": [], "log_prob": []} for n in models}
-    for _ in range(rounds):
-        for name, (log_prob, opt) in models.items():  # interleaved: every round visits every library
-            times[name]["train"].append(timed(lambda f=log_prob, o=opt: train(f, o), reps))
-            with torch.no_grad():
-                times[name]["log_prob"].append(timed(lambda f=log_prob: f(x, c), reps))
-    return {n: {k: statistics.median(v) for k, v in t.items()} | {"spread": {k: (min(v), max(v)) for k, v in t.items()}}
-            for n, t in times.items()}
+    nograd = torch.no_grad()
+    return interleaved({name: {
+        "train": (lambda f=log_prob, o=opt: train_step(f, o, x, c), reps),
+        "log_prob": (nograd(lambda f=log_prob: f(x, c)), reps),
+    } for name, (log_prob, opt) in models.items()}, rounds)
 
 
 def main() -> None:
