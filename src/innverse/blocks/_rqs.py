@@ -47,6 +47,8 @@ class _Saved(NamedTuple):
     d1: Tensor
     den: Tensor
     deriv: Tensor
+    t: Tensor      # xi (1 - xi)
+    curv: Tensor   # d0 + d1 - 2 s
     # per element and knot
     pair: Tensor   # (..., 3, 2) indices of the bin's end knots
     e: Tensor      # (..., 2, K) exp of the clamped raw widths / heights
@@ -130,14 +132,14 @@ def _spline(v: Tensor, theta: Tensor, cfg: SplineConfig, inverse: bool) -> tuple
     out = torch.where(inside, out, v)
     deriv = s.square() * (d1 * xi.square() + c.two * s * t + d0 * (c.one - xi).square()) / den.square()
     ld = torch.where(inside, torch.log(deriv), c.zero)
-    saved = _Saved(inside, xi, w, h, s, d0, d1, den, deriv, pair, e, raw, cum, draw)
+    saved = _Saved(inside, xi, w, h, s, d0, d1, den, deriv, t, curv, pair, e, raw, cum, draw)
     return out, ld, saved
 
 
 def _backward(g_out: Tensor, g_ld: Tensor, sv: _Saved, cfg: SplineConfig, inverse: bool,
               need_v: bool) -> tuple[Tensor | None, Tensor]:
     """Gradients of ``(out, ld)`` with respect to the input and the raw parameters."""
-    inside, xi, w, h, s, d0, d1, den = sv.inside, sv.xi, sv.w, sv.h, sv.s, sv.d0, sv.d1, sv.den
+    inside, xi, w, h, s, d0, d1, den, t = sv.inside, sv.xi, sv.w, sv.h, sv.s, sv.d0, sv.d1, sv.den, sv.t
     c = _constants(cfg, g_out.dtype, g_out.device)
     gy = torch.where(inside, g_out, c.zero)
     gl = torch.where(inside, g_ld, c.zero)
@@ -146,7 +148,6 @@ def _backward(g_out: Tensor, g_ld: Tensor, sv: _Saved, cfg: SplineConfig, invers
     # Partial derivatives of y and of L = log D, with xi, s, h, d0, d1, y_k independent:
     om = c.one - xi
     xi2, om2 = xi.square(), om.square()
-    t = xi * om
     u = om - xi                        # dt/dxi
     q = s * xi2 + d0 * t
     m = d1 * xi2 + c.two * s * t + d0 * om2
@@ -156,7 +157,7 @@ def _backward(g_out: Tensor, g_ld: Tensor, sv: _Saved, cfg: SplineConfig, invers
     y_d0 = hd2 * t * (den - q)
     y_d1 = -hd2 * q * t
     two_t_den = (t + t) / den
-    l_xi = c.two * (d1 * xi + s * u - d0 * om) / m - c.two * (d1 + d0 - s - s) * u / den
+    l_xi = c.two * (d1 * xi + s * u - d0 * om) / m - c.two * sv.curv * u / den
     l_s = c.two / s + (t + t) / m - c.two * (c.one - t - t) / den
     l_d0 = om2 / m - two_t_den
     l_d1 = xi2 / m - two_t_den
