@@ -83,6 +83,42 @@ def test_early_stopping_on_a_validation_loss_that_stops_improving():
     assert hist.epochs == hist.best_epoch + 1 + 4
 
 
+def _scripted_validation(best_epoch: int):
+    """A model trained on a real loss whose validation loss falls until ``best_epoch``, then rises."""
+    x, y = _regression(64)
+    model = _model()
+    evaluations = itertools.count()
+
+    def loss(batch):
+        if model.training:
+            return (model(batch[0]) - batch[1]).square().mean()
+        epoch = next(evaluations)
+        return torch.tensor(float(abs(epoch - best_epoch)))
+
+    return model, loss, TensorBatches(x, y, batch_size=32), TensorBatches(x[:8], y[:8], batch_size=8)
+
+
+@pytest.mark.parametrize("best_epoch, waited", [(2, 5), (11, 12), (30, 20)])
+def test_min_patience_waits_as_long_as_the_best_took_within_the_bounds(best_epoch, waited):
+    model, loss, data, val = _scripted_validation(best_epoch)
+    cfg = TrainConfig(epochs=200, patience=20, min_patience=5)
+    hist = train(model, loss, data, val, cfg, progress=False)
+    assert hist.stopped_early and hist.best_epoch == best_epoch
+    assert hist.epochs == best_epoch + 1 + waited
+    # fixed patience (the default) waits the full 20 epochs whatever the best epoch
+    model, loss, data, val = _scripted_validation(best_epoch)
+    assert train(model, loss, data, val, TrainConfig(epochs=200, patience=20), progress=False).epochs == best_epoch + 21
+
+
+def test_min_patience_bounds():
+    cfg = TrainConfig(patience=8, min_patience=3)
+    assert [cfg.patience_after(b) for b in (None, 0, 1, 2, 5, 7, 50)] == [8, 3, 3, 3, 6, 8, 8]
+    assert TrainConfig(patience=None, min_patience=3).patience_after(10) is None
+    assert TrainConfig(patience=8).patience_after(0) == 8
+    with pytest.raises(ValueError, match="min_patience"):
+        TrainConfig(min_patience=0)
+
+
 def test_callback_can_stop_training():
     x, y = _regression(64)
     model = _model()

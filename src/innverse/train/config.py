@@ -26,6 +26,12 @@ class TrainConfig:
         clip_grad: maximum global gradient norm (``None``: no clipping).
         patience: epochs without improvement of the validation loss before stopping early
             (``None``: never stop early).
+        min_patience: makes the patience adapt to the best epoch so far (``None``: fixed
+            ``patience``): training stops after ``min(patience, max(min_patience, best_epoch + 1))``
+            epochs without improvement, i.e. once it has waited as long as it took to reach the
+            best epoch, but at least ``min_patience`` and at most ``patience`` epochs. A validation
+            loss that bottomed out early (a small budget overfitting quickly, or a start the model
+            no longer beats) is not waited on for the full patience; a late best keeps it.
         min_delta: improvement smaller than this does not count.
         restore_best: load the weights of the best validation epoch at the end.
         max_nonfinite: consecutive steps with a non-finite loss or gradient that are skipped
@@ -45,6 +51,7 @@ class TrainConfig:
     final_lr_fraction: float = 0.0
     clip_grad: float | None = 5.0
     patience: int | None = 20
+    min_patience: int | None = None
     min_delta: float = 0.0
     restore_best: bool = True
     max_nonfinite: int = 20
@@ -61,6 +68,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: lr must be positive, got {self.lr}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"TrainConfig: patience must be >= 1 or None, got {self.patience}")
+        if self.min_patience is not None and self.min_patience < 1:
+            raise ValueError(f"TrainConfig: min_patience must be >= 1 or None, got {self.min_patience}")
         if self.clip_grad is not None and not self.clip_grad > 0:
             raise ValueError(f"TrainConfig: clip_grad must be positive or None, got {self.clip_grad}")
         if not 0 <= self.warmup < 1 or not 0 <= self.final_lr_fraction <= 1:
@@ -69,6 +78,12 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: ema must be in (0, 1) or None, got {self.ema}")
         if self.max_nonfinite < 1 or self.checkpoint_every < 1:
             raise ValueError("TrainConfig: max_nonfinite and checkpoint_every must be >= 1")
+
+    def patience_after(self, best_epoch: int | None) -> int | None:
+        """Epochs without improvement that stop training, given the best epoch so far (0-based)."""
+        if self.patience is None or self.min_patience is None or best_epoch is None:
+            return self.patience
+        return min(self.patience, max(self.min_patience, best_epoch + 1))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -242,7 +242,8 @@ def train(model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: 
             for cb in callbacks:
                 if cb(dict(record)):
                     stop = True
-            if val_data is not None and cfg.patience is not None and bad_epochs >= cfg.patience:
+            patience = cfg.patience_after(history.best_epoch)
+            if val_data is not None and patience is not None and bad_epochs >= patience:
                 stop = history.stopped_early = True
             bar.update(1)
             bar.set_postfix(train=f"{train_loss:.3f}", val="-" if val_loss is None else f"{val_loss:.3f}")
