@@ -177,6 +177,29 @@ def test_default_batch_size_follows_the_budget_the_parameter_count_and_the_summa
         assert 60 <= cfg.epochs <= 1000 and cfg.epochs * math.ceil(n / batch) >= min(12_000, 60 * math.ceil(n / batch))
 
 
+def test_default_patience_adapts_unless_the_user_sets_the_patience(monkeypatch):
+    from innverse.amortized import default_training
+    from innverse.amortized import fit as fit_module
+
+    cfg = default_training(900, 2)[1]
+    assert (cfg.patience, cfg.min_patience) == (20, 10)
+    assert [cfg.patience_after(b) for b in (0, 9, 14, 19, 60)] == [10, 10, 15, 20, 20]
+    captured = []
+    real = fit_module.train
+
+    def spy(model, loss, train_data, val_data, config, **kwargs):
+        captured.append(config)
+        return real(model, loss, train_data, val_data, config, **kwargs)
+
+    monkeypatch.setattr(fit_module, "train", spy)
+    gen = torch.Generator().manual_seed(3)
+    th = torch.randn(300, 2, generator=gen)
+    x = th + 0.1 * torch.randn(300, 2, generator=gen)
+    for training in ({"epochs": 2, "patience": 7}, {"epochs": 2, "patience": 7, "min_patience": 3}, {"epochs": 2}):
+        fit_posterior(th, x, training=training, gaussian_start=False, progress=False)
+    assert [(c.patience, c.min_patience) for c in captured] == [(7, None), (7, 3), (20, 10)]
+
+
 def _correlated_linear_gaussian(n: int, dim: int = 6):
     """theta ~ N(0, I), x = A theta + 0.5 eps with a mixing A: a correlated Gaussian posterior."""
     gen = torch.Generator().manual_seed(1)

@@ -44,6 +44,13 @@ def default_training(n_train: int, theta_dim: int | None = None, summary: bool =
     with 256 rows (Bernoulli GLM 0.855 vs 0.827 with 128); at 10,000 simulations 512 rows cut the
     training time by a third at the same C2ST. The maximum number of epochs allows about
     6,000-12,000 optimiser steps; early stopping on the validation loss decides the actual length.
+    Its patience adapts (``min_patience``): 20 epochs after a best epoch of 20 or later, as long as
+    it took to reach the best epoch for an earlier one, at least 10. In 48 validation curves of
+    the benchmark tasks (10^3 and 10^4 simulations, two simulation sets) a best before epoch 20
+    (Bernoulli GLM, Gaussian linear, SLCP with distractors; couplings behind a Gaussian start
+    they do not beat) was never improved on after more than 9 epochs without improvement, while
+    the late bests of two moons, SIR and the Gaussian mixture came after gaps of up to 16 epochs.
+    The early ones now stop 15-48% sooner, with the same kept weights.
     The learning rate is 1e-3, scaled linearly with batches above 256 rows (2e-3 at 512).
     """
     n = max(n_train, 1)
@@ -58,7 +65,7 @@ def default_training(n_train: int, theta_dim: int | None = None, summary: bool =
     # simulations, 512 rows: 2e-3 trained 10-40% faster than 1e-3 at a C2ST within +-0.03)
     lr = 1e-3 * max(1.0, batch / 256)
     return int(batch), TrainConfig(epochs=epochs, lr=lr, schedule="cosine", warmup=0.01, patience=20,
-                                   clip_grad=5.0, weight_decay=0.0, ema=0.995)
+                                   min_patience=10, clip_grad=5.0, weight_decay=0.0, ema=0.995)
 
 
 def build_summary(kind: str | nn.Module | None, x_shape: tuple[int, ...], theta_dim: int,
@@ -243,7 +250,8 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
             plus a masked autoregressive candidate for 6 or more parameters (see
             :func:`_flow_candidates`).
         training: :class:`~innverse.train.TrainConfig` (or dict of overrides of the budget-aware
-            defaults of :func:`default_training`).
+            defaults of :func:`default_training`; overriding ``patience`` alone turns the adaptive
+            patience off, so that exactly that many epochs are waited).
         batch_size: minibatch size (default: budget-aware).
         validation_fraction: held-out fraction for early stopping (offline).
         simulations_per_epoch / validation_simulations: online budget per epoch / fixed validation set.
@@ -321,7 +329,10 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         if isinstance(training, TrainConfig):
             cfg = training
         else:
-            cfg = TrainConfig.from_dict({**dataclasses.asdict(cfg), "seed": seed, **(training or {})})
+            overrides = dict(training or {})
+            if "patience" in overrides:  # a patience the user chose is waited in full unless said otherwise
+                overrides.setdefault("min_patience", None)
+            cfg = TrainConfig.from_dict({**dataclasses.asdict(cfg), "seed": seed, **overrides})
         bs = int(batch_size or auto_batch)
         est.fit_standardization(th_fit, x_fit, log_x)
 
