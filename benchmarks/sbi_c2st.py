@@ -20,6 +20,14 @@ observation index) are the same, so only innverse is rerun; such rows are marked
 source file, the first ``--observations`` scores are used, and the batched timing (which needs
 both posteriors in one process) is innverse-only for them.
 
+``--replicates R`` repeats every task and budget on R independent simulation sets (seed
+``budget + 7919 r``; replicate 0 is the set above) with training seed r for both libraries, sbi
+trained first on odd replicates so that a drift of the machine's speed favours neither; the table
+then adds per task and budget the median C2ST and training time of each library and the number of
+replicates where innverse trained faster and reached the lower C2ST. A single timing on a shared
+2-core machine varies by +-40%, and sbi's epoch count on the same data by 2x between seeds, so
+a speed comparison at a small budget needs replicates.
+
 Results are appended to a JSON file as each (task, budget) finishes (``--resume`` skips the
 finished ones), and a Markdown table is written next to it. Both libraries run in one process
 with the same torch thread count (``--threads``, default 1).
@@ -28,6 +36,7 @@ with the same torch thread count (``--threads``, default 1).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -83,54 +92,73 @@ class _Sbi:
         return self.posterior.sample_batched((n,), xs, show_progress_bars=False)
 
 
-def run_budget(name: str, budget: int, args) -> dict:
+def _score(task, draw, observations, refs, samples: int) -> tuple[list[float], int]:
+    scores, outside = [], 0
+    for i in observations:
+        s = draw(samples, task.observation(i), i)
+        outside += _outside(task, s)
+        scores.append(c2st(refs[i], s, seed=i))
+    return scores, outside
+
+
+def _run_innverse(task, theta, x, seed: int, observations, refs, args) -> tuple[dict, object]:
+    post, wall, cpu = _timed(lambda: fit_posterior(theta, x, prior=task.prior, seed=seed, progress=False))
+    scores, outside = _score(task, lambda n, x_o, i: post.sample(n, x_o, seed=i), observations, refs, args.samples)
+    row = {"c2st": scores, "c2st_mean": statistics.fmean(scores), "train_wall_s": wall, "train_cpu_s": cpu,
+           "epochs": post.history.epochs, "best_epoch": post.history.best_epoch, "outside_support": outside,
+           "flow": post.estimator.flow_options.coupling, "log_features": post.info.get("log_features", [])}
+    sel = post.info.get("flow_selection")
+    if sel is not None:
+        row["flow_selection"] = {"candidates": [c["coupling"] for c in sel["candidates"]], "val_loss": sel["val_loss"],
+                                 "seconds": sel["seconds"], "chosen": sel["chosen"]}
+    return row, post
+
+
+def _run_sbi(task, theta, x, seed: int, observations, refs, args) -> tuple[dict, _Sbi]:
+    sbi = _Sbi(task)
+    torch.manual_seed(seed)  # sbi draws its initial weights and data order from torch's global RNG
+    _, wall, cpu = _timed(lambda: sbi.train(theta, x))
+    scores, outside = _score(task, sbi.sample, observations, refs, args.samples)
+    return {"c2st": scores, "c2st_mean": statistics.fmean(scores), "train_wall_s": wall, "train_cpu_s": cpu,
+            "epochs": sbi.epochs, "outside_support": outside}, sbi
+
+
+def simulation_seed(budget: int, replicate: int) -> int:
+    """Seed of the simulations of a replicate: the budget itself for the first (as in earlier runs)."""
+    return budget + 7919 * replicate
+
+
+def run_budget(name: str, budget: int, args, replicate: int = 0) -> dict:
+    """Both libraries on the same simulations of one replicate; odd replicates train sbi first."""
     task = get_task(name)
-    sims = simulate(task.simulate, prior=task.prior, n=budget, seed=budget, progress=False)
+    seed = simulation_seed(budget, replicate)
+    sims = simulate(task.simulate, prior=task.prior, n=budget, seed=seed, progress=False)
     theta, x = sims.theta, sims.x
-    entry: dict = {"task": name, "budget": budget, "simulations_kept": int(theta.shape[0]), "libraries": {}}
+    entry: dict = {"task": name, "budget": budget, "replicate": replicate, "simulation_seed": seed,
+                   "simulations_kept": int(theta.shape[0]), "libraries": {}}
     observations = range(min(args.observations, task.num_observations))
     refs = {i: task.reference_posterior(i, args.samples) for i in observations}
 
-    post, wall, cpu = _timed(lambda: fit_posterior(theta, x, prior=task.prior, seed=0, progress=False))
-    scores, outside = [], 0
-    for i in observations:
-        s = post.sample(args.samples, task.observation(i), seed=i)
-        outside += _outside(task, s)
-        scores.append(c2st(refs[i], s, seed=i))
-    entry["libraries"]["innverse"] = {
-        "c2st": scores, "c2st_mean": statistics.fmean(scores), "train_wall_s": wall, "train_cpu_s": cpu,
-        "epochs": post.history.epochs, "best_epoch": post.history.best_epoch, "outside_support": outside,
-        "flow": post.estimator.flow_options.coupling, "log_features": post.info.get("log_features", [])}
-    sel = post.info.get("flow_selection")
-    if sel is not None:
-        entry["libraries"]["innverse"]["flow_selection"] = {
-            "candidates": [c["coupling"] for c in sel["candidates"]], "val_loss": sel["val_loss"],
-            "seconds": sel["seconds"], "chosen": sel["chosen"]}
-    entry["_posterior"] = post
-
-    reused = args.sbi_rows.get((name, budget))
-    if reused is not None and not (task.set_valued or x.dim() > 2):
-        if len(reused["c2st"]) < len(scores):
-            raise SystemExit(f"sbi_c2st: {reused['source']} has {len(reused['c2st'])} sbi scores for {name} {budget}, "
-                             f"fewer than --observations {len(scores)}")
-        kept = reused["c2st"][:len(scores)]
-        entry["libraries"]["sbi"] = {**reused, "c2st": kept, "c2st_mean": statistics.fmean(kept)}
-        return entry
-    if task.set_valued or x.dim() > 2 or args.skip_sbi:
-        reason = ("skipped" if args.skip_sbi else "sbi's default NPE cannot take NaN-padded sets" if task.set_valued
-                  else "sbi's default NPE needs flat x (no default embedding net)")
-        entry["libraries"]["sbi"] = {"skipped": reason}
-        return entry
-    sbi = _Sbi(task)
-    _, wall, cpu = _timed(lambda: sbi.train(theta, x))
-    scores, outside = [], 0
-    for i in observations:
-        s = sbi.sample(args.samples, task.observation(i), seed=i)
-        outside += _outside(task, s)
-        scores.append(c2st(refs[i], s, seed=i))
-    entry["libraries"]["sbi"] = {"c2st": scores, "c2st_mean": statistics.fmean(scores), "train_wall_s": wall,
-                                 "train_cpu_s": cpu, "epochs": sbi.epochs, "outside_support": outside}
-    entry["_sbi"] = sbi
+    reused = args.sbi_rows.get((name, budget)) if replicate == 0 else None
+    skip = (("skipped" if args.skip_sbi else "sbi's default NPE cannot take NaN-padded sets" if task.set_valued
+             else "sbi's default NPE needs flat x (no default embedding net)")
+            if task.set_valued or x.dim() > 2 or args.skip_sbi else None)
+    order = ["innverse", "sbi"] if replicate % 2 == 0 else ["sbi", "innverse"]
+    for lib in order:
+        if lib == "innverse":
+            row, entry["_posterior"] = _run_innverse(task, theta, x, replicate, observations, refs, args)
+        elif skip is not None:
+            row = {"skipped": skip}
+        elif reused is not None:
+            if len(reused["c2st"]) < len(observations):
+                raise SystemExit(f"sbi_c2st: {reused['source']} has {len(reused['c2st'])} sbi scores for {name} "
+                                 f"{budget}, fewer than --observations {len(observations)}")
+            kept = reused["c2st"][:len(observations)]
+            row = {**reused, "c2st": kept, "c2st_mean": statistics.fmean(kept)}
+        else:
+            row, entry["_sbi"] = _run_sbi(task, theta, x, replicate, observations, refs, args)
+        entry["libraries"][lib] = row
+    entry["libraries"] = {k: entry["libraries"][k] for k in ("innverse", "sbi")}
     return entry
 
 
@@ -167,6 +195,33 @@ def time_batched(name: str, entry: dict, args) -> dict:
     return out
 
 
+def _replicate_summary(entries: list[dict]) -> list[str]:
+    """Per task and budget over the replicates (different simulations and seeds): medians and counts."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for e in entries:
+        sbi = e["libraries"].get("sbi", {})
+        if "train_cpu_s" in sbi and "source" not in sbi:  # both trained in this run
+            groups.setdefault((e["task"], e["budget"]), []).append(e)
+    lines = ["", "Over replicates (each: new simulations, new seeds of both libraries; odd replicates train sbi "
+             "first). Medians; 'faster' and 'lower' count the replicates where innverse's training CPU time is "
+             "shorter and its C2ST lower:", "",
+             "| task | budget | replicates | C2ST innverse / sbi | train cpu s innverse / sbi | ratio | faster | lower |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    total = [0, 0, 0]
+    for (name, budget), es in groups.items():
+        a = [e["libraries"]["innverse"] for e in es]
+        b = [e["libraries"]["sbi"] for e in es]
+        ta, tb = statistics.median(r["train_cpu_s"] for r in a), statistics.median(r["train_cpu_s"] for r in b)
+        faster = sum(x["train_cpu_s"] <= y["train_cpu_s"] for x, y in zip(a, b))
+        lower = sum(x["c2st_mean"] < y["c2st_mean"] for x, y in zip(a, b))
+        total = [total[0] + len(es), total[1] + faster, total[2] + lower]
+        lines.append(f"| {name} | {budget} | {len(es)} | {statistics.median(r['c2st_mean'] for r in a):.3f} / "
+                     f"{statistics.median(r['c2st_mean'] for r in b):.3f} | {ta:.1f} / {tb:.1f} | {ta / tb:.2f} | "
+                     f"{faster} | {lower} |")
+    lines.append(f"| all | | {total[0]} | | | | {total[1]} | {total[2]} |")
+    return lines
+
+
 def table(results: dict) -> str:
     meta = results["meta"]
     lines = [f"# innverse vs sbi NPE: C2ST and speed ({meta['date']}, {meta['machine']})", "",
@@ -174,6 +229,10 @@ def table(results: dict) -> str:
              f"posterior samples per observation: {meta['samples']}; load average at start: {meta['load']}.", "",
              "| task | budget | innverse C2ST | sbi C2ST | innverse train wall / cpu s | sbi train wall / cpu s "
              "| epochs (innverse / sbi) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    replicated = any(e.get("replicate", 0) for e in results["entries"])
+    if replicated:
+        lines[-2] = lines[-2].replace("| task | budget |", "| task | budget | replicate |")
+        lines[-1] = "|---|---:" + lines[-1]
     for e in results["entries"]:
         a, b = e["libraries"]["innverse"], e["libraries"].get("sbi", {})
         sb = (f"{b['c2st_mean']:.3f}" if "c2st_mean" in b else f"n/a ({b.get('skipped', '')})")
@@ -181,9 +240,15 @@ def table(results: dict) -> str:
             sb += f" ({b['source'].removeprefix('sbi_c2st_').removesuffix('.json')})"
         st = f"{b['train_wall_s']:.1f} / {b['train_cpu_s']:.1f}" if "train_wall_s" in b else "-"
         mark = " **" if "c2st_mean" in b and a["c2st_mean"] < b["c2st_mean"] else ""
-        lines.append(f"| {e['task']} | {e['budget']} | {a['c2st_mean']:.3f}{mark} | {sb} | "
+        rep = f" {e.get('replicate', 0)} |" if replicated else ""
+        lines.append(f"| {e['task']} | {e['budget']} |{rep} {a['c2st_mean']:.3f}{mark} | {sb} | "
                      f"{a['train_wall_s']:.1f} / {a['train_cpu_s']:.1f} | {st} | {a['epochs']} / {b.get('epochs', '-')} |")
-    lines += ["", "(** = innverse lower.)", "", "Batched sampling, 1,000 observations x 1,000 samples in one call "
+    lines += ["", "(** = innverse lower.)"]
+    if replicated:
+        lines += _replicate_summary(results["entries"])
+    if not any(e.get("batched") for e in results["entries"]):
+        return "\n".join(lines) + "\n"
+    lines += ["", "Batched sampling, 1,000 observations x 1,000 samples in one call "
               "(median of interleaved repeats, wall and CPU seconds; samples outside the prior's support):", "",
               "| task | budget | innverse wall / cpu s | sbi wall / cpu s | speed-up wall / cpu | outside (innverse / sbi) |",
               "|---|---:|---:|---:|---:|---:|"]
@@ -210,9 +275,11 @@ def main() -> None:
     ap.add_argument("--timing-budget", type=int, default=None, help="budget whose posteriors are timed (default: largest)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--replicates", type=int, default=1,
+                    help="train both libraries on this many independent simulation sets per task and budget")
     ap.add_argument("--skip-sbi", action="store_true")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/sbi_c2st_<date>_<machine>.json)")
-    ap.add_argument("--resume", action="store_true", help="skip (task, budget) pairs already in --out")
+    ap.add_argument("--resume", action="store_true", help="skip (task, budget, replicate) runs already in --out")
     ap.add_argument("--sbi-from", nargs="*", default=[], help="earlier result JSON files whose sbi rows are reused")
     args = ap.parse_args()
     args.sbi_rows = {}
@@ -241,24 +308,23 @@ def main() -> None:
                "entries": []}
     if args.resume and out.exists():
         results = json.loads(out.read_text())
-    done = {(e["task"], e["budget"]) for e in results["entries"]}
-    for name in tasks:
-        for budget in budgets:
-            if (name, budget) in done:
-                continue
-            print(f"== {name} {budget}", flush=True)
-            entry = run_budget(name, budget, args)
-            if budget == timing_budget:
-                entry["batched"] = time_batched(name, entry, args)
-            entry = {k: v for k, v in entry.items() if not k.startswith("_")}
-            results["entries"].append(entry)
-            libs = entry["libraries"]
-            print(json.dumps({k: {m: v for m, v in lib.items() if m != "c2st"} for k, lib in libs.items()}), flush=True)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(results, indent=1, allow_nan=False, default=lambda o: None))
-            os.replace(tmp, out)
-            out.with_suffix(".md").write_text(table(results))
+    done = {(e["task"], e["budget"], e.get("replicate", 0)) for e in results["entries"]}
+    for name, budget, replicate in itertools.product(tasks, budgets, range(args.replicates)):
+        if (name, budget, replicate) in done:
+            continue
+        print(f"== {name} {budget} replicate {replicate}", flush=True)
+        entry = run_budget(name, budget, args, replicate)
+        if budget == timing_budget and replicate == 0:
+            entry["batched"] = time_batched(name, entry, args)
+        entry = {k: v for k, v in entry.items() if not k.startswith("_")}
+        results["entries"].append(entry)
+        libs = entry["libraries"]
+        print(json.dumps({k: {m: v for m, v in lib.items() if m != "c2st"} for k, lib in libs.items()}), flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1, allow_nan=False, default=lambda o: None))
+        os.replace(tmp, out)
+        out.with_suffix(".md").write_text(table(results))
     print(table(results))
 
 
