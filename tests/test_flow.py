@@ -71,6 +71,25 @@ def test_sample_shapes_and_context_ordering():
     torch.testing.assert_close(lp[:, 2], flow.log_prob(x[:, 2], ctx[2].expand(6, 3)), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("coupling", ["spline", "affine"])
+def test_results_do_not_depend_on_the_chunk_size(coupling):
+    flow = innverse.flows.coupling_flow(3, 2, blocks=3, hidden=(16,), coupling=coupling).double()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    ctx = torch.randn(7, 2, dtype=torch.float64)
+    x = torch.randn(700, 3, dtype=torch.float64)
+    c = ctx.repeat(100, 1)
+    out = {}
+    for size in (None, 64, 333, Flow(flow.transform).chunk_size):
+        flow.chunk_size = size
+        out[size] = (flow.log_prob(x, c), *flow.sample_and_log_prob(100, ctx, torch.Generator().manual_seed(3)))
+    ref = out[None]
+    for size, got in out.items():
+        for a, b in zip(got, ref):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=f"chunk_size {size}")
+
+
 def test_unconditional_sample_shape_and_rsample_gradient():
     flow = innverse.flows.coupling_flow(3, blocks=2, hidden=(8,))
     assert flow.sample(11).shape == (11, 3)
