@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from ..core.module import AbstractInvertible, Context
@@ -55,11 +56,16 @@ class MaskedAutoregressive(AbstractInvertible):
         return self.transformer.forward(x, self._params(x, c), log_det)
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        x = y.new_zeros(y.shape)
+        # one feature per pass (MADE.sequential): ~1.2x faster than D full passes of the MADE at 4096 rows
+        outputs = self.made.sequential(c, y.shape[0])  # type: ignore[arg-type]
+        columns: list[Tensor] = []
         ld: Tensor | None = None
-        for _ in range(self.event_shape[0]):
-            x, ld = self.transformer.inverse(y, self._params(x, c), log_det)
-        return x, ld
+        for k in range(self.event_shape[0]):
+            x_k, ld_k = self.transformer.inverse(y[:, k:k + 1], self.transformer.split(outputs(k, columns)), log_det)
+            columns.append(x_k)
+            if log_det:
+                ld = ld_k if ld is None else ld + ld_k
+        return torch.cat(columns, 1), ld
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, transformer={self.transformer!r}"

@@ -89,6 +89,19 @@ class MADE(nn.Module):
                     if layer.bias is not None:
                         nn.init.zeros_(layer.bias)
 
+    def sequential(self, c: Tensor | None, rows: int) -> _SequentialOutputs:
+        """Outputs one feature at a time, for the ``D`` passes of an autoregressive inverse.
+
+        Feature ``k``'s outputs depend on ``x_{<k}`` only, so instead of ``D`` full passes
+        (every output from every input) each pass adds feature ``k - 1`` to the first layer as
+        a rank-one update, runs the hidden layers, and computes only feature ``k``'s rows of the
+        output and skip layers; the context's part of the first and skip layers is computed once.
+        Equal to :meth:`forward` up to round-off (tested), and differentiable.
+        """
+        if self.context_features and c is None:
+            raise ValueError(f"MADE: expected a context of {self.context_features} features, got None")
+        return _SequentialOutputs(self, c, rows)
+
     def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         if self.context_features:
             if c is None:
@@ -98,3 +111,46 @@ class MADE(nn.Module):
             h = x
         out = self.net(h)
         return out if self.skip is None else out + self.skip(h)
+
+
+class _SequentialOutputs:
+    """State of :meth:`MADE.sequential`: call with feature ``k`` and the exact ``x_{<k}`` columns."""
+
+    def __init__(self, made: MADE, c: Tensor | None, rows: int) -> None:
+        d = made.features
+        layers = [m for m in made.net if isinstance(m, MaskedLinear)]
+        self.activations = [m for m in made.net if not isinstance(m, MaskedLinear)]
+        first, *hidden, last = layers
+        w1 = first.weight * first.mask
+        self.w1x = w1[:, :d]
+        pre = first.bias.expand(rows, -1)
+        if made.context_features:
+            pre = torch.addmm(first.bias, c, w1[:, d:].T)
+        self.pre = pre
+        self.hidden = [(m.weight * m.mask, m.bias) for m in hidden]
+        w_last = last.weight * last.mask
+        groups = torch.arange(made.params, device=w_last.device) * d
+        rows_of = [groups + k for k in range(d)]
+        self.last = [(w_last[r], last.bias[r]) for r in rows_of]
+        self.skip = None
+        if made.skip is not None:
+            ws = made.skip.weight * made.skip.mask
+            ctx = c @ ws[:, d:].T if made.context_features else None
+            self.skip = [(ws[r, :k], None if ctx is None else ctx[:, r]) for k, r in enumerate(rows_of)]
+
+    def __call__(self, k: int, columns: list[Tensor]) -> Tensor:
+        """Outputs ``(B, params)`` of feature ``k`` (ordered like :meth:`MADE.forward`'s groups) from ``x_{<k}``."""
+        if k > 0:  # feature k - 1 is now known: add its column of the first layer
+            self.pre = self.pre + columns[k - 1] * self.w1x[:, k - 1]
+        h = self.activations[0](self.pre)
+        for (w, b), act in zip(self.hidden, self.activations[1:]):
+            h = act(torch.addmm(b, h, w.T))
+        w, b = self.last[k]
+        out = torch.addmm(b, h, w.T)
+        if self.skip is not None:
+            l_k, ctx = self.skip[k]
+            if k > 0:
+                out = out + torch.cat(columns[:k], 1) @ l_k.T
+            if ctx is not None:
+                out = out + ctx
+        return out
