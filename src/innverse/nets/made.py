@@ -67,8 +67,9 @@ class MADE(nn.Module):
         ctx = self.context_features
         layers: list[nn.Module] = []
         prev = d_in
+        self.hidden_degrees = [torch.arange(int(width)) % features for width in hidden]
         for i, width in enumerate(hidden):
-            d_hid = torch.arange(int(width)) % features
+            d_hid = self.hidden_degrees[i]
             mask = (d_hid[:, None] >= prev[None, :]).float()
             if i == 0 and ctx:
                 mask = torch.cat([mask, torch.ones(int(width), ctx)], 1)
@@ -114,22 +115,30 @@ class MADE(nn.Module):
 
 
 class _SequentialOutputs:
-    """State of :meth:`MADE.sequential`: call with feature ``k`` and the exact ``x_{<k}`` columns."""
+    """State of :meth:`MADE.sequential`: call with feature ``k`` and the exact ``x_{<k}`` columns.
+
+    Hidden units are reordered by degree once, so that the units feature ``k``'s outputs depend on
+    (degrees ``<= k`` in every layer, which see only degrees ``<= k`` below them) are a leading
+    block: pass ``k`` multiplies only those, ~40% of the hidden-to-hidden work on average.
+    """
 
     def __init__(self, made: MADE, c: Tensor | None, rows: int) -> None:
         d = made.features
         layers = [m for m in made.net if isinstance(m, MaskedLinear)]
         self.activations = [m for m in made.net if not isinstance(m, MaskedLinear)]
         first, *hidden, last = layers
-        w1 = first.weight * first.mask
+        device = first.weight.device
+        order = [torch.argsort(deg, stable=True).to(device) for deg in made.hidden_degrees]
+        # units of layer l needed by feature k: the leading (degree <= k) block of the reordered layer
+        self.needed = [[int((deg <= k).sum()) for deg in made.hidden_degrees] for k in range(d)]
+        w1 = (first.weight * first.mask)[order[0]]
+        b1 = first.bias[order[0]]
         self.w1x = w1[:, :d]
-        pre = first.bias.expand(rows, -1)
-        if made.context_features:
-            pre = torch.addmm(first.bias, c, w1[:, d:].T)
-        self.pre = pre
-        self.hidden = [(m.weight * m.mask, m.bias) for m in hidden]
-        w_last = last.weight * last.mask
-        groups = torch.arange(made.params, device=w_last.device) * d
+        self.pre = torch.addmm(b1, c, w1[:, d:].T) if made.context_features else b1.expand(rows, -1)
+        self.hidden = [((m.weight * m.mask)[o][:, o_prev], m.bias[o])
+                       for m, o, o_prev in zip(hidden, order[1:], order[:-1])]
+        w_last = (last.weight * last.mask)[:, order[-1]]
+        groups = torch.arange(made.params, device=device) * d
         rows_of = [groups + k for k in range(d)]
         self.last = [(w_last[r], last.bias[r]) for r in rows_of]
         self.skip = None
@@ -142,11 +151,12 @@ class _SequentialOutputs:
         """Outputs ``(B, params)`` of feature ``k`` (ordered like :meth:`MADE.forward`'s groups) from ``x_{<k}``."""
         if k > 0:  # feature k - 1 is now known: add its column of the first layer
             self.pre = self.pre + columns[k - 1] * self.w1x[:, k - 1]
-        h = self.activations[0](self.pre)
-        for (w, b), act in zip(self.hidden, self.activations[1:]):
-            h = act(torch.addmm(b, h, w.T))
+        n = self.needed[k]
+        h = self.activations[0](self.pre[:, :n[0]])
+        for (w, b), act, n_out, n_in in zip(self.hidden, self.activations[1:], n[1:], n):
+            h = act(torch.addmm(b[:n_out], h, w[:n_out, :n_in].T))
         w, b = self.last[k]
-        out = torch.addmm(b, h, w.T)
+        out = torch.addmm(b, h, w[:, :n[-1]].T)
         if self.skip is not None:
             l_k, ctx = self.skip[k]
             if k > 0:
