@@ -94,9 +94,10 @@ class MADE(nn.Module):
         """Outputs one feature at a time, for the ``D`` passes of an autoregressive inverse.
 
         Feature ``k``'s outputs depend on ``x_{<k}`` only, so instead of ``D`` full passes
-        (every output from every input) each pass adds feature ``k - 1`` to the first layer as
-        a rank-one update, runs the hidden layers, and computes only feature ``k``'s rows of the
-        output and skip layers; the context's part of the first and skip layers is computed once.
+        (every output from every input) each pass adds feature ``k - 1`` to the first and skip
+        layers as rank-one updates, runs the hidden units feature ``k`` depends on, and computes
+        only feature ``k``'s rows of the output layer; the context's part of the first and skip
+        layers is computed once.
         Equal to :meth:`forward` up to round-off (tested), and differentiable.
         """
         if self.context_features and c is None:
@@ -137,30 +138,28 @@ class _SequentialOutputs:
         self.pre = torch.addmm(b1, c, w1[:, d:].T) if made.context_features else b1.expand(rows, -1)
         self.hidden = [((m.weight * m.mask)[o][:, o_prev], m.bias[o])
                        for m, o, o_prev in zip(hidden, order[1:], order[:-1])]
-        w_last = (last.weight * last.mask)[:, order[-1]]
-        groups = torch.arange(made.params, device=device) * d
-        rows_of = [groups + k for k in range(d)]
-        self.last = [(w_last[r], last.bias[r]) for r in rows_of]
-        self.skip = None
-        if made.skip is not None:
+        # feature k's output rows are k, d + k, 2d + k, ...: strided views, no copies
+        self.d = d
+        self.w_last = (last.weight * last.mask)[:, order[-1]]
+        self.b_last = last.bias
+        self.skip: Tensor | None = None
+        if made.skip is not None:  # the skip path's outputs, updated as features become known
             ws = made.skip.weight * made.skip.mask
-            ctx = c @ ws[:, d:].T if made.context_features else None
-            self.skip = [(ws[r, :k], None if ctx is None else ctx[:, r]) for k, r in enumerate(rows_of)]
+            self.skip_x = ws[:, :d]
+            self.skip = (c @ ws[:, d:].T if made.context_features
+                         else ws.new_zeros(()).expand(rows, ws.shape[0]))
 
     def __call__(self, k: int, columns: list[Tensor]) -> Tensor:
         """Outputs ``(B, params)`` of feature ``k`` (ordered like :meth:`MADE.forward`'s groups) from ``x_{<k}``."""
-        if k > 0:  # feature k - 1 is now known: add its column of the first layer
-            self.pre = self.pre + columns[k - 1] * self.w1x[:, k - 1]
+        if k > 0:  # feature k - 1 is now known: add its column of the first and skip layers
+            x = columns[k - 1]
+            self.pre = torch.addcmul(self.pre, x, self.w1x[:, k - 1])
+            if self.skip is not None:
+                self.skip = torch.addcmul(self.skip, x, self.skip_x[:, k - 1])
         n = self.needed[k]
         h = self.activations[0](self.pre[:, :n[0]])
         for (w, b), act, n_out, n_in in zip(self.hidden, self.activations[1:], n[1:], n):
             h = act(torch.addmm(b[:n_out], h, w[:n_out, :n_in].T))
-        w, b = self.last[k]
-        out = torch.addmm(b, h, w[:, :n[-1]].T)
-        if self.skip is not None:
-            l_k, ctx = self.skip[k]
-            if k > 0:
-                out = out + torch.cat(columns[:k], 1) @ l_k.T
-            if ctx is not None:
-                out = out + ctx
-        return out
+        rows = slice(k, None, self.d)
+        out = torch.addmm(self.b_last[rows], h, self.w_last[rows, :n[-1]].T)
+        return out if self.skip is None else out + self.skip[:, rows]
