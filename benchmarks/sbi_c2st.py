@@ -71,12 +71,6 @@ def _outside(task, samples: torch.Tensor) -> int:
 class _Sbi:
     """sbi's NPE with its defaults (imported lazily: only the peers' environment has sbi)."""
 
-    def train(self, theta, x):
-        self.inference.append_simulations(theta, x)
-        self.inference.train()
-        self.posterior = self.inference.build_posterior()
-        self.epochs = int(self.inference._summary["epochs_trained"][-1])
-
     # sbi rejects its samples outside the prior's support; a posterior that leaks almost all its mass
     # there (seen on SLCP with distractors: "0.000% proposal samples are accepted") would never
     # finish, so after this many seconds the samples are drawn without the rejection, counted as
@@ -89,6 +83,12 @@ class _Sbi:
         self.task = task
         self.inference = NPE(prior=task.prior, show_progress_bars=False)
         self.timeouts = 0
+
+    def train(self, theta, x):
+        self.inference.append_simulations(theta, x)
+        self.inference.train()
+        self.posterior = self.inference.build_posterior()
+        self.epochs = int(self.inference._summary["epochs_trained"][-1])
 
     def _draw(self, method, n, x, seed):
         torch.manual_seed(seed)
