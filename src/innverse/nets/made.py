@@ -67,9 +67,12 @@ class MADE(nn.Module):
         ctx = self.context_features
         layers: list[nn.Module] = []
         prev = d_in
-        self.hidden_degrees = [torch.arange(int(width)) % features for width in hidden]
+        degrees = [torch.arange(int(width)) % features for width in hidden]
+        # for sequential(): hidden units ordered by degree, and how many of them (degree <= k) feature k needs
+        self._degree_order = [torch.argsort(deg, stable=True) for deg in degrees]
+        self._needed_units = [[int((deg <= k).sum()) for deg in degrees] for k in range(features)]
         for i, width in enumerate(hidden):
-            d_hid = self.hidden_degrees[i]
+            d_hid = degrees[i]
             mask = (d_hid[:, None] >= prev[None, :]).float()
             if i == 0 and ctx:
                 mask = torch.cat([mask, torch.ones(int(width), ctx)], 1)
@@ -129,9 +132,9 @@ class _SequentialOutputs:
         self.activations = [m for m in made.net if not isinstance(m, MaskedLinear)]
         first, *hidden, last = layers
         device = first.weight.device
-        order = [torch.argsort(deg, stable=True).to(device) for deg in made.hidden_degrees]
+        order = [o.to(device) for o in made._degree_order]
         # units of layer l needed by feature k: the leading (degree <= k) block of the reordered layer
-        self.needed = [[int((deg <= k).sum()) for deg in made.hidden_degrees] for k in range(d)]
+        self.needed = made._needed_units
         w1 = (first.weight * first.mask)[order[0]]
         b1 = first.bias[order[0]]
         self.w1x = w1[:, :d]
