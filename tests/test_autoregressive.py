@@ -35,13 +35,20 @@ def test_jacobian_is_lower_triangular_and_the_inverse_is_exact(block: str) -> No
     assert torch.allclose(fwd, y, atol=1e-10) and torch.allclose(ld, -ld_f, atol=1e-10)
 
 
-@pytest.mark.parametrize("block, context, hidden", [("affine", 0, (16,)), ("affine", 3, (16, 12)),
-                                                     ("spline", 3, (16, 16)), ("spline", 0, (8, 8, 8))])
-def test_one_feature_per_pass_inverse_equals_full_passes(block: str, context: int, hidden: tuple[int, ...]) -> None:
-    """The inverse's feature-at-a-time MADE evaluation against D full passes of the MADE, values and gradients."""
+@pytest.mark.parametrize("block, context, hidden, activation", [
+    ("affine", 0, (16,), torch.nn.ReLU), ("affine", 3, (16, 12), torch.nn.ReLU),
+    ("spline", 3, (16, 16), torch.nn.ReLU), ("spline", 0, (8, 8, 8), torch.nn.ReLU),
+    ("affine", 2, (3, 7), torch.nn.ReLU),  # fewer hidden units than features: some degrees have none
+    ("spline", 2, (12, 9), torch.nn.ELU)])
+def test_one_feature_per_pass_inverse_equals_full_passes(block: str, context: int, hidden: tuple[int, ...],
+                                                          activation: type[torch.nn.Module]) -> None:
+    """The inverse's feature-at-a-time MADE evaluation against D full passes of the MADE.
+
+    Values with and without autograd (the two ways the hidden units are stored), and gradients.
+    """
     torch.manual_seed(1)
-    m = (B.MaskedAffineAutoregressive(5, hidden, context) if block == "affine"
-         else B.MaskedSplineAutoregressive(5, hidden, context, bins=4, bound=2.0))
+    m = (B.MaskedAffineAutoregressive(5, hidden, context, activation=activation) if block == "affine"
+         else B.MaskedSplineAutoregressive(5, hidden, context, bins=4, bound=2.0, activation=activation))
     m = _perturbed(m)
     y = torch.randn(40, 5, dtype=torch.float64, requires_grad=True)
     c = torch.randn(40, context, dtype=torch.float64) if context else None
@@ -56,6 +63,10 @@ def test_one_feature_per_pass_inverse_equals_full_passes(block: str, context: in
     x, ld = m._inverse(y, c, True)
     torch.testing.assert_close(x, x_ref, rtol=1e-11, atol=1e-11)
     torch.testing.assert_close(ld, ld_ref, rtol=1e-11, atol=1e-11)
+    with torch.no_grad():
+        x_ng, ld_ng = m._inverse(y, c, True)
+    torch.testing.assert_close(x_ng, x_ref.detach(), rtol=1e-11, atol=1e-11)
+    torch.testing.assert_close(ld_ng, ld_ref.detach(), rtol=1e-11, atol=1e-11)
     weights = torch.randn(40, 5, dtype=torch.float64)
     g = torch.autograd.grad((x * weights).sum() + ld.sum(), [y, *m.parameters()])
     g_ref = torch.autograd.grad((x_ref * weights).sum() + ld_ref.sum(), [y, *m.parameters()])

@@ -56,7 +56,7 @@ class MaskedAutoregressive(AbstractInvertible):
         return self.transformer.forward(x, self._params(x, c), log_det)
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        # one feature per pass (MADE.sequential): 0.67x the time of D full MADE passes at 4096 rows
+        # one feature per pass (MADE.sequential): all D passes cost about one MADE forward pass
         outputs = self.made.sequential(c, y.shape[0])  # type: ignore[arg-type]
         columns: list[Tensor] = []
         ld: Tensor | None = None

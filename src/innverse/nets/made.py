@@ -96,11 +96,11 @@ class MADE(nn.Module):
     def sequential(self, c: Tensor | None, rows: int) -> _SequentialOutputs:
         """Outputs one feature at a time, for the ``D`` passes of an autoregressive inverse.
 
-        Feature ``k``'s outputs depend on ``x_{<k}`` only, so instead of ``D`` full passes
-        (every output from every input) each pass adds feature ``k - 1`` to the first and skip
-        layers as rank-one updates, runs the hidden units feature ``k`` depends on, and computes
-        only feature ``k``'s rows of the output layer; the context's part of the first and skip
-        layers is computed once.
+        Feature ``k``'s outputs depend on ``x_{<k}`` only, and a hidden unit of degree ``j`` on
+        ``x_{<=j}`` only. Instead of ``D`` full passes (every output from every input), pass ``k``
+        computes the degree-``k`` hidden units, which no later feature changes, and feature
+        ``k``'s rows of the output layer; the context's part of the first and skip layers is
+        computed once. All ``D`` passes together do the work of about one forward pass.
         Equal to :meth:`forward` up to round-off (tested), and differentiable.
         """
         if self.context_features and c is None:
@@ -118,12 +118,53 @@ class MADE(nn.Module):
         return out if self.skip is None else out + self.skip(h)
 
 
+class _Units:
+    """Hidden units of one layer, feature-major (``(units, rows)``), filled one degree block at a time.
+
+    Without autograd each block is computed straight into one preallocated buffer, so the
+    leading units are a contiguous view and nothing is copied; with autograd (a buffer written in
+    place would invalidate the inputs saved for the backward pass) the blocks are concatenated.
+    """
+
+    def __init__(self, size: int, rows: int, like: Tensor, grad: bool) -> None:
+        self.grad = grad
+        self.n = 0
+        self.data = like.new_empty(0 if grad else size, rows)
+
+    def add(self, bias: Tensor, weight: Tensor | None = None, inputs: Tensor | None = None,
+            activation: Callable[[Tensor], Tensor] | None = None) -> None:
+        """Append the block ``activation(bias + weight @ inputs)`` (``bias`` alone without inputs)."""
+        m = bias.shape[0]
+        if self.grad:
+            block = bias if inputs is None else torch.addmm(bias, weight, inputs)
+            block = block if activation is None else activation(block)
+            self.data = torch.cat([self.data, block])
+        else:
+            out = self.data[self.n:self.n + m]
+            if inputs is None:
+                out.copy_(bias)
+            else:
+                torch.addmm(bias, weight, inputs, out=out)
+            if type(activation) is nn.ReLU:
+                out.relu_()
+            elif activation is not None:
+                out.copy_(activation(out))
+        self.n += m
+
+    def leading(self) -> Tensor:
+        return self.data[:self.n]
+
+
 class _SequentialOutputs:
     """State of :meth:`MADE.sequential`: call with feature ``k`` and the exact ``x_{<k}`` columns.
 
-    Hidden units are reordered by degree once, so that the units feature ``k``'s outputs depend on
-    (degrees ``<= k`` in every layer, which see only degrees ``<= k`` below them) are a leading
-    block: pass ``k`` multiplies only those, ~40% of the hidden-to-hidden work on average.
+    A hidden unit of degree ``j`` depends on ``x_{<=j}`` only (1-based inputs; the context aside),
+    so once known it never changes. Hidden units are reordered by degree once; pass ``k``
+    computes only the block of degree-``k`` units in every layer (from the already known units of
+    degree ``<= k`` below) and feature ``k``'s output rows. Over the ``D`` passes this is the
+    work of one masked forward pass plus the context's part of the first and skip layers, which
+    is computed once. Everything is kept feature-major (``(units, rows)``) so that each new block
+    and each leading block of units is a contiguous slice.
     """
 
     def __init__(self, made: MADE, c: Tensor | None, rows: int) -> None:
@@ -133,36 +174,51 @@ class _SequentialOutputs:
         first, *hidden, last = layers
         device = first.weight.device
         order = [o.to(device) for o in made._degree_order]
-        # units of layer l needed by feature k: the leading (degree <= k) block of the reordered layer
+        # units of layer l with degree <= k: the leading block of the reordered layer
         self.needed = made._needed_units
         w1 = (first.weight * first.mask)[order[0]]
         b1 = first.bias[order[0]]
+        grad = torch.is_grad_enabled()  # (under no_grad, e.g. in Flow.sample, the buffers are written in place)
         self.w1x = w1[:, :d]
-        self.pre = torch.addmm(b1, c, w1[:, d:].T) if made.context_features else b1.expand(rows, -1)
-        self.hidden = [((m.weight * m.mask)[o][:, o_prev], m.bias[o])
+        # first-layer pre-activations from the context and bias, (units, rows)
+        self.pre = (torch.addmm(b1[:, None], w1[:, d:], c.T) if made.context_features
+                    else b1[:, None].expand(-1, rows))
+        self.hidden = [((m.weight * m.mask)[o][:, o_prev], m.bias[o][:, None])
                        for m, o, o_prev in zip(hidden, order[1:], order[:-1])]
-        # feature k's output rows are k, d + k, 2d + k, ...: strided views, no copies
+        like = self.pre
+        self.units = [_Units(len(o), rows, like, grad) for o in order]
+        self.x = _Units(d, rows, like, grad)  # the known features x_{<k}, one row each
+        # feature k's output rows are k, d + k, 2d + k, ...
         self.d = d
         self.w_last = (last.weight * last.mask)[:, order[-1]]
-        self.b_last = last.bias
-        self.skip: Tensor | None = None
-        if made.skip is not None:  # the skip path's outputs, updated as features become known
+        self.b_last = last.bias[:, None]
+        self.skip_x: Tensor | None = None
+        self.skip_c: Tensor | None = None
+        if made.skip is not None:
             ws = made.skip.weight * made.skip.mask
             self.skip_x = ws[:, :d]
-            self.skip = (c @ ws[:, d:].T if made.context_features
-                         else ws.new_zeros(()).expand(rows, ws.shape[0]))
+            if made.context_features:
+                self.skip_c = ws[:, d:] @ c.T
 
     def __call__(self, k: int, columns: list[Tensor]) -> Tensor:
         """Outputs ``(B, params)`` of feature ``k`` (ordered like :meth:`MADE.forward`'s groups) from ``x_{<k}``."""
-        if k > 0:  # feature k - 1 is now known: add its column of the first and skip layers
-            x = columns[k - 1]
-            self.pre = torch.addcmul(self.pre, x, self.w1x[:, k - 1])
-            if self.skip is not None:
-                self.skip = torch.addcmul(self.skip, x, self.skip_x[:, k - 1])
-        n = self.needed[k]
-        h = self.activations[0](self.pre[:, :n[0]])
-        for (w, b), act, n_out, n_in in zip(self.hidden, self.activations[1:], n[1:], n):
-            h = act(torch.addmm(b[:n_out], h, w[:n_out, :n_in].T))
+        if k > 0:  # feature k - 1 is now known
+            self.x.add(columns[k - 1].reshape(1, -1))
+        x = self.x.leading()
+        n, n_prev = self.needed[k], self.needed[k - 1] if k > 0 else [0] * len(self.units)
+        lo, hi = n_prev[0], n[0]
+        if hi > lo:
+            self.units[0].add(self.pre[lo:hi], self.w1x[lo:hi, :k], x if k > 0 else None, self.activations[0])
+        for i, ((w, b), act) in enumerate(zip(self.hidden, self.activations[1:]), 1):
+            lo, hi = n_prev[i], n[i]
+            if hi > lo:
+                below = self.units[i - 1].leading()
+                self.units[i].add(b[lo:hi], w[lo:hi, :below.shape[0]], below, act)
         rows = slice(k, None, self.d)
-        out = torch.addmm(self.b_last[rows], h, self.w_last[rows, :n[-1]].T)
-        return out if self.skip is None else out + self.skip[:, rows]
+        h = self.units[-1].leading()
+        out = torch.addmm(self.b_last[rows], self.w_last[rows, :h.shape[0]], h)
+        if self.skip_c is not None:
+            out = out + self.skip_c[rows]
+        if self.skip_x is not None and k > 0:
+            out = torch.addmm(out, self.skip_x[rows, :k], x)
+        return out.T
