@@ -191,14 +191,14 @@ class _SequentialOutputs:
         # feature k's output rows are k, d + k, 2d + k, ...
         self.d = d
         self.w_last = (last.weight * last.mask)[:, order[-1]]
+        # the output layer's bias, plus the skip path's context part: (outputs, 1) or (outputs, rows)
         self.b_last = last.bias[:, None]
         self.skip_x: Tensor | None = None
-        self.skip_c: Tensor | None = None
         if made.skip is not None:
             ws = made.skip.weight * made.skip.mask
             self.skip_x = ws[:, :d]
             if made.context_features:
-                self.skip_c = ws[:, d:] @ c.T
+                self.b_last = torch.addmm(self.b_last, ws[:, d:], c.T)
 
     def __call__(self, k: int, columns: list[Tensor]) -> Tensor:
         """Outputs ``(B, params)`` of feature ``k`` (ordered like :meth:`MADE.forward`'s groups) from ``x_{<k}``."""
@@ -217,8 +217,6 @@ class _SequentialOutputs:
         rows = slice(k, None, self.d)
         h = self.units[-1].leading()
         out = torch.addmm(self.b_last[rows], self.w_last[rows, :h.shape[0]], h)
-        if self.skip_c is not None:
-            out = out + self.skip_c[rows]
         if self.skip_x is not None and k > 0:
             out = torch.addmm(out, self.skip_x[rows, :k], x)
         return out.T
