@@ -12,14 +12,13 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..blocks.transformers import AffineTransformer, RationalQuadraticSpline
+from ..blocks import AffineTransformer, ContextElementwise, RationalQuadraticSpline
 from ..core import Flow
 from ..core import Sequence as InvSequence
 from ..flows import COUPLINGS, coupling_flow
 from ..nets.sets import ACTIVATIONS
 from ..nets.subnets import mlp_constructor
 from ..nets.summaries import summary_from_config
-from .elementwise import ContextElementwise
 from .prior_config import prior_from_config, prior_to_config
 from .priors import as_prior, prior_bounds
 from .standardize import moments, wide_positive_features, x_stat_shape
@@ -79,13 +78,13 @@ def _build_flow(theta_dim: int, context: int, o: FlowOptions) -> Flow:
     else:
         # One parameter: couplings cannot split, so every block conditions on the context alone.
         blocks = [ContextElementwise(1, RationalQuadraticSpline(o.bins, o.bound) if "spline" in o.coupling
-                                     else AffineTransformer(o.clamp), sub, context) for _ in range(o.blocks)]
+                                     else AffineTransformer(o.clamp), context, sub) for _ in range(o.blocks)]
     if o.head == "affine":
         # A conditional location-scale map first: the couplings then see parameters standardised
         # by the posterior's own (learned) location and scale, so splines keep their resolution
         # however much the posterior contracts relative to the prior.
         head_sub = mlp_constructor(o.hidden, act, linear_skip=o.head_linear, input_bound=o.head_input_bound)
-        blocks.insert(0, ContextElementwise(theta_dim, AffineTransformer(o.head_clamp), head_sub, context))
+        blocks.insert(0, ContextElementwise(theta_dim, AffineTransformer(o.head_clamp), context, head_sub))
     return Flow(InvSequence(blocks))
 
 

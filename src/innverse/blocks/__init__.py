@@ -1,9 +1,8 @@
-"""Invertible blocks: couplings, splines, linear maps, normalisation and reshapes."""
+"""Invertible blocks: couplings, elementwise and autoregressive maps, linear maps, normalisation, reshapes, residual blocks."""
 
-from .affine import AllInOne, ConditionalAffine
+from .affine import AllInOne
 from .autoregressive import MaskedAffineAutoregressive, MaskedAutoregressive, MaskedSplineAutoregressive
 from .coupling import (
-    AbstractCoupling,
     AdditiveCoupling,
     AffineCoupling,
     Coupling,
@@ -12,6 +11,7 @@ from .coupling import (
     SplineCoupling,
     default_subnet,
 )
+from .elementwise import ConditionalAffine, ContextElementwise
 from .fixed_point import FixedPointError, FixedPointResult, FixedPointSolver, FixedPointWarning
 from .linear import ActNorm, InvertibleConv1x1, LULinear, Orthogonal, RandomPermutation
 from .logdet import AbstractLogDetEstimator, AutoLogDet, ExactLogDet, PowerSeriesLogDet, RouletteLogDet
@@ -25,7 +25,6 @@ from .transformers import (
 )
 
 __all__ = [
-    "AbstractCoupling",
     "AbstractLogDetEstimator",
     "AbstractTransformer",
     "ActNorm",
@@ -36,6 +35,7 @@ __all__ = [
     "AllInOne",
     "AutoLogDet",
     "ConditionalAffine",
+    "ContextElementwise",
     "Coupling",
     "ExactLogDet",
     "FixedPointError",

@@ -1,4 +1,4 @@
-"""Affine blocks beyond couplings: the conditional affine transform and the all-in-one block."""
+"""The all-in-one block: affine coupling, global affine map and soft permutation in one."""
 
 from __future__ import annotations
 
@@ -10,52 +10,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.module import AbstractInvertible, Context, add_log_det
-from ..nets.subnets import SubnetConstructor, mlp_constructor
+from ..nets.subnets import SubnetConstructor
 from .coupling import AffineCoupling
 from .linear import Orthogonal, _bcast, _mix
 
-__all__ = ["ConditionalAffine", "AllInOne"]
-
-
-class ConditionalAffine(AbstractInvertible):
-    r"""Elementwise affine map whose scale and shift depend on the condition only.
-
-    .. math::
-        [\tilde s, t] = g(c),\quad s = \alpha\tanh(\tilde s/\alpha),\quad
-        y = x \odot e^{s} + t,\quad \log|\det J| = \textstyle\sum s.
-
-    Args:
-        event_shape: any event shape; ``g`` emits ``2 * prod(event_shape)`` values.
-        context_shape: ``(C,)`` (required).
-        subnet_constructor: builds ``g``; default MLP (2 x 64, zero-initialised last layer).
-        clamp: bound of the log-scale.
-    """
-
-    def __init__(self, event_shape: int | SequenceABC[int], context_shape: int | SequenceABC[int],
-                 subnet_constructor: SubnetConstructor | None = None, clamp: float = 2.0) -> None:
-        super().__init__(event_shape, context_shape)
-        if self.context_shape is None or len(self.context_shape) != 1:
-            raise ValueError(f"ConditionalAffine: needs a vector context (C,), got {context_shape}")
-        make = subnet_constructor or mlp_constructor((64, 64))
-        self.numel = math.prod(self.event_shape)
-        self.subnet = make(self.context_shape[0], 2 * self.numel)
-        self.clamp = clamp
-
-    def _params(self, c: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.subnet(c)
-        if h.shape != (c.shape[0], 2 * self.numel):
-            raise ValueError(f"ConditionalAffine: the subnetwork must output shape "
-                             f"{(c.shape[0], 2 * self.numel)}, got {tuple(h.shape)}")
-        s, t = h.reshape(c.shape[0], 2, *self.event_shape).unbind(1)
-        return self.clamp * torch.tanh(s / self.clamp), t
-
-    def _forward(self, x: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        s, t = self._params(c)  # type: ignore[arg-type]
-        return x * torch.exp(s) + t, (s.flatten(1).sum(1) if log_det else None)
-
-    def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        s, t = self._params(c)  # type: ignore[arg-type]
-        return (y - t) * torch.exp(-s), (-s.flatten(1).sum(1) if log_det else None)
+__all__ = ["AllInOne"]
 
 
 class AllInOne(AbstractInvertible):

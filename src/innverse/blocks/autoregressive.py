@@ -36,6 +36,7 @@ class MaskedAutoregressive(AbstractInvertible):
         context_features: size of the vector condition, or 0.
         activation: hidden activation (a class).
         linear_skip: see :class:`~innverse.nets.MADE`.
+        name: what errors and ``repr`` call the block (the factories set it).
 
     References:
         Papamakarios, Pavlakou, Murray. "Masked Autoregressive Flow for Density Estimation".
@@ -44,8 +45,9 @@ class MaskedAutoregressive(AbstractInvertible):
 
     def __init__(self, features: int, transformer: AbstractTransformer, hidden: Sequence[int] = (64, 64),
                  context_features: int = 0, activation: Callable[[], nn.Module] = nn.ReLU,
-                 linear_skip: bool = True) -> None:
+                 linear_skip: bool = True, name: str | None = None) -> None:
         super().__init__((features,), (context_features,) if context_features else None)
+        self.block_name = name
         self.transformer = transformer
         self.made = MADE(features, transformer.params, hidden, context_features, activation, linear_skip)
 
@@ -71,27 +73,31 @@ class MaskedAutoregressive(AbstractInvertible):
         return f"{super().extra_repr()}, transformer={self.transformer!r}"
 
 
-class MaskedAffineAutoregressive(MaskedAutoregressive):
+def MaskedAffineAutoregressive(features: int, hidden: Sequence[int] = (64, 64), context_features: int = 0,  # noqa: N802
+                               activation: Callable[[], nn.Module] = nn.ReLU, linear_skip: bool = True,
+                               clamp: float | None = 2.0) -> MaskedAutoregressive:
     r"""Masked autoregressive flow layer (MAF): :math:`y_i = x_i e^{s_i} + t_i`, :math:`(s_i, t_i)` from :math:`x_{<i}, c`.
 
-    The log-scale is soft-clamped at ``clamp`` as in :class:`~innverse.blocks.AffineCoupling`.
+    ``MaskedAutoregressive(features, AffineTransformer(clamp), ...)``: the log-scale is
+    soft-clamped at ``clamp`` as in :func:`~innverse.blocks.AffineCoupling`.
+
+    References:
+        Papamakarios, Pavlakou, Murray. "Masked Autoregressive Flow for Density Estimation".
+        NeurIPS 2017.
     """
-
-    def __init__(self, features: int, hidden: Sequence[int] = (64, 64), context_features: int = 0,
-                 activation: Callable[[], nn.Module] = nn.ReLU, linear_skip: bool = True,
-                 clamp: float | None = 2.0) -> None:
-        super().__init__(features, AffineTransformer(clamp), hidden, context_features, activation, linear_skip)
+    return MaskedAutoregressive(features, AffineTransformer(clamp), hidden, context_features, activation, linear_skip,
+                                name="MaskedAffineAutoregressive")
 
 
-class MaskedSplineAutoregressive(MaskedAutoregressive):
+def MaskedSplineAutoregressive(features: int, hidden: Sequence[int] = (64, 64), context_features: int = 0,  # noqa: N802
+                               activation: Callable[[], nn.Module] = nn.ReLU, linear_skip: bool = True,
+                               bins: int = 8, bound: float = 3.0) -> MaskedAutoregressive:
     """Autoregressive rational-quadratic spline layer (RQ-NSF (AR)), identity outside ``[-bound, bound]``.
+
+    ``MaskedAutoregressive(features, RationalQuadraticSpline(bins, bound), ...)``.
 
     References:
         Durkan, Bekasov, Murray, Papamakarios. "Neural Spline Flows". NeurIPS 2019.
     """
-
-    def __init__(self, features: int, hidden: Sequence[int] = (64, 64), context_features: int = 0,
-                 activation: Callable[[], nn.Module] = nn.ReLU, linear_skip: bool = True,
-                 bins: int = 8, bound: float = 3.0) -> None:
-        super().__init__(features, RationalQuadraticSpline(bins, bound), hidden, context_features, activation,
-                         linear_skip)
+    return MaskedAutoregressive(features, RationalQuadraticSpline(bins, bound), hidden, context_features, activation,
+                                linear_skip, name="MaskedSplineAutoregressive")

@@ -81,6 +81,9 @@ class AbstractInvertible(nn.Module):
 
     #: whether the inverse is exact to round-off (couplings) rather than iterative (residual).
     exact_inverse: bool = True
+    #: the name errors and ``repr`` use; a factory such as ``AffineCoupling`` sets it on the
+    #: generic block it builds, so messages name what the user constructed
+    block_name: str | None = None
 
     def __init__(
         self,
@@ -98,13 +101,21 @@ class AbstractInvertible(nn.Module):
         )
         if math.prod(self.output_shape) != math.prod(self.event_shape):
             raise ValueError(
-                f"{type(self).__name__}: output shape {self.output_shape} has a different number "
+                f"{self.name}: output shape {self.output_shape} has a different number "
                 f"of elements than event shape {self.event_shape}"
             )
 
+    @property
+    def name(self) -> str:
+        """What errors call this block: :attr:`block_name`, else the class name."""
+        return self.block_name or type(self).__name__
+
+    def _get_name(self) -> str:  # what nn.Module's repr prints
+        return self.name
+
     # -- checks ---------------------------------------------------------------------------------
     def _check_input(self, x: Tensor, shape: Shape, what: str) -> None:
-        name = type(self).__name__
+        name = self.name
         if not isinstance(x, Tensor):
             raise ValueError(f"{name}: expected {what} as a tensor, got {type(x).__name__}")
         if not x.is_floating_point():
@@ -113,7 +124,7 @@ class AbstractInvertible(nn.Module):
             raise ValueError(f"{name}: expected {what} of shape {_fmt(shape)}, got {tuple(x.shape)}")
 
     def _check_context(self, c: Context) -> None:
-        check_context(type(self).__name__, c, self.context_shape)
+        check_context(self.name, c, self.context_shape)
 
     @property
     def conditional(self) -> bool:

@@ -5,11 +5,21 @@ from .made import MADE, MaskedLinear
 from .set_transformer import MultiheadAttentionBlock, SetTransformer
 from .sets import DeepSet, masked_mean, padding_mask
 from .spectral import SpectralConv2d, SpectralLinear
-from .subnets import MLP, ConvNet, LinearSkipMLP, SubnetConstructor, conv_constructor, mlp_constructor
+from .subnets import (
+    MLP,
+    ConvNet,
+    LinearSkipMLP,
+    Parallel,
+    SubnetConstructor,
+    conv_constructor,
+    mlp_constructor,
+    parallel_constructor,
+)
 from .summaries import SUMMARY_NETWORKS, MLPSummary, summary_from_config
 from .time_series import TimeSeriesNet
 
-__all__ = ["MLP", "LinearSkipMLP", "ConvNet", "SubnetConstructor", "conv_constructor", "mlp_constructor"]
+__all__ = ["MLP", "LinearSkipMLP", "ConvNet", "Parallel", "SubnetConstructor", "conv_constructor", "mlp_constructor",
+           "parallel_constructor"]
 __all__ += ["MADE", "MaskedLinear"]
 __all__ += ["LipSwish", "LipschitzConvNet", "LipschitzMLP", "SpectralConv2d", "SpectralLinear"]
 __all__ += [

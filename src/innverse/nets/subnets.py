@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLP", "LinearSkipMLP", "ConvNet", "mlp_constructor", "conv_constructor", "SubnetConstructor"]
+__all__ = ["MLP", "LinearSkipMLP", "ConvNet", "Parallel", "mlp_constructor", "conv_constructor", "parallel_constructor",
+           "SubnetConstructor"]
 
 SubnetConstructor = Callable[[int, int], nn.Module]
 
@@ -65,6 +66,17 @@ class LinearSkipMLP(nn.Module):
         return lin + self.mlp(x)
 
 
+class Parallel(nn.Module):
+    """Several subnetworks on the same input, outputs concatenated along dim 1 (e.g. RealNVP's scale and shift nets)."""
+
+    def __init__(self, nets: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([net(x) for net in self.nets], 1)
+
+
 class ConvNet(nn.Sequential):
     """Convolutional subnet for image couplings: 3x3 conv, 1x1 conv(s), 3x3 conv (zero-init last)."""
 
@@ -95,6 +107,17 @@ def mlp_constructor(hidden: Sequence[int] = (256, 256), activation: Callable[[],
         if linear_skip:
             return LinearSkipMLP(in_features, out_features, hidden, activation, zero_init, input_bound)
         return MLP(in_features, out_features, hidden, activation, zero_init)
+
+    return construct
+
+
+def parallel_constructor(make: SubnetConstructor, parts: int) -> SubnetConstructor:
+    """A ``subnet_constructor`` building ``parts`` separate subnets by ``make``, each emitting ``out / parts`` outputs."""
+
+    def construct(in_features: int, out_features: int) -> nn.Module:
+        if out_features % parts:
+            raise ValueError(f"parallel_constructor: {out_features} outputs do not split into {parts} equal parts")
+        return Parallel([make(in_features, out_features // parts) for _ in range(parts)])
 
     return construct
 
