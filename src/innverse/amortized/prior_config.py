@@ -48,6 +48,9 @@ PRIOR_TYPES = (*_SIMPLE, "Independent", "Product", "Class")
 #: modules whose distribution classes a config may name (imported on load; nothing else is)
 TRUSTED_MODULES = ("torch.distributions.", "innverse.")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: distribution classes that moved inside innverse: the path older configs name -> the current one
+_MOVED = {"innverse.tasks.normal_inverse_gamma.NormalInverseGamma":
+          "innverse.tasks.sbi.normal_inverse_gamma.NormalInverseGamma"}
 
 
 def prior_to_config(prior: Distribution) -> dict[str, Any]:
@@ -103,6 +106,7 @@ def _generic_config(prior: Distribution) -> dict[str, Any] | None:
 
 def _generic_from_config(config: dict[str, Any], where: str) -> Distribution:
     path = _require(config, "class", where)
+    path = _MOVED.get(str(path), str(path))
     module, _, name = str(path).rpartition(".")
     if not module.startswith(TRUSTED_MODULES):
         raise ValueError(f"prior_from_config: {where}['class'] = {path!r} is outside the trusted modules "
