@@ -1,56 +1,15 @@
-"""Conversion and validation of parameters and observations given as torch tensors or numpy arrays."""
+"""Validation of the parameters and observations a posterior is given (shapes, finiteness, padding)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["to_tensor", "check_theta", "check_x", "invalid_rows"]
+from .._tensors import invalid_rows, to_tensor
 
-
-def to_tensor(value: Any, name: str, owner: str, dtype: torch.dtype | None = None) -> Tensor:
-    """A real floating tensor from a tensor, numpy array or nested list (integers are converted).
-
-    Raises:
-        TypeError: booleans, complex numbers, strings or objects.
-    """
-    if isinstance(value, Tensor):
-        t = value
-    else:
-        try:
-            arr = np.asarray(value)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"{owner}: {name} must be a torch tensor or numpy array, got {type(value).__name__}") from err
-        if arr.dtype.kind not in "iuf":
-            raise TypeError(f"{owner}: {name} must hold real numbers, got numpy dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.dtype == torch.bool or t.is_complex():
-        raise TypeError(f"{owner}: {name} must hold real numbers, got dtype {t.dtype}")
-    if not t.is_floating_point():
-        t = t.to(dtype or torch.get_default_dtype())
-    return t.to(dtype) if dtype is not None else t
-
-
-def invalid_rows(x: Tensor, event_dims: int, padded: bool) -> Tensor:
-    """Boolean ``(B,)``: rows that contain +-inf or NaN other than whole-row padding.
-
-    ``x`` has shape ``(B, *event)``; with ``padded`` (sets and series ``(B, N, F)``) a row of the
-    last-but-one axis that is entirely NaN is padding, and a batch item without any valid row is
-    invalid too.
-    """
-    if x.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.bool, device=x.device)
-    if not padded:
-        return ~torch.isfinite(x).reshape(x.shape[0], -1).all(1)
-    nan = torch.isnan(x)
-    pad = nan.all(-1)
-    partial = (nan.any(-1) & ~pad).reshape(x.shape[0], -1).any(1)
-    inf = torch.isinf(x).reshape(x.shape[0], -1).any(1)
-    empty = pad.reshape(x.shape[0], -1).all(1)
-    return partial | inf | empty
+__all__ = ["check_theta", "check_x"]
 
 
 def check_theta(theta: Any, theta_dim: int, owner: str, dtype: torch.dtype | None = None) -> tuple[Tensor, bool]:
@@ -96,7 +55,7 @@ def check_x(x: Any, x_shape: tuple[int, ...], owner: str, variable_size: bool,
     single = ok_single
     if single:
         t = t.unsqueeze(0)
-    bad = invalid_rows(t, n_event, variable_size)
+    bad = invalid_rows(t, variable_size)
     if bad.any():
         rows = bad.nonzero().flatten()[:10].tolist()
         what = "Inf, partly-NaN rows or no valid row" if variable_size else "NaN or Inf"

@@ -1,6 +1,7 @@
 """The invertible-module protocol, compositions, base distributions and flows."""
 
 from .adapter import TorchTransform
+from .conditional import ConditionalDensity
 from .distributions import AbstractBase, DiagonalGaussian, GaussianMixture, StandardNormal
 from .flow import Flow
 from .graph import ConditionPort, Graph, GraphBuilder, Port
@@ -10,6 +11,7 @@ from .sequence import Sequence
 __all__ = [
     "AbstractBase",
     "AbstractInvertible",
+    "ConditionalDensity",
     "ConditionPort",
     "DiagonalGaussian",
     "Flow",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from .conditional import broadcast_value, check_count
 from .distributions import AbstractBase, StandardNormal
 from .module import AbstractInvertible, Context
 
@@ -32,6 +33,11 @@ class Flow(nn.Module):
 
     and samples are :math:`x = f^{-1}(z; h(c))`, :math:`z \sim p_Z`. :math:`h` is an optional
     conditioning network that runs once per batch; its output feeds every conditioned block.
+
+    Follows the library's conditional-density contract (:mod:`innverse.core.conditional`): one
+    context ``context_shape`` gives samples ``(n, *event)``, ``k`` contexts ``(k, *context_shape)``
+    give ``(n, k, *event)``; ``log_prob(x, c)`` broadcasts ``x (*s, k, *event)`` over the ``k``
+    contexts (``x (k, *event)``: row ``i`` under context ``i``, the training case).
 
     Args:
         transform: the invertible module ``f`` (data -> latent).
@@ -95,9 +101,10 @@ class Flow(nn.Module):
         if not isinstance(context, Tensor) or not context.is_floating_point():
             raise ValueError(f"Flow: expected a floating-point context tensor, got "
                              f"{getattr(context, 'dtype', type(context).__name__)}")
-        if self.context_shape is not None and tuple(context.shape[1:]) != self.context_shape:
-            raise ValueError(f"Flow: expected a context of shape (batch, *{self.context_shape}), "
-                             f"got {tuple(context.shape)}")
+        if self.context_shape is not None and tuple(context.shape[1:]) != self.context_shape and (
+                tuple(context.shape) != self.context_shape):
+            raise ValueError(f"Flow: expected a context of shape (batch, *{self.context_shape}) or "
+                             f"{self.context_shape}, got {tuple(context.shape)}")
         if self.validate_args:
             _check_finite("Flow", what, context)
 
@@ -114,7 +121,7 @@ class Flow(nn.Module):
         return [slice(i, min(i + size, rows)) for i in range(0, rows, size)]
 
     @staticmethod
-    def _rows(c: Context, sl: slice) -> Context:
+    def _rows(c: Context, sl: slice | Tensor) -> Context:
         if c is None or isinstance(c, Tensor):
             return None if c is None else c[sl]
         return [t[sl] for t in c]
@@ -130,16 +137,28 @@ class Flow(nn.Module):
         return y, (torch.cat([o[1] for o in outs]) if log_det else None)
 
     # -- densities ------------------------------------------------------------------------------
-    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """Log-density of ``x`` (``(B, *event)``) given ``context`` (``(B, *context_shape)``)."""
+    def _contexts(self, context: Tensor | None) -> tuple[Tensor | None, tuple[int, ...]]:
+        """Contexts as a batch ``(k, *context_shape)`` and their batch shape (``()`` for a single context)."""
         self._check_raw_context(context)
+        if context is None or self.context_shape is None or context.dim() > len(self.context_shape):
+            return context, (() if context is None else (context.shape[0],))
+        return context.unsqueeze(0), ()
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Log-density of ``x (*s, *batch, *event)`` given contexts of batch shape ``batch`` -> ``(*s, *batch)``."""
+        ctx, batch = self._contexts(context)
         if self.validate_args and isinstance(x, Tensor) and x.is_floating_point():
-            _check_finite("Flow.log_prob", "x", x)
-        if context is not None and context.shape[0] != x.shape[0]:
-            raise ValueError(f"Flow.log_prob: x has batch size {x.shape[0]} but the context has "
-                             f"{context.shape[0]}")
-        z, log_det = self._run("forward", x, self.embed(context), True)
-        return self.base.log_prob(z) + log_det
+            _check_finite("Flow.log_prob", "x", x.reshape(-1, *self.event_shape) if x.dim() else x)
+        if not isinstance(x, Tensor):
+            raise ValueError(f"Flow.log_prob: expected x as a tensor, got {type(x).__name__}")
+        if ctx is not None and x.dim() == len(self.event_shape) + 1 and x.shape[0] != ctx.shape[0] and batch:
+            raise ValueError(f"Flow.log_prob: x has batch size {x.shape[0]} but the context has {ctx.shape[0]}")
+        rows, index, shape = broadcast_value("Flow.log_prob", x, self.event_shape, batch, "x", "context")
+        emb = self.embed(ctx)
+        if ctx is not None and rows.shape[0] != ctx.shape[0]:
+            emb = self._rows(emb, index)
+        z, log_det = self._run("forward", rows, emb, True)
+        return (self.base.log_prob(z) + log_det).reshape(shape)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Same as :meth:`log_prob` (so the flow can be called like a module)."""
@@ -158,34 +177,34 @@ class Flow(nn.Module):
 
         return n * k, (rep(emb) if isinstance(emb, Tensor) else [rep(t) for t in emb])
 
+    def _shaped(self, n: int, batch: tuple[int, ...], *tensors: Tensor) -> list[Tensor]:
+        """Rows ``(n * k, ...)`` as ``(n, *batch, ...)``."""
+        return [t.reshape(n, *batch, *t.shape[1:]) for t in tensors]
+
     def rsample_and_log_prob(self, n: int, context: Tensor | None = None,
                              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Reparametrised samples and their log-densities.
+        """Reparametrised samples and their log-densities: ``(n, *batch, *event)`` and ``(n, *batch)``.
 
-        Without context: shapes ``(n, *event)`` and ``(n,)``. With ``k`` contexts (``(k, C)``):
-        ``(n, k, *event)`` and ``(n, k)``.
+        ``batch`` is ``()`` without a context or for a single one, ``(k,)`` for ``k`` contexts.
         """
-        self._check_raw_context(context)
-        m, ctx = self._expanded(n, context)
+        n = check_count("Flow.sample", n)
+        ctx, batch = self._contexts(context)
+        m, emb = self._expanded(n, ctx)
         z = self.base.rsample(m, generator)
         base_lp = self.base.log_prob(z)
-        x, log_det = self._run("inverse", z, ctx, True)
-        lp = base_lp - log_det
-        if context is not None:
-            x = x.reshape(n, context.shape[0], *x.shape[1:])
-            lp = lp.reshape(n, context.shape[0])
+        x, log_det = self._run("inverse", z, emb, True)
+        x, lp = self._shaped(n, batch, x, base_lp - log_det)
         return x, lp
 
     def rsample(self, n: int, context: Tensor | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
         """Reparametrised samples: ``(n, *event)``, or ``(n, k, *event)`` for ``k`` contexts."""
-        self._check_raw_context(context)
-        m, ctx = self._expanded(n, context)
+        n = check_count("Flow.sample", n)
+        ctx, batch = self._contexts(context)
+        m, emb = self._expanded(n, ctx)
         z = self.base.rsample(m, generator)
-        x, _ = self._run("inverse", z, ctx, False)
-        if context is not None:
-            x = x.reshape(n, context.shape[0], *x.shape[1:])
-        return x
+        x, _ = self._run("inverse", z, emb, False)
+        return self._shaped(n, batch, x)[0]
 
     @torch.no_grad()
     def sample(self, n: int, context: Tensor | None = None,
