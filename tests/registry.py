@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+
 from innverse import blocks as B
 from innverse.core import AbstractInvertible, GraphBuilder, Sequence
 from innverse.flows import multiscale_flow, residual_flow
@@ -55,6 +57,14 @@ def _reversible(seed: int) -> AbstractInvertible:
                                B.SplineCoupling(5, MLP, (3,), bins=5), B.LULinear(5, seed=seed)))
 
 
+def _standardization(event_shape, stat_shape=None):
+    gen = torch.Generator().manual_seed(3)
+    data = 3.0 * torch.randn(50, *event_shape, generator=gen) + 1.0
+    return B.Standardization(event_shape, stat_shape).fit(data)
+
+
+INF = float("inf")
+
 CASES: dict[str, Factory] = {
     "affine_vec_odd_cond": lambda s: B.AffineCoupling(5, MLP, (3,)),
     "affine_vec_even": lambda s: B.AffineCoupling(4, MLP, split=1),
@@ -80,6 +90,11 @@ CASES: dict[str, Factory] = {
     "conditional_affine_img": lambda s: B.ConditionalAffine((2, 2, 2), (3,), MLP),
     "allinone_vec_cond": lambda s: B.AllInOne(5, MLP, (3,), seed=s),
     "allinone_img": lambda s: B.AllInOne(IMG, CONV, seed=s),
+    "standardization_vec": lambda s: _standardization((4,)),
+    "standardization_sets": lambda s: _standardization((3, 2), (2,)),
+    "standardization_global": lambda s: _standardization((2, 3, 3), (1,)),
+    "support_mixed_bounds": lambda s: B.SupportTransform(torch.tensor([-10.0, -10.0, -INF, -INF, -INF]),
+                                                         torch.tensor([10.0, INF, 10.0, INF, 12.0])),
     "actnorm_vec": lambda s: B.ActNorm(4),
     "actnorm_img": lambda s: B.ActNorm(IMG),
     "permutation_vec": lambda s: B.RandomPermutation(5, seed=s),

@@ -27,7 +27,7 @@ def test_round_trip_and_log_det_against_autograd_jacobian():
     assert torch.allclose(u2, u, atol=1e-10)
     assert torch.allclose(ld_fwd, -ld_inv, atol=1e-10)
     for i in range(u.shape[0]):
-        jac = torch.autograd.functional.jacobian(lambda v: t.inverse(v)[0], u[i])
+        jac = torch.autograd.functional.jacobian(lambda v: t.inverse(v[None])[0][0], u[i])
         assert torch.allclose(torch.linalg.slogdet(jac)[1], ld_inv[i], atol=1e-10)
 
 

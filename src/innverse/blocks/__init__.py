@@ -17,6 +17,8 @@ from .linear import ActNorm, InvertibleConv1x1, LULinear, Orthogonal, RandomPerm
 from .logdet import AbstractLogDetEstimator, AutoLogDet, ExactLogDet, PowerSeriesLogDet, RouletteLogDet
 from .reshape import Flatten, HaarDownsample, Squeeze, Unflatten
 from .residual import ResidualBlock, lipschitz_bounds, log_det_estimator
+from .standardization import Standardization
+from .support import SupportTransform
 from .transformers import (
     AbstractTransformer,
     AdditiveTransformer,
@@ -59,6 +61,8 @@ __all__ = [
     "RouletteLogDet",
     "SplineCoupling",
     "Squeeze",
+    "Standardization",
+    "SupportTransform",
     "Unflatten",
     "default_subnet",
     "lipschitz_bounds",

@@ -70,7 +70,7 @@ class ContextElementwise(AbstractInvertible):
         return f"{super().extra_repr()}, transformer={self.transformer!r}"
 
 
-def ConditionalAffine(event_shape: EventShape, context_shape: EventShape,  # noqa: N802
+def ConditionalAffine(event_shape: EventShape, context_shape: EventShape,
                       subnet_constructor: SubnetConstructor | None = None, clamp: float = 2.0) -> ContextElementwise:
     r"""Elementwise affine map whose scale and shift depend on the condition only.
 

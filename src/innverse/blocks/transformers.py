@@ -81,6 +81,15 @@ class AffineTransformer(AbstractTransformer):
             s = s - s.flatten(1).mean(1).reshape(-1, *([1] * (s.dim() - 1)))
         return s
 
+    def raw_log_scale(self, s: Tensor) -> Tensor:
+        r"""The raw value :math:`\tilde s` whose clamped log-scale is ``s`` (``|s| < clamp``): the inverse of the soft clamp."""
+        if self.clamp is None:
+            return s
+        if bool((s.abs() >= self.clamp).any()):
+            raise ValueError(f"AffineTransformer.raw_log_scale: log-scales must lie within the clamp (-{self.clamp}, "
+                             f"{self.clamp}), got max |s| = {float(s.abs().max()):g}")
+        return self.clamp * torch.atanh(s / self.clamp)
+
     def _log_det(self, s: Tensor, log_det: bool, sign: float) -> Tensor | None:
         if not log_det:
             return None

@@ -58,6 +58,23 @@ class LinearSkipMLP(nn.Module):
             nn.init.zeros_(self.linear.bias)
         self.mlp = MLP(in_features, out_features, hidden, activation, zero_init)
 
+    def linear_input(self, x: Tensor) -> Tensor:
+        """What the linear part sees: ``x``, or ``b tanh(x / b)`` with an ``input_bound``."""
+        b = self.input_bound
+        return x if b is None else b * torch.tanh(x / b)
+
+    @torch.no_grad()
+    def set_linear(self, weight: Tensor, bias: Tensor) -> None:
+        """Set the linear part (while the MLP part is still zero, the whole map is then linear).
+
+        Raises:
+            ValueError: the MLP part's last layer is no longer zero (it has been trained).
+        """
+        if any(bool(p.detach().any()) for p in self.mlp[-1].parameters()):
+            raise ValueError("LinearSkipMLP.set_linear: the MLP part is no longer zero")
+        self.linear.weight.copy_(weight)
+        self.linear.bias.copy_(bias)
+
     def forward(self, x: Tensor) -> Tensor:
         b = self.input_bound
         # a soft bound on what the linear part sees: linear extrapolation to heavy-tailed outliers

@@ -1,10 +1,12 @@
-"""Bijection from a prior's box-shaped support to unbounded space, per component."""
+"""Bijection from a box-shaped support (a prior's) to unbounded space, per component."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from ..core.module import AbstractInvertible, Context
 
 __all__ = ["SupportTransform"]
 
@@ -12,7 +14,7 @@ __all__ = ["SupportTransform"]
 _REAL, _LOWER, _UPPER, _INTERVAL = 0, 1, 2, 3
 
 
-class SupportTransform(nn.Module):
+class SupportTransform(AbstractInvertible):
     r"""Elementwise bijection :math:`u = T(\theta)` from the box :math:`\prod_i (a_i, b_i)` to :math:`\mathbb R^D`.
 
     Per component, by the kind of bound:
@@ -29,20 +31,22 @@ class SupportTransform(nn.Module):
     The maps run in float64 and :meth:`inverse` clamps its result into the open box in the
     output dtype, so a sample never lands on or beyond a bound through round-off (``sigmoid``
     saturates to exactly 1 in float32 for ``u > 17``). Densities: :math:`\log p_\theta(\theta) =
-    \log p_u(T(\theta)) + \log|\partial u/\partial\theta|`.
+    \log p_u(T(\theta)) + \log|\partial u/\partial\theta|`. As a block of a flow over
+    parameters it comes first, so that the flow's samples never leave the box.
 
     Args:
         lower, upper: bounds ``(D,)``, ``-inf`` / ``+inf`` where a side is unbounded.
     """
 
     def __init__(self, lower: Tensor, upper: Tensor) -> None:
-        super().__init__()
         lower = torch.as_tensor(lower, dtype=torch.float64).reshape(-1)
         upper = torch.as_tensor(upper, dtype=torch.float64).reshape(-1)
-        if lower.shape != upper.shape:
-            raise ValueError(f"SupportTransform: lower {tuple(lower.shape)} and upper {tuple(upper.shape)} differ in shape")
+        if lower.shape != upper.shape or lower.numel() == 0:
+            raise ValueError(f"SupportTransform: lower {tuple(lower.shape)} and upper {tuple(upper.shape)} must be "
+                             "non-empty and of the same shape")
         if not (upper > lower).all():
             raise ValueError(f"SupportTransform: need upper > lower, got {lower.tolist()} and {upper.tolist()}")
+        super().__init__(lower.shape[0])
         lo_f, hi_f = torch.isfinite(lower), torch.isfinite(upper)
         kind = torch.full(lower.shape, _REAL, dtype=torch.long)
         kind[lo_f & ~hi_f] = _LOWER
@@ -51,6 +55,7 @@ class SupportTransform(nn.Module):
         self.register_buffer("lower", lower)
         self.register_buffer("upper", upper)
         self.register_buffer("kind", kind)
+        self._bounded = bool((kind != _REAL).any())
 
     @property
     def features(self) -> int:
@@ -59,10 +64,14 @@ class SupportTransform(nn.Module):
     @property
     def bounded(self) -> bool:
         """Whether any component has a finite bound (else the transform is the identity)."""
-        return bool((self.kind != _REAL).any())
+        return self._bounded
 
-    def _masks(self) -> tuple[Tensor, Tensor, Tensor]:
-        return self.kind == _INTERVAL, self.kind == _LOWER, self.kind == _UPPER
+    def _geometry(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Masks of the interval, lower- and upper-bounded components, and finite stand-ins for the bounds."""
+        interval, low, up = self.kind == _INTERVAL, self.kind == _LOWER, self.kind == _UPPER
+        lo = torch.where(torch.isfinite(self.lower), self.lower, 0.0)
+        hi = torch.where(torch.isfinite(self.upper), self.upper, 1.0)
+        return interval, low, up, lo, hi, torch.where(interval, hi - lo, 1.0)
 
     def inside(self, theta: Tensor) -> Tensor:
         """Boolean ``(..., )``: whether each row lies strictly inside the open box."""
@@ -70,15 +79,12 @@ class SupportTransform(nn.Module):
         return ((t > self.lower) | ~torch.isfinite(self.lower)).all(-1) & (
             (t < self.upper) | ~torch.isfinite(self.upper)).all(-1) & torch.isfinite(t).all(-1)
 
-    def forward(self, theta: Tensor) -> tuple[Tensor, Tensor]:
-        r"""``theta (..., D)`` inside the box -> ``(u, log|du/dtheta|)`` with shapes ``(..., D)``, ``(...)``."""
+    def _forward(self, theta: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
+        """``theta (B, D)`` inside the box -> ``(u, log|du/dtheta|)``."""
         if not self.bounded:
-            return theta, theta.new_zeros(theta.shape[:-1])
+            return theta, None
         t = theta.to(torch.float64)
-        interval, low, up = self._masks()
-        lo = torch.where(torch.isfinite(self.lower), self.lower, 0.0)
-        hi = torch.where(torch.isfinite(self.upper), self.upper, 1.0)
-        width = torch.where(interval, hi - lo, 1.0)
+        interval, low, up, lo, hi, width = self._geometry()
         # A value on a bound (float32 uniform draws can hit ``low`` exactly) maps to a finite u
         # at the input dtype's resolution rather than to -inf.
         eps, tiny = torch.finfo(theta.dtype).eps, torch.finfo(theta.dtype).tiny
@@ -87,23 +93,24 @@ class SupportTransform(nn.Module):
         u_low = torch.log((t - lo).clamp_min(tiny))
         u_up = torch.log((hi - t).clamp_min(tiny))
         u = torch.where(interval, u_int, torch.where(low, u_low, torch.where(up, u_up, t)))
+        if not log_det:
+            return u.to(theta.dtype), None
         # log|du/dtheta| = -log|dtheta/du|
         ld = torch.where(interval, -(torch.log(width) + F.logsigmoid(u) + F.logsigmoid(-u)),
                          torch.where(low | up, -u, 0.0)).sum(-1)
         return u.to(theta.dtype), ld.to(theta.dtype)
 
-    def inverse(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        r"""``u (..., D)`` -> ``(theta, log|dtheta/du|)``; ``theta`` strictly inside the box."""
+    def _inverse(self, u: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
+        """``u (B, D)`` -> ``(theta, log|dtheta/du|)``; ``theta`` strictly inside the box."""
         if not self.bounded:
-            return u, u.new_zeros(u.shape[:-1])
+            return u, None
         v = u.to(torch.float64)
-        interval, low, up = self._masks()
-        lo = torch.where(torch.isfinite(self.lower), self.lower, 0.0)
-        hi = torch.where(torch.isfinite(self.upper), self.upper, 1.0)
-        width = torch.where(interval, hi - lo, 1.0)
+        interval, low, up, lo, hi, width = self._geometry()
         ev = torch.exp(v)
         t = torch.where(interval, lo + width * torch.sigmoid(v),
                         torch.where(low, lo + ev, torch.where(up, hi - ev, v)))
+        if not log_det:
+            return self.clamp_inside(t.to(u.dtype)), None
         ld = torch.where(interval, torch.log(width) + F.logsigmoid(v) + F.logsigmoid(-v),
                          torch.where(low | up, v, 0.0)).sum(-1)
         return self.clamp_inside(t.to(u.dtype)), ld.to(u.dtype)
