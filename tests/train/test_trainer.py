@@ -39,7 +39,7 @@ def _model(seed: int = 0) -> nn.Module:
 
 
 def _mse(model):
-    return lambda batch: (model(batch[0]) - batch[1]).square().mean()
+    return lambda batch, step=None: (model(batch[0]) - batch[1]).square().mean()
 
 
 def test_schedules():
@@ -60,7 +60,7 @@ def test_training_reduces_loss_and_restores_the_best_epoch(tmp_path):
     model = _model()
     log = tmp_path / "log.jsonl"
     hist = train(model, _mse(model), TensorBatches(x[:200], y[:200], batch_size=32), TensorBatches(x[200:], y[200:]),
-                 TrainConfig(epochs=15, lr=1e-2, patience=None), log_path=log, progress=False)
+                 TrainConfig(epochs=15, lr=1e-2, patience=None, ema=None), log_path=log, progress=False)
     assert hist.epochs == 15 and not hist.stopped_early
     val = hist.column("val_loss")
     assert val[-1] < 0.2 * val[0]
@@ -78,7 +78,7 @@ def test_early_stopping_on_a_validation_loss_that_stops_improving():
     noise = torch.randn(64, 1, generator=torch.Generator().manual_seed(5)) * 3  # unlearnable validation targets
     model = _model()
     hist = train(model, _mse(model), TensorBatches(x, y, batch_size=16), TensorBatches(x, noise),
-                 TrainConfig(epochs=200, lr=1e-2, patience=4), progress=False)
+                 TrainConfig(epochs=200, lr=1e-2, patience=4, min_patience=None, ema=None), progress=False)
     assert hist.stopped_early and hist.epochs < 200
     assert hist.epochs == hist.best_epoch + 1 + 4
 
@@ -89,8 +89,8 @@ def _scripted_validation(best_epoch: int):
     model = _model()
     evaluations = itertools.count()
 
-    def loss(batch):
-        if model.training:
+    def loss(batch, step):
+        if step.training:
             return (model(batch[0]) - batch[1]).square().mean()
         epoch = next(evaluations)
         return torch.tensor(float(abs(epoch - best_epoch)))
@@ -105,16 +105,19 @@ def test_min_patience_waits_as_long_as_the_best_took_within_the_bounds(best_epoc
     hist = train(model, loss, data, val, cfg, progress=False)
     assert hist.stopped_early and hist.best_epoch == best_epoch
     assert hist.epochs == best_epoch + 1 + waited
-    # fixed patience (the default) waits the full 20 epochs whatever the best epoch
+    # fixed patience (min_patience=None) waits the full 20 epochs whatever the best epoch
     model, loss, data, val = _scripted_validation(best_epoch)
-    assert train(model, loss, data, val, TrainConfig(epochs=200, patience=20), progress=False).epochs == best_epoch + 21
+    fixed = TrainConfig(epochs=200, patience=20, min_patience=None)
+    assert train(model, loss, data, val, fixed, progress=False).epochs == best_epoch + 21
 
 
 def test_min_patience_bounds():
     cfg = TrainConfig(patience=8, min_patience=3)
     assert [cfg.patience_after(b) for b in (None, 0, 1, 2, 5, 7, 50)] == [8, 3, 3, 3, 6, 8, 8]
     assert TrainConfig(patience=None, min_patience=3).patience_after(10) is None
-    assert TrainConfig(patience=8).patience_after(0) == 8
+    assert TrainConfig(patience=8, min_patience=None).patience_after(0) == 8
+    # the two options are independent: setting the patience keeps the adaptive default floor
+    assert TrainConfig(patience=40).patience_after(0) == 10
     with pytest.raises(ValueError, match="min_patience"):
         TrainConfig(min_patience=0)
 
@@ -133,7 +136,7 @@ def test_non_finite_steps_are_skipped_and_counted():
     model = _model()
     calls = {"n": 0}
 
-    def loss(batch):
+    def loss(batch, step):
         calls["n"] += 1
         value = _mse(model)(batch)
         return value * float("nan") if calls["n"] % 3 == 0 else value
@@ -147,7 +150,7 @@ def test_persistent_non_finite_loss_aborts_with_a_clear_message():
     x, y = _regression(64)
     model = _model()
     with pytest.raises(NonFiniteLossError, match="consecutive steps had a non-finite loss"):
-        train(model, lambda b: _mse(model)(b) + float("inf"), TensorBatches(x, y, batch_size=8), None,
+        train(model, lambda b, s: _mse(model)(b) + float("inf"), TensorBatches(x, y, batch_size=8), None,
               TrainConfig(epochs=5, max_nonfinite=5), progress=False)
 
 
@@ -161,8 +164,8 @@ def test_weight_average_matches_a_replayed_moving_average():
         mse = _mse(model)
         seen = []
 
-        def loss(batch):  # a training step starts from the iterate after the previous step
-            if model.training:
+        def loss(batch, step):  # a training step starts from the iterate after the previous step
+            if step.training:
                 seen.append([p.detach().clone() for p in model.parameters()])
             return mse(batch)
 
@@ -210,11 +213,13 @@ SCRIPT = textwrap.dedent("""
     model = nn.Sequential(nn.Linear(3, 32), nn.Dropout(0.1), nn.Tanh(), nn.Linear(32, 1))
     kill_at = int(os.environ.get("KILL_AT_STEP", "0"))
     steps = [0]
-    def loss(batch):
+    def loss(batch, step):
         steps[0] += 1
         if steps[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
-        return (model(batch[0]) - batch[1]).square().mean()
+        # noise from the loop's generator: a resumed run must draw the same noise
+        noisy = batch[0] + 0.05 * torch.randn(batch[0].shape, generator=step.generator)
+        return (model(noisy) - batch[1]).square().mean()
     ema = float(os.environ.get("EMA", "0")) or None
     cfg = TrainConfig(epochs=8, lr=3e-3, weight_decay=1e-3, patience=3, seed=4, ema=ema)
     hist = train(model, loss, TensorBatches(x[:240], y[:240], batch_size=32), TensorBatches(x[240:], y[240:]), cfg,
@@ -245,3 +250,50 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, ema):
     log = [json.loads(line)["epoch"] for line in (part / "log.jsonl").read_text().splitlines()]
     assert log == list(range(len(log)))
     assert (full / "log.jsonl").read_text().count("\\n") == (part / "log.jsonl").read_text().count("\\n")
+
+
+def test_the_loss_sees_progress_and_its_logged_terms_are_recorded():
+    x, y = _regression(64)
+    model = _model()
+    seen = []
+
+    def loss(batch, step):
+        value = (model(batch[0]) - batch[1]).square().mean()
+        seen.append((step.training, step.progress, step.index))
+        if step.training:
+            step.log(half=value / 2, rows=batch[0].shape[0])
+        return value
+
+    hist = train(model, loss, TensorBatches(x, y, batch_size=16), TensorBatches(x[:16], y[:16]),
+                 TrainConfig(epochs=3, lr=1e-2, ema=None), progress=False)
+    training = [s for s in seen if s[0]]
+    assert [s[2] for s in training] == list(range(12))
+    assert [s[1] for s in training] == [i / 12 for i in range(12)]
+    assert all(s[1] == 1.0 for s in seen if not s[0])      # validation: progress 1, not training
+    for record in hist.records:
+        assert record["half"] == pytest.approx(record["train_loss"] / 2, rel=1e-6) and record["rows"] == 16
+    assert hist.final("half") == hist.records[-1]["half"]
+    with pytest.raises(ValueError, match="epoch record uses itself"):
+        train(model, lambda b, s: s.log(epoch=1.0) or _mse(model)(b), TensorBatches(x, y), None,
+              TrainConfig(epochs=1, lr=1e-3), progress=False)
+
+
+def test_an_injected_optimizer_trains_only_its_parameters_and_a_scheduler_replaces_the_schedule():
+    x, y = _regression(64)
+    model = _model()
+    first = [p.detach().clone() for p in model[0].parameters()]
+    opt = torch.optim.SGD(model[2].parameters(), lr=0.05)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.5)
+    hist = train(model, _mse(model), TensorBatches(x, y, batch_size=16), None,
+                 TrainConfig(epochs=3, lr=1.0, ema=0.9, restore_best=False), optimizer=opt, scheduler=sched,
+                 progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(first, model[0].parameters()))   # not in the optimiser
+    assert hist.column("lr") == [0.05, 0.025, 0.0125]                             # StepLR, not the cosine at lr=1
+    assert hist.records[-1]["train_loss"] < hist.records[0]["train_loss"]
+
+
+def test_an_unresolved_config_gets_the_budget_aware_defaults():
+    x, y = _regression(64)
+    model = _model()
+    hist = train(model, _mse(model), TensorBatches(x, y, batch_size=16), None, TrainConfig(epochs=2), progress=False)
+    assert hist.records[0]["lr"] > 0 and hist.epochs == 2

@@ -6,16 +6,19 @@ from .data import BatchSource, TensorBatches
 from .history import EpochCallback, History
 from .progress import progress_bar
 from .schedule import learning_rate
-from .trainer import NonFiniteLossError, train
+from .trainer import LossFn, NonFiniteLossError, Step, adam, train
 
 __all__ = [
     "SCHEDULES",
+    "Step",
     "BatchSource",
     "EpochCallback",
     "History",
+    "LossFn",
     "NonFiniteLossError",
     "TensorBatches",
     "TrainConfig",
+    "adam",
     "atomic_write_bytes",
     "learning_rate",
     "load_checkpoint",

@@ -21,7 +21,8 @@ class History:
 
     Each record has ``epoch``, ``train_loss``, ``val_loss`` (or None), ``lr`` (at the end of the
     epoch), ``seconds`` (epoch wall time), ``skipped`` (non-finite steps skipped) and ``best``
-    (whether the validation loss improved).
+    (whether the validation loss improved), plus the epoch means of the terms the loss logged
+    (:meth:`innverse.train.Step.log`).
 
     Attributes:
         records: the epoch records.
@@ -46,6 +47,12 @@ class History:
     def column(self, key: str) -> list[Any]:
         """Values of one field over the epochs, e.g. ``history.column("val_loss")`` for a plot."""
         return [r.get(key) for r in self.records]
+
+    def final(self, key: str = "train_loss") -> Any:
+        """The last epoch's value of one field (e.g. a loss term the loss logged)."""
+        if not self.records:
+            raise ValueError("History.final: no epoch was recorded")
+        return self.records[-1].get(key)
 
     def to_dict(self) -> dict[str, Any]:
         return {"records": self.records, "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,

@@ -1,19 +1,21 @@
-"""The training loop: Adam + schedule, validation, early stopping, clipping, checkpoints, logging."""
+"""The training loop: optimiser and schedule, validation, early stopping, clipping, checkpoints, logging."""
 
 from __future__ import annotations
 
 import copy
+import json
 import math
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .average import WeightAverage
 from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import BatchSource
@@ -21,88 +23,69 @@ from .history import EpochCallback, History, append_jsonl
 from .progress import progress_bar
 from .schedule import learning_rate
 
-__all__ = ["train", "NonFiniteLossError"]
+__all__ = ["LossFn", "NonFiniteLossError", "Step", "adam", "train"]
 
-CHECKPOINT_FORMAT = "innverse.train.checkpoint/1"
-LossFn = Callable[[Sequence[Tensor]], Tensor]
+CHECKPOINT_FORMAT = "innverse.train.checkpoint/2"
+_READABLE_FORMATS = ("innverse.train.checkpoint/1", CHECKPOINT_FORMAT)
 
 
 class NonFiniteLossError(RuntimeError):
     """Raised when the loss or gradient stays non-finite for ``max_nonfinite`` consecutive steps."""
 
 
-def _finite_or_none(v: float) -> float | None:
-    return float(v) if math.isfinite(v) else None
+@dataclass
+class Step:
+    """What a loss function sees besides the batch.
 
-
-@torch.no_grad()
-def _evaluate(model: nn.Module, loss_fn: LossFn, data: BatchSource, generator: torch.Generator) -> float:
-    model.eval()
-    total, rows = 0.0, 0
-    for batch in data.epoch(0, generator):
-        n = batch[0].shape[0]
-        total += float(loss_fn(batch)) * n
-        rows += n
-    return total / max(rows, 1)
-
-
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("train: the model has no trainable parameters")
-    # the fused kernel updates all tensors in one call: ~5x faster steps than the per-tensor loop
-    # for the many small tensors of a flow (CPU and CUDA, floating point only)
-    fused = len({p.device for p in params}) == 1 and all(
-        p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    if cfg.weight_decay > 0:
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
-    return torch.optim.Adam(params, lr=cfg.lr, fused=fused or None)
-
-
-class _WeightAverage:
-    r"""Exponential moving average of the trainable parameters (Polyak averaging).
-
-    :math:`\bar w \leftarrow d_t \bar w + (1 - d_t) w` after every optimiser step, with the
-    warm-up :math:`d_t = \min(d, (1 + t) / (10 + t))` so that the first steps are not averaged
-    with the initial weights for long.
+    Attributes:
+        epoch: the epoch (0-based).
+        index: the optimiser step (0-based, over all epochs; the last one during validation).
+        progress: fraction of the planned steps done, in ``[0, 1]`` (1 during validation), e.g.
+            for a loss term that is ramped up over training.
+        generator: the source of any noise the loss draws (on the model's device; checkpointed,
+            so a resumed run draws the same noise; fixed during validation).
+        training: whether this is a training step (False during validation).
     """
 
-    def __init__(self, params: list[nn.Parameter], decay: float) -> None:
-        self.params = params
-        self.decay = decay
-        self.updates = 0
-        self.average = [p.detach().clone() for p in params]
+    epoch: int
+    index: int
+    progress: float
+    generator: torch.Generator
+    training: bool = True
+    terms: dict[str, Tensor | float] = field(default_factory=dict)
 
-    def update(self) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - d)
+    def log(self, **terms: Tensor | float) -> None:
+        """Record named loss terms of this step; the epoch record gets their means over the training steps.
 
-    @torch.no_grad()
-    def _set(self, values: list[Tensor]) -> None:
-        torch._foreach_copy_(self.params, values)
+        Tensors are detached and summed on their device (no synchronisation per step).
+        """
+        for name, value in terms.items():
+            self.terms[name] = value.detach() if isinstance(value, Tensor) else float(value)
 
-    def write_to_model(self) -> None:
-        """Replace the model's weights by the averaged ones."""
-        self._set(self.average)
 
-    @contextmanager
-    def applied(self) -> Iterator[None]:
-        """The averaged weights in the model for the duration of the block."""
-        current = [p.detach().clone() for p in self.params]
-        self.write_to_model()
-        try:
-            yield
-        finally:
-            self._set(current)
+#: ``loss_fn(batch, step) -> scalar`` mean loss of a batch (a tuple of tensors).
+LossFn = Callable[[Sequence[Tensor], Step], Tensor]
 
-    def state(self) -> dict[str, Any]:
-        return {"updates": self.updates, "average": self.average}
 
-    def load(self, state: dict[str, Any]) -> None:
-        self.updates = int(state["updates"])
-        for a, v in zip(self.average, state["average"]):
-            a.copy_(v)
+def adam(parameters: Sequence[nn.Parameter] | Iterator[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """The default optimiser: Adam at ``config.lr`` (AdamW with ``config.weight_decay > 0``), fused where possible.
+
+    Only parameters with ``requires_grad`` are optimised. The fused kernel updates all tensors in
+    one call, much faster than the per-tensor loop for the many small tensors of a flow.
+
+    Raises:
+        ValueError: no trainable parameter, or ``config.lr`` unresolved.
+    """
+    params = [p for p in parameters if p.requires_grad]
+    if not params:
+        raise ValueError("train: the model has no trainable parameters")
+    if config.lr is None:
+        raise ValueError("train: config.lr is None; resolve the config first (TrainConfig.resolve)")
+    fused = len({p.device for p in params}) == 1 and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    if config.weight_decay > 0:
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+    return torch.optim.Adam(params, lr=config.lr, fused=fused or None)
 
 
 def _snapshot(model: nn.Module) -> dict[str, Any]:
@@ -110,157 +93,249 @@ def _snapshot(model: nn.Module) -> dict[str, Any]:
     return {k: v.detach().clone() if isinstance(v, Tensor) else copy.deepcopy(v) for k, v in model.state_dict().items()}
 
 
-def _write_log(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    """Rewrite the log from the records (used on resume, so no epoch appears twice)."""
-    import json
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
 
+
+class _Loop:
+    """The state of one training run and its steps; :func:`train` is the public entry point."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: BatchSource | None,
+                 cfg: TrainConfig, opt: torch.optim.Optimizer, scheduler: Any) -> None:
+        self.model, self.loss_fn, self.train_data, self.val_data, self.cfg = model, loss_fn, train_data, val_data, cfg
+        self.opt, self.scheduler = opt, scheduler
+        self.params = [p for g in opt.param_groups for p in g["params"]]
+        self.device = self.params[0].device
+        for group in opt.param_groups:
+            group.setdefault("base_lr", group["lr"])
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 2)
+        self.average = WeightAverage(self.params, cfg.ema) if cfg.ema else None
+        self.history = History()
+        self.epoch, self.step, self.bad_epochs, self.consecutive = 0, 0, 0, 0
+        self.best_state: dict[str, Any] | None = None
+        self.total_steps = cfg.epochs * len(train_data)  # type: ignore[operator]
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"format": CHECKPOINT_FORMAT, "epoch": self.epoch, "step": self.step, "bad_epochs": self.bad_epochs,
+                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "best_state": self.best_state,
+                "generator": self.gen.get_state(), "noise_generator": self.noise.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": self.history.to_dict(), "config": self.cfg.to_dict(),
+                "average": None if self.average is None else self.average.state(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict()}
+
+    def load(self, path: str | Path) -> None:
+        state = load_checkpoint(path)
+        if state.get("format") not in _READABLE_FORMATS:
+            raise ValueError(f"train: {path} has format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        for group in self.opt.param_groups:  # checkpoints of format 1 did not record it
+            group.setdefault("base_lr", self.cfg.lr)
+        self.gen.set_state(state["generator"])
+        if state.get("noise_generator") is not None:
+            self.noise.set_state(state["noise_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = History.from_dict(state["history"])
+        self.epoch, self.step, self.bad_epochs = state["epoch"], state["step"], state["bad_epochs"]
+        self.best_state = state["best_state"]
+        if self.average is not None:
+            self.average.load(state["average"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _batch(self, batch: Sequence[Tensor]) -> tuple[Tensor, ...]:
+        if batch[0].device == self.device:
+            return tuple(batch)
+        return tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+    def _set_lr(self) -> float:
+        if self.scheduler is not None:
+            return float(self.opt.param_groups[0]["lr"])
+        c = self.cfg
+        factor = learning_rate(self.step, self.total_steps, 1.0, c.schedule, c.warmup, c.final_lr_fraction)
+        for group in self.opt.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        return float(self.opt.param_groups[0]["lr"])
+
+    def _optimizer_step(self, batch: tuple[Tensor, ...], step: Step) -> Tensor | None:
+        """Loss, backward, clipping and the update; the loss, or None for a skipped non-finite step."""
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss_fn(batch, step)
+        ok = bool(torch.isfinite(loss))
+        if ok:
+            loss.backward()
+            grads = [p for p in self.params if p.grad is not None]
+            max_norm = self.cfg.clip_grad if self.cfg.clip_grad is not None else math.inf
+            ok = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(grads, max_norm)))
+        self.step += 1
+        if not ok:
+            self.consecutive += 1
+            if self.consecutive >= self.cfg.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"train: {self.consecutive} consecutive steps had a non-finite loss or gradient (epoch "
+                    f"{self.epoch}, step {self.step}); check the data for NaN/Inf and extreme values, lower the "
+                    "learning rate, or standardise the inputs")
+            return None
+        self.consecutive = 0
+        self.opt.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.average is not None:
+            self.average.update()
+        return loss
+
+    def train_epoch(self) -> tuple[float, int, float, dict[str, float]]:
+        """One pass over the training data: ``(mean loss, skipped steps, last lr, mean logged terms)``."""
+        self.model.train()
+        total, rows, skipped, lr = 0.0, 0, 0, float(self.opt.param_groups[0]["lr"])
+        terms: dict[str, Tensor | float] = {}
+        for raw in self.train_data.epoch(self.epoch, self.gen):
+            batch = self._batch(raw)
+            lr = self._set_lr()
+            step = Step(self.epoch, self.step, min(1.0, self.step / max(1, self.total_steps)), self.noise)
+            loss = self._optimizer_step(batch, step)
+            if loss is None:
+                skipped += 1
+                continue
+            n = batch[0].shape[0]
+            total += float(loss.detach()) * n
+            rows += n
+            for name, value in step.terms.items():
+                terms[name] = terms.get(name, 0.0) + value * n
+        return (total / rows if rows else math.nan), skipped, lr, {k: float(v) / rows for k, v in terms.items()}
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        if self.val_data is None:
+            return None
+        self.model.eval()
+        noise = torch.Generator(self.device).manual_seed(self.cfg.seed + 3)
+        total, rows = 0.0, 0
+        for raw in self.val_data.epoch(0, torch.Generator().manual_seed(self.cfg.seed + 1)):
+            batch = self._batch(raw)
+            n = batch[0].shape[0]
+            total += float(self.loss_fn(batch, Step(self.epoch, self.step, 1.0, noise, training=False))) * n
+            rows += n
+        return total / max(rows, 1)
+
+    def judge(self, train_loss: float, val_loss: float | None) -> bool:
+        """Early-stopping bookkeeping after an epoch; whether the monitored loss improved."""
+        monitored = val_loss if val_loss is not None else train_loss
+        h = self.history
+        if math.isfinite(monitored) and (h.best_val_loss is None or monitored < h.best_val_loss - self.cfg.min_delta):
+            h.best_val_loss, h.best_epoch = monitored, self.epoch
+            self.best_state = _snapshot(self.model)
+            self.bad_epochs = 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    def finish(self) -> None:
+        if self.cfg.restore_best and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        elif self.average is not None:
+            self.average.write_to_model()
+        self.model.eval()
+
+
+def _write_log(path: Path, records: list[dict[str, Any]]) -> None:
+    """Rewrite the log from the records (used on resume, so no epoch appears twice)."""
     text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
     atomic_write_bytes(path, text.encode())
 
 
-def train(model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: BatchSource | None = None,
-          config: TrainConfig | None = None, *, checkpoint: str | os.PathLike | None = None, resume: bool = False,
-          log_path: str | os.PathLike | None = None, callbacks: Sequence[EpochCallback] = (),
-          progress: bool = True, desc: str = "training") -> History:
-    r"""Minimise ``loss_fn`` over ``train_data`` with Adam, validating and stopping early.
+def _record(loop: _Loop, epoch_result: tuple[float, int, float, dict[str, float]], val_loss: float | None,
+            improved: bool, seconds: float) -> dict[str, Any]:
+    train_loss, skipped, lr, terms = epoch_result
+    record = {"epoch": loop.epoch, "train_loss": _finite_or_none(train_loss),
+              "val_loss": None if val_loss is None else _finite_or_none(val_loss), "lr": lr, "seconds": seconds,
+              "skipped": skipped, "best": improved}
+    clash = set(terms) & set(record)
+    if clash:
+        raise ValueError(f"train: the loss logged terms named {sorted(clash)}, which the epoch record uses itself")
+    return {**record, **{k: _finite_or_none(v) for k, v in terms.items()}}
 
-    Every step: learning rate from the schedule, loss, backward pass, global-norm gradient
-    clipping, and a finiteness check of loss and gradient norm — a non-finite step is skipped
-    and counted, and ``max_nonfinite`` skipped steps in a row abort with
-    :class:`NonFiniteLossError`. After every epoch: validation loss, early-stopping bookkeeping
-    (the best weights are kept in memory and restored at the end), a JSON-lines log record, the
-    callbacks, and (every ``checkpoint_every`` epochs) an atomic checkpoint with the weights,
-    optimiser state, best weights, history and the states of the data-order generator and of
-    torch's global RNG. ``resume=True`` continues from the checkpoint and ends with the same
-    weights as an uninterrupted run with the same seed.
+
+def train(model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: BatchSource | None = None,
+          config: TrainConfig | None = None, *, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+          checkpoint: str | Path | None = None, resume: bool = False, log_path: str | Path | None = None,
+          callbacks: Sequence[EpochCallback] = (), progress: bool | str = True) -> History:
+    r"""Minimise ``loss_fn`` over ``train_data``, validating and stopping early: the one training loop.
+
+    Every step: learning rate from the schedule, ``loss_fn(batch, step)``, backward pass,
+    global-norm gradient clipping, and a finiteness check of loss and gradient norm — a
+    non-finite step is skipped and counted, and ``max_nonfinite`` skipped steps in a row abort
+    with :class:`NonFiniteLossError`. After every epoch: validation loss (with the weight
+    average when ``config.ema`` is set), early-stopping bookkeeping (the best weights are kept in
+    memory and restored at the end), a JSON-lines log record (with the means of the terms the
+    loss logged through :meth:`Step.log`), the callbacks, and (every ``checkpoint_every`` epochs)
+    an atomic checkpoint with the weights, optimiser and scheduler states, best weights, history
+    and the states of the data-order and noise generators and of torch's global RNG.
+    ``resume=True`` continues from the checkpoint and ends with the same weights as an
+    uninterrupted run with the same seed. Batches are moved to the device of the trained
+    parameters, so the loop runs wherever the model is.
 
     Args:
         model: the module to train (its parameters are updated in place).
-        loss_fn: ``loss_fn(batch) -> scalar`` mean loss of a batch (a tuple of tensors).
+        loss_fn: ``loss_fn(batch, step) -> scalar`` mean loss of a batch (a tuple of tensors);
+            ``step`` is a :class:`Step`.
         train_data / val_data: batch sources (see :mod:`innverse.train.data`).
-        config: options (:class:`TrainConfig`).
+        config: options (:class:`TrainConfig`, resolved: ``epochs`` and ``lr`` set); default
+            ``TrainConfig().resolve(rows of train_data)`` where the source knows its rows.
+        optimizer: the optimiser of the parameters to train (default :func:`adam` over all
+            trainable parameters of ``model``); the schedule scales each group's initial rate.
+        scheduler: a ``torch.optim.lr_scheduler`` object stepped after every optimiser step,
+            replacing the config's schedule.
         checkpoint: path of the checkpoint file (written atomically), or None.
         resume: continue from ``checkpoint`` if it exists.
         log_path: JSON-lines file with one record per epoch, or None.
         callbacks: ``f(record) -> bool | None`` after every epoch; True stops training.
-        progress: show a tqdm bar over epochs.
+        progress: show a tqdm bar over epochs (a string: with that label).
 
     Returns:
         The :class:`History`.
     """
-    cfg = config or TrainConfig()
+    cfg = config if config is not None and config.resolved else (config or TrainConfig()).resolve(
+        getattr(train_data, "rows", 10_000))
     if len(train_data) == 0:
         raise ValueError("train: the training data yield no batches")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    opt = _optimizer(model, cfg)
-    average = _WeightAverage([p for g in opt.param_groups for p in g["params"]], cfg.ema) if cfg.ema else None
-    history = History()
-    start_epoch, step, bad_epochs = 0, 0, 0
-    best_state: dict[str, Tensor] | None = None
+    loop = _Loop(model, loss_fn, train_data, val_data, cfg, optimizer or adam(model.parameters(), cfg), scheduler)
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"train: {checkpoint} has format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history = History.from_dict(state["history"])
-        start_epoch, step, bad_epochs = state["epoch"], state["step"], state["bad_epochs"]
-        best_state = state["best_state"]
-        if average is not None:
-            average.load(state["average"])
+        loop.load(checkpoint)
         if log_path is not None:
-            _write_log(Path(log_path), history.records)
+            _write_log(Path(log_path), loop.history.records)
     elif log_path is not None and Path(log_path).exists():
         Path(log_path).unlink()
-    total_steps = cfg.epochs * len(train_data)
-    consecutive = 0
-    stop = history.stopped_early
-    bar = progress_bar(cfg.epochs, desc, progress, unit="epoch", initial=start_epoch)
+    stop = loop.history.stopped_early
+    bar = progress_bar(cfg.epochs, progress if isinstance(progress, str) else "training", bool(progress), unit="epoch",
+                       initial=loop.epoch)
     try:
-        for epoch in range(start_epoch, cfg.epochs):
-            if stop:
-                break
+        while loop.epoch < cfg.epochs and not stop:  # type: ignore[operator]
             t0 = time.perf_counter()
-            model.train()
-            total, rows, skipped = 0.0, 0, 0
-            lr = cfg.lr
-            for batch in train_data.epoch(epoch, gen):
-                lr = learning_rate(step, total_steps, cfg.lr, cfg.schedule, cfg.warmup, cfg.final_lr_fraction)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(batch)
-                ok = bool(torch.isfinite(loss))
-                if ok:
-                    loss.backward()
-                    params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-                    max_norm = cfg.clip_grad if cfg.clip_grad is not None else math.inf
-                    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-                    ok = bool(torch.isfinite(norm))
-                step += 1
-                if not ok:
-                    skipped += 1
-                    consecutive += 1
-                    if consecutive >= cfg.max_nonfinite:
-                        raise NonFiniteLossError(
-                            f"train: {consecutive} consecutive steps had a non-finite loss or gradient (epoch "
-                            f"{epoch}, step {step}); check the data for NaN/Inf and extreme values, lower the "
-                            "learning rate, or standardise the inputs")
-                    continue
-                consecutive = 0
-                opt.step()
-                if average is not None:
-                    average.update()
-                n = batch[0].shape[0]
-                total += float(loss.detach()) * n
-                rows += n
-            train_loss = total / rows if rows else math.nan
-            improved = False
-            with average.applied() if average is not None else nullcontext():
-                val_loss = (_evaluate(model, loss_fn, val_data, torch.Generator().manual_seed(cfg.seed + 1))
-                            if val_data is not None else None)
-                monitored = val_loss if val_loss is not None else train_loss
-                if math.isfinite(monitored) and (history.best_val_loss is None
-                                                 or monitored < history.best_val_loss - cfg.min_delta):
-                    improved = True
-                    history.best_val_loss, history.best_epoch = monitored, epoch
-                    best_state = _snapshot(model)
-                    bad_epochs = 0
-                else:
-                    bad_epochs += 1
+            result = loop.train_epoch()
+            with loop.average.applied() if loop.average is not None else nullcontext():
+                val_loss = loop.validate()
+                improved = loop.judge(result[0], val_loss)
             seconds = time.perf_counter() - t0
-            history.seconds += seconds
-            history.skipped_steps += skipped
-            record = {"epoch": epoch, "train_loss": _finite_or_none(train_loss),
-                      "val_loss": None if val_loss is None else _finite_or_none(val_loss), "lr": lr,
-                      "seconds": seconds, "skipped": skipped, "best": improved}
-            history.records.append(record)
+            loop.history.seconds += seconds
+            loop.history.skipped_steps += result[1]
+            record = _record(loop, result, val_loss, improved, seconds)
+            loop.history.records.append(record)
             if log_path is not None:
                 append_jsonl(log_path, record)
-            for cb in callbacks:
-                if cb(dict(record)):
-                    stop = True
-            patience = cfg.patience_after(history.best_epoch)
-            if val_data is not None and patience is not None and bad_epochs >= patience:
-                stop = history.stopped_early = True
+            stop = any([bool(cb(dict(record))) for cb in callbacks])
+            patience = cfg.patience_after(loop.history.best_epoch)
+            if val_data is not None and patience is not None and loop.bad_epochs >= patience:
+                stop = loop.history.stopped_early = True
+            loop.epoch += 1
             bar.update(1)
-            bar.set_postfix(train=f"{train_loss:.3f}", val="-" if val_loss is None else f"{val_loss:.3f}")
-            last = epoch + 1 == cfg.epochs
-            if checkpoint is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or stop or last):
-                save_checkpoint(checkpoint, {
-                    "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "step": step, "bad_epochs": bad_epochs,
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "best_state": best_state,
-                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                    "history": history.to_dict(), "config": cfg.to_dict(),
-                    "average": None if average is None else average.state(),
-                })
+            bar.set_postfix(train=f"{result[0]:.3f}", val="-" if val_loss is None else f"{val_loss:.3f}")
+            if checkpoint is not None and (loop.epoch % cfg.checkpoint_every == 0 or stop or loop.epoch == cfg.epochs):
+                save_checkpoint(checkpoint, loop.state())
     finally:
         bar.close()
-    if cfg.restore_best and best_state is not None:
-        model.load_state_dict(best_state)
-    elif average is not None:
-        average.write_to_model()
-    model.eval()
-    return history
+    loop.finish()
+    return loop.history
