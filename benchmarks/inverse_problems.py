@@ -38,13 +38,13 @@ from innverse.inverse import (
     ConditionalINN,
     PointRegressor,
     SplitLatentINN,
-    TrainingBudget,
     hidden_width_for,
     train_conditional_inn,
     train_regressor,
     train_split_latent,
 )
 from innverse.tasks import AbstractInverseTask, Ballistics, EightModes, InverseKinematics, abc_reference
+from innverse.train import TrainConfig
 
 TASKS = {"eight_modes": EightModes, "inverse_kinematics": InverseKinematics, "ballistics": Ballistics}
 LEVELS = np.round(np.arange(0.05, 0.951, 0.05), 10)
@@ -73,7 +73,16 @@ def build(task: AbstractInverseTask, args) -> dict[str, torch.nn.Module]:
             "regressor": PointRegressor(task.x_dim, task.y_dim, (wr, wr, wr))}
 
 
-def train(name: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, budget: TrainingBudget):
+def budget(args) -> TrainConfig:
+    """The same budget for every model: ``--steps`` minibatches of ``--batch`` pairs (whole epochs), Adam with a
+    cosine decay of ``--lr`` to 2% and no warm-up, no weight averaging, the last weights kept."""
+    epochs = max(1, round(args.steps * args.batch / args.train_size))
+    return TrainConfig(epochs=epochs, batch_size=args.batch, lr=args.lr, seed=args.seed, warmup=0.0,
+                       final_lr_fraction=0.02, clip_grad=10.0, weight_decay=1e-5, ema=None, restore_best=False,
+                       patience=None)
+
+
+def train(name: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, budget: TrainConfig):
     fn = {"split-latent INN": train_split_latent, "conditional INN": train_conditional_inn,
           "regressor": train_regressor}[name]
     return fn(model, x.float(), y.float(), budget)
@@ -114,16 +123,15 @@ def run_task(name: str, args) -> dict:
     sim = task.simulate(ref.reshape(-1, task.x_dim)).reshape(ref.shape[0], args.targets, -1)
     rows = {"reference": {"how": how, "seconds": ref_seconds, "spread": float(ref.std(0).mean()),
                           "resim_error": float((sim - y_star).norm(dim=-1).mean())}}
-    budget = TrainingBudget(steps=args.steps, batch_size=args.batch, lr=args.lr, seed=args.seed)
     for model_name, model in build(task, args).items():
         torch.manual_seed(args.seed)
-        result = train(model_name, model, x, y, budget)
+        history = train(model_name, model, x, y, budget(args))
         t1 = time.perf_counter()
-        samples = model.sample(y_star.float(), args.posterior_samples, torch.Generator().manual_seed(args.seed + 3))
+        samples = model.sample(args.posterior_samples, y_star.float(), torch.Generator().manual_seed(args.seed + 3))
         sample_seconds = time.perf_counter() - t1
         scores = evaluate(task, samples, ref, x_star, y_star, prior_std, args.seed)
-        rows[model_name] = {**scores, "train_seconds": result.seconds, "sample_seconds": sample_seconds,
-                            "parameters": result.parameters, "final_loss": result.final()}
+        rows[model_name] = {**scores, "train_seconds": history.seconds, "sample_seconds": sample_seconds,
+                            "parameters": model.num_parameters(), "final_loss": history.final()}
         print(f"  {name:>18} {model_name:>17}: " + ", ".join(
             f"{k}={v:.4g}" for k, v in rows[model_name].items() if isinstance(v, float)), flush=True)
     return rows

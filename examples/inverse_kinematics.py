@@ -15,7 +15,7 @@ import argparse
 import torch
 
 from innverse.diagnostics import c2st, identifiability, multimodality, posterior_correlation
-from innverse.inverse import SplitLatentINN, TrainingBudget, train_split_latent
+from innverse.inverse import SplitLatentINN, train_split_latent
 from innverse.tasks import InverseKinematics, abc_reference
 
 
@@ -47,12 +47,14 @@ def main() -> None:
     x, y = task.sample_joint(100_000, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     inn = SplitLatentINN(task.x_dim, task.y_dim)
-    result = train_split_latent(inn, x.float(), y.float(), TrainingBudget(steps=args.steps, batch_size=256))
-    print(f"trained {result.parameters} parameters in {result.seconds:.0f} s, final loss terms: "
-          + ", ".join(f"{k}={v[-1]:.4f}" for k, v in result.history.items()))
+    epochs = max(1, round(args.steps * 256 / x.shape[0]))
+    history = train_split_latent(inn, x.float(), y.float(), {"epochs": epochs, "batch_size": 256})
+    terms = ("fit", "latent", "inverse", "reconstruction")
+    print(f"trained {inn.num_parameters()} parameters in {history.seconds:.0f} s, final loss terms: "
+          + ", ".join(f"{k}={history.final(k):.4f}" for k in terms))
 
     target = torch.tensor(args.target, dtype=torch.float64)
-    samples = inn.sample(target.float(), 2000, torch.Generator().manual_seed(1)).double()
+    samples = inn.sample(2000, target.float(), torch.Generator().manual_seed(1)).double()
     ref = abc_reference(task, target, n_keep=2000, n_simulations=2_000_000).samples[:, 0]
     resim = (task.simulate(samples) - target).norm(dim=1)
     print(f"re-simulation error: mean {resim.mean():.4f}, median {resim.median():.4f}; "

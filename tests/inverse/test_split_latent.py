@@ -8,13 +8,13 @@ from innverse.inverse import (
     PointRegressor,
     SplitLatentINN,
     SplitLatentLoss,
-    TrainingBudget,
     hidden_width_for,
     train_conditional_inn,
     train_regressor,
     train_split_latent,
 )
 from innverse.tasks import InverseKinematics
+from innverse.train import TrainConfig
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -60,10 +60,10 @@ def test_network_is_exactly_invertible_in_float64(coupling):
 
 def test_sample_follows_the_posterior_convention():
     m = _perturbed(SplitLatentINN(4, 2, blocks=2, hidden=(16,)))
-    one = m.sample(torch.tensor([1.0, 0.5]), 7, _gen(0))
-    many = m.sample(torch.randn(3, 2), 7, _gen(0))
+    one = m.sample(7, torch.tensor([1.0, 0.5]), _gen(0))
+    many = m.sample(7, torch.randn(3, 2), _gen(0))
     assert one.shape == (7, 4) and many.shape == (7, 3, 4)
-    torch.testing.assert_close(m.sample(torch.tensor([1.0, 0.5]), 7, _gen(0)), one)   # seeded
+    torch.testing.assert_close(m.sample(7, torch.tensor([1.0, 0.5]), _gen(0)), one)   # seeded
 
 
 def test_state_dict_round_trip_keeps_normalisation():
@@ -72,7 +72,7 @@ def test_state_dict_round_trip_keeps_normalisation():
     clone = SplitLatentINN(4, 2, blocks=2, hidden=(16,))
     clone.load_state_dict(m.state_dict())
     y = torch.tensor([[-5.0, 0.2]])
-    torch.testing.assert_close(clone.sample(y, 5, _gen(3)), m.sample(y, 5, _gen(3)))
+    torch.testing.assert_close(clone.sample(5, y, _gen(3)), m.sample(5, y, _gen(3)))
 
 
 def test_loss_terms_and_ramp():
@@ -111,18 +111,23 @@ def test_latent_term_does_not_move_the_y_prediction():
 def test_training_improves_every_model_on_inverse_kinematics():
     task = InverseKinematics()
     x, y = task.sample_joint(4000, _gen(0))
-    budget = TrainingBudget(steps=150, batch_size=128, lr=2e-3, log_every=50)
+    budget = TrainConfig(epochs=5, batch_size=128, lr=2e-3, ema=None, restore_best=False)  # 160 steps
     sl = SplitLatentINN(4, 2, width=6, blocks=3, hidden=(32, 32))
     r = train_split_latent(sl, x, y, budget)
-    assert r.history["fit"][-1] < 0.6 * r.history["fit"][0] and r.steps == 150 and r.seconds > 0
+    fit = r.column("fit")
+    assert len(fit) == 5 and fit[-1] < 0.6 * fit[0] and r.seconds > 0
+    assert set(r.records[0]) >= {"fit", "latent", "inverse", "reconstruction"}
     c = ConditionalINN(4, 2, blocks=3, hidden=(32, 32))
     rc = train_conditional_inn(c, x, y, budget)
-    assert rc.final() < rc.history["total"][0] - 0.5
+    assert rc.final() < rc.column("train_loss")[0] - 0.5
     reg = PointRegressor(4, 2, hidden=(32, 32))
     rr = train_regressor(reg, x, y, budget)
     assert rr.final() < 0.85 * 4.0            # the constant predictor's MSE is 4 (standardised x)
-    assert reg.sample(y[0], 5).std(0).max() == 0                      # a Dirac "posterior"
-    assert r.parameters == sl.num_parameters()
+    assert reg.sample(5, y[0]).std(0).max() == 0                      # a Dirac "posterior"
+    # the one conditional-density contract: one observation -> (n, D), k -> (n, k, D); log_prob broadcasts
+    assert c.sample(6, y[0]).shape == (6, 4) and c.sample(6, y[:3]).shape == (6, 3, 4)
+    assert c.log_prob(x[:3], y[:3]).shape == (3,) and c.log_prob(c.sample(6, y[:3]), y[:3]).shape == (6, 3)
+    torch.testing.assert_close(c.log_prob(x[:3], y[:3])[1], c.log_prob(x[1], y[1]))
 
 
 def test_matched_parameter_count():
@@ -139,12 +144,14 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="coupling"):
         SplitLatentINN(4, 2, coupling="spline")
     m = SplitLatentINN(4, 2, blocks=1, hidden=(8,))
-    with pytest.raises(ValueError, match=r"y_obs of shape \(2,\) or \(k, 2\), got \(3,\)"):
-        m.sample(torch.zeros(3), 10)
-    with pytest.raises(ValueError, match=r"y_obs of shape \(2,\) or \(k, 2\), got \(5, 3\)"):
-        m.sample(torch.zeros(5, 3), 10)
+    with pytest.raises(ValueError, match=r"observation y as \(2,\) \(one\) or \(k, 2\) \(k of them\), got shape \(3,\)"):
+        m.sample(10, torch.zeros(3))
+    with pytest.raises(ValueError, match=r"observation y as \(2,\) \(one\) or \(k, 2\) \(k of them\), got shape \(5, 3\)"):
+        m.sample(10, torch.zeros(5, 3))
     with pytest.raises(TypeError, match="floating-point"):
-        m.sample(torch.zeros(2, dtype=torch.long), 10)
+        m.sample(10, torch.zeros(2, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"the order is sample\(n, condition\)"):
+        m.sample(torch.zeros(2), 10)
     with pytest.raises(ValueError, match=r"expected x of shape \(N, 4\)"):
         train_split_latent(m, torch.zeros(10, 3), torch.zeros(10, 2))
     with pytest.raises(ValueError, match=r"expected y of shape \(N, 2\)"):
@@ -156,6 +163,6 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match=r"expected x of shape \(batch, 4\)"):
         m(torch.zeros(3, 5))
     with pytest.raises(ValueError, match="batch_size"):
-        TrainingBudget(batch_size=1)
-    with pytest.raises(ValueError, match=r"y_obs of shape \(2,\)"):
-        ConditionalINN(4, 2, blocks=1, hidden=(8,)).sample(torch.zeros(4), 3)
+        train_split_latent(m, torch.zeros(10, 4), torch.zeros(10, 2), {"batch_size": 0})
+    with pytest.raises(ValueError, match=r"observation y as \(2,\) \(one\)"):
+        ConditionalINN(4, 2, blocks=1, hidden=(8,)).sample(3, torch.zeros(4))

@@ -4,9 +4,7 @@ from .baselines import ConditionalINN, PointRegressor, hidden_width_for
 from .losses import SplitLatentLoss
 from .mmd import MMDLoss, imq_kernel, mmd_imq
 from .split_latent import SPLIT_LATENT_BLOCKS, SplitLatentINN
-from .standardize import Standardizer
 from .trainers import train_conditional_inn, train_regressor, train_split_latent
-from .training import TrainingBudget, TrainingResult, fit
 
 __all__ = [
     "ConditionalINN",
@@ -15,10 +13,6 @@ __all__ = [
     "SPLIT_LATENT_BLOCKS",
     "SplitLatentINN",
     "SplitLatentLoss",
-    "Standardizer",
-    "TrainingBudget",
-    "TrainingResult",
-    "fit",
     "hidden_width_for",
     "imq_kernel",
     "mmd_imq",

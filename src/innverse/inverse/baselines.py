@@ -7,18 +7,14 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..blocks import Standardization
+from ..core import Flow
+from ..core import Sequence as InvSequence
+from ..core.conditional import as_conditions, broadcast_value, check_count
 from ..flows import coupling_flow
 from ..nets.subnets import MLP
-from ..tasks.inverse_base import as_observations
-from .standardize import Standardizer
 
 __all__ = ["ConditionalINN", "PointRegressor", "hidden_width_for"]
-
-
-def _check_n(owner: str, n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{owner}: n must be a positive int, got {n!r}")
-    return n
 
 
 def _check_dims(owner: str, **dims: int) -> None:
@@ -30,15 +26,16 @@ def _check_dims(owner: str, **dims: int) -> None:
 class ConditionalINN(nn.Module):
     r"""Conditional INN posterior :math:`q(x \mid y)`: a coupling flow on x conditioned on y.
 
-    :math:`z = f(\tilde x; \tilde y)` with standardised :math:`\tilde x, \tilde y`, trained by
-    maximum likelihood
+    A :class:`~innverse.core.Flow` over the composition [x standardisation] ∘ [coupling flow],
+    conditioned on the standardised observation :math:`\tilde y` (its conditioning network):
 
     .. math::
         \log q(x \mid y) = \log \mathcal N(f(\tilde x; \tilde y); 0, I)
         + \log\lvert\det \partial f / \partial \tilde x\rvert - \textstyle\sum_d \log \sigma_{x,d},
 
-    and sampled as :math:`x = f^{-1}(z; \tilde y)`, :math:`z \sim \mathcal N(0, I)`. Built with
-    :func:`innverse.flows.coupling_flow`.
+    trained by maximum likelihood and sampled as :math:`x = \sigma_x f^{-1}(z; \tilde y) + \mu_x`,
+    :math:`z \sim \mathcal N(0, I)`. Follows the conditional-density contract:
+    ``sample(n, y)``, ``log_prob(x, y)``.
 
     Args:
         x_dim, y_dim: parameter and observation sizes (``x_dim >= 2``).
@@ -58,36 +55,43 @@ class ConditionalINN(nn.Module):
         if x_dim < 2:
             raise ValueError(f"ConditionalINN: coupling flows need x_dim >= 2, got {x_dim}")
         self.x_dim, self.y_dim = x_dim, y_dim
-        self.flow = coupling_flow(x_dim, context_features=y_dim, blocks=blocks, hidden=tuple(hidden),
-                                  coupling=coupling, permutation=permutation, clamp=clamp, seed=seed)
-        self.x_norm = Standardizer(x_dim, "x")
-        self.y_norm = Standardizer(y_dim, "y")
+        inn = coupling_flow(x_dim, context_features=y_dim, blocks=blocks, hidden=tuple(hidden), coupling=coupling,
+                            permutation=permutation, clamp=clamp, seed=seed).transform
+        self.y_norm = Standardization(y_dim, name="Standardization(y)")
+        self.flow = Flow(InvSequence(Standardization(x_dim, name="Standardization(x)"), inn),
+                         context_net=self.y_norm.standardize, context_shape=(y_dim,))
+
+    @property
+    def x_norm(self) -> Standardization:
+        return self.flow.transform.blocks[0]  # type: ignore[return-value]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def fit_normalization(self, x: Tensor, y: Tensor) -> ConditionalINN:
-        self.x_norm.fit(x.to(self.x_norm.mean))
-        self.y_norm.fit(y.to(self.y_norm.mean))
+        self.x_norm.fit(x)
+        self.y_norm.fit(y)
         return self
 
     def log_prob(self, x: Tensor, y: Tensor) -> Tensor:
-        """:math:`\\log q(x \\mid y)` in raw units for matching batches ``(B, x_dim)``, ``(B, y_dim)``."""
-        ref = self.x_norm.mean
-        lp = self.flow.log_prob(self.x_norm(x.to(ref)), self.y_norm(y.to(ref)))
-        return lp - torch.log(self.x_norm.std).sum()
+        r""":math:`\log q(x \mid y)` in raw units: ``x (*s, D)`` with one ``y (y_dim,)`` -> ``(*s)``;
+        ``x (*s, k, D)`` with ``y (k, y_dim)`` -> ``(*s, k)`` (``x (k, D)``: row ``i`` given ``y_i``)."""
+        ys, single = as_conditions("ConditionalINN.log_prob", y, (self.y_dim,), "observation y")
+        ref = self.x_norm.shift
+        rows, index, shape = broadcast_value("ConditionalINN.log_prob", x.to(ref), (self.x_dim,),
+                                             () if single else (ys.shape[0],), "x", "observation")
+        return self.flow.log_prob(rows, ys.to(ref)[index]).reshape(shape)
 
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
-        """Mean negative log-likelihood in standardised units (what training minimises)."""
-        ref = self.x_norm.mean
-        return -self.flow.log_prob(self.x_norm(x.to(ref)), self.y_norm(y.to(ref))).mean()
+        """Mean negative log-likelihood of paired rows ``x (B, D)``, ``y (B, y_dim)`` (what training minimises)."""
+        return -self.log_prob(x, y).mean()
 
     @torch.no_grad()
-    def sample(self, y_obs: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Posterior samples: ``(n, x_dim)`` for ``(y_dim,)``, ``(n, k, x_dim)`` for ``(k, y_dim)``."""
-        ys, single = as_observations("ConditionalINN.sample", y_obs, self.y_dim)
-        n = _check_n("ConditionalINN.sample", n)
-        x = self.x_norm.inverse(self.flow.sample(n, self.y_norm(ys.to(self.x_norm.mean)), generator))
+    def sample(self, n: int, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Posterior samples: ``(n, x_dim)`` for ``y (y_dim,)``, ``(n, k, x_dim)`` for ``(k, y_dim)``."""
+        n = check_count("ConditionalINN.sample", n)
+        ys, single = as_conditions("ConditionalINN.sample", y, (self.y_dim,), "observation y")
+        x = self.flow.sample(n, ys.to(self.x_norm.shift), generator)
         return x[:, 0] if single else x
 
 
@@ -111,32 +115,32 @@ class PointRegressor(nn.Module):
         _check_dims("PointRegressor", x_dim=x_dim, y_dim=y_dim)
         self.x_dim, self.y_dim = x_dim, y_dim
         self.net = MLP(y_dim, x_dim, tuple(hidden), activation, zero_init=False)
-        self.x_norm = Standardizer(x_dim, "x")
-        self.y_norm = Standardizer(y_dim, "y")
+        self.x_norm = Standardization(x_dim, name="Standardization(x)")
+        self.y_norm = Standardization(y_dim, name="Standardization(y)")
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     def fit_normalization(self, x: Tensor, y: Tensor) -> PointRegressor:
-        self.x_norm.fit(x.to(self.x_norm.mean))
-        self.y_norm.fit(y.to(self.y_norm.mean))
+        self.x_norm.fit(x)
+        self.y_norm.fit(y)
         return self
 
     def forward(self, y: Tensor) -> Tensor:
         """Point estimates ``(B, x_dim)`` for observations ``(B, y_dim)``."""
-        ref = self.x_norm.mean
-        return self.x_norm.inverse(self.net(self.y_norm(y.to(ref))))
+        ref = self.x_norm.shift
+        return self.x_norm.unstandardize(self.net(self.y_norm.standardize(y.to(ref))))
 
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
         """Mean squared error in standardised x units."""
-        ref = self.x_norm.mean
-        return (self.net(self.y_norm(y.to(ref))) - self.x_norm(x.to(ref))).square().sum(1).mean()
+        ref = self.x_norm.shift
+        return (self.net(self.y_norm.standardize(y.to(ref))) - self.x_norm.standardize(x.to(ref))).square().sum(1).mean()
 
     @torch.no_grad()
-    def sample(self, y_obs: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """The point estimate repeated: ``(n, x_dim)`` or ``(n, k, x_dim)``."""
-        ys, single = as_observations("PointRegressor.sample", y_obs, self.y_dim)
-        n = _check_n("PointRegressor.sample", n)
+    def sample(self, n: int, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The point estimate repeated: ``(n, x_dim)`` or ``(n, k, x_dim)`` (a Dirac "posterior"; no ``log_prob``)."""
+        n = check_count("PointRegressor.sample", n)
+        ys, single = as_conditions("PointRegressor.sample", y, (self.y_dim,), "observation y")
         x = self(ys).expand(n, -1, -1).clone()
         return x[:, 0] if single else x
 

@@ -83,8 +83,8 @@ class SplitLatentLoss:
         return min(1.0, max(0.0, progress) / self.inverse_ramp)
 
     def __call__(self, model: SplitLatentINN, x: Tensor, y: Tensor, progress: float = 1.0,
-                 generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
-        """The loss on a batch ``x (B, x_dim)``, ``y (B, y_dim)`` (raw units) and its terms."""
+                 generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss on a batch ``x (B, x_dim)``, ``y (B, y_dim)`` (raw units) and its terms (detached)."""
         model._check(x, model.x_dim, "x")
         model._check(y, model.y_dim, "y")
         if x.shape[0] != y.shape[0] or x.shape[0] < 2:
@@ -96,7 +96,7 @@ class SplitLatentLoss:
             return sigma * torch.randn(rows, cols, generator=generator, dtype=ref.dtype, device=ref.device)
 
         b = x.shape[0]
-        x_std, y_std = model.x_norm(x.to(ref)), model.y_norm(y.to(ref))
+        x_std, y_std = model.x_norm.standardize(x.to(ref)), model.y_norm.standardize(y.to(ref))
         if self.y_noise > 0:
             y_std = y_std + noise(b, model.y_dim, self.y_noise)
         x_padded = model.pad(x_std, generator=generator)
@@ -107,7 +107,7 @@ class SplitLatentLoss:
         latent = mmd_imq(torch.cat([z, y_hat.detach()], 1),
                          torch.cat([noise(b, model.z_dim), y_std], 1), self.forward_scales)
         total = self.fit_weight * fit + self.latent_weight * latent
-        terms = {"fit": fit.item(), "latent": latent.item()}
+        terms = {"fit": fit.detach(), "latent": latent.detach()}
 
         r = self.ramp(progress)
         if self.inverse_weight > 0 and r > 0:
@@ -115,12 +115,12 @@ class SplitLatentLoss:
             inverse = mmd_imq(gen[:, : model.x_dim], x_std, self.inverse_scales)
             inverse = inverse + gen[:, model.x_dim:].square().sum(1).mean()
             total = total + r * self.inverse_weight * inverse
-            terms["inverse"] = inverse.item()
+            terms["inverse"] = inverse.detach()
         if self.reconstruction_weight > 0:
             nu = torch.cat([noise(b, model.y_dim, self.z_noise), noise(b, model.z_dim, self.z_noise),
                             noise(b, model.out_pad, model.pad_noise)], 1)
             rec = (model.inverse_std(out.detach() + nu) - x_padded).square().sum(1).mean()
             total = total + self.reconstruction_weight * rec
-            terms["reconstruction"] = rec.item()
-        terms["total"] = total.item()
+            terms["reconstruction"] = rec.detach()
+        terms["total"] = total.detach()
         return total, terms

@@ -7,12 +7,11 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..blocks import AffineCoupling, AllInOne, RandomPermutation
+from ..blocks import AffineCoupling, AllInOne, RandomPermutation, Standardization
 from ..core import AbstractInvertible
 from ..core import Sequence as InvSequence
+from ..core.conditional import as_conditions, check_count
 from ..nets.subnets import mlp_constructor
-from ..tasks.inverse_base import as_observations
-from .standardize import Standardizer
 
 __all__ = ["SplitLatentINN", "SPLIT_LATENT_BLOCKS"]
 
@@ -96,8 +95,8 @@ class SplitLatentINN(nn.Module):
                 layers += [AffineCoupling(width, subnet, clamp=clamp),
                            RandomPermutation(width, seed=seed + i)]
         self.inn = InvSequence(layers)
-        self.x_norm = Standardizer(x_dim, "x")
-        self.y_norm = Standardizer(y_dim, "y")
+        self.x_norm = Standardization(x_dim, name="Standardization(x)")
+        self.y_norm = Standardization(y_dim, name="Standardization(y)")
 
     # -- sizes and set-up -----------------------------------------------------------------------
     @property
@@ -117,8 +116,8 @@ class SplitLatentINN(nn.Module):
         """Set the x and y standardisation from training data."""
         self._check(x, self.x_dim, "x")
         self._check(y, self.y_dim, "y")
-        self.x_norm.fit(x.to(self.x_norm.mean))
-        self.y_norm.fit(y.to(self.y_norm.mean))
+        self.x_norm.fit(x)
+        self.y_norm.fit(y)
         return self
 
     def _check(self, t: Tensor, dim: int, what: str) -> None:
@@ -131,7 +130,7 @@ class SplitLatentINN(nn.Module):
                              f"got {tuple(t.shape)}")
 
     def _ref(self) -> Tensor:
-        return self.x_norm.mean
+        return self.x_norm.shift
 
     # -- standardised-space maps (used by the loss) ----------------------------------------------
     def pad(self, x_std: Tensor, noise: float | None = None,
@@ -167,23 +166,27 @@ class SplitLatentINN(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The learned forward process: ``x (B, x_dim) -> (y_hat (B, y_dim), z (B, z_dim))``."""
         self._check(x, self.x_dim, "x")
-        y_std, z, _ = self.split(self.forward_std(self.pad(self.x_norm(x.to(self._ref())), noise=0.0)))
-        return self.y_norm.inverse(y_std), z
+        y_std, z, _ = self.split(self.forward_std(self.pad(self.x_norm.standardize(x.to(self._ref())), noise=0.0)))
+        return self.y_norm.unstandardize(y_std), z
 
     def generate(self, y: Tensor, z: Tensor) -> Tensor:
         """Inverse pass: observations ``(B, y_dim)`` and latents ``(B, z_dim)`` -> x ``(B, x_dim)``."""
         self._check(y, self.y_dim, "y")
         self._check(z, self.z_dim, "z")
         ref = self._ref()
-        x_padded = self.inverse_std(self.join(self.y_norm(y.to(ref)), z.to(ref)))
-        return self.x_norm.inverse(x_padded[:, : self.x_dim])
+        x_padded = self.inverse_std(self.join(self.y_norm.standardize(y.to(ref)), z.to(ref)))
+        return self.x_norm.unstandardize(x_padded[:, : self.x_dim])
 
     @torch.no_grad()
-    def sample(self, y_obs: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Posterior samples: ``(n, x_dim)`` for ``y_obs (y_dim,)``, ``(n, k, x_dim)`` for ``(k, y_dim)``."""
-        ys, single = as_observations("SplitLatentINN.sample", y_obs, self.y_dim)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"SplitLatentINN.sample: n must be a positive int, got {n!r}")
+    def sample(self, n: int, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Posterior samples (the library's conditional-density contract): ``(n, x_dim)`` for one observation
+        ``y (y_dim,)``, ``(n, k, x_dim)`` for ``k`` observations ``(k, y_dim)``.
+
+        The split-latent INN is trained by moment matching (MMD), not by maximum likelihood, and its
+        padding dimensions make :math:`f` no bijection of ``x`` alone, so it has no ``log_prob``.
+        """
+        n = check_count("SplitLatentINN.sample", n)
+        ys, single = as_conditions("SplitLatentINN.sample", y, (self.y_dim,), "observation y")
         ref = self._ref()
         k = ys.shape[0]
         z = torch.randn(n * k, self.z_dim, generator=generator, dtype=ref.dtype, device=ref.device)
