@@ -58,7 +58,7 @@ def importance_check(task, index: int, reference: torch.Tensor, reference_ess: f
                      generator: torch.Generator, df: float = 5.0, widen: float = 1.5) -> dict:
     """Compare ``reference`` samples with self-normalised importance sampling (see module docstring)."""
     fold = FOLDED.get(task.name, ())
-    transform = biject_to(task._prior64.support)
+    transform = biject_to(task.prior.support)
     z_ref = transform.inv(reference.double())
     if fold:
         z_ref[:, fold] = z_ref[:, fold].abs()
@@ -81,7 +81,7 @@ def importance_check(task, index: int, reference: torch.Tensor, reference_ess: f
         z = z * torch.stack(signs)[pick]
     log_q = torch.logsumexp(torch.stack([_t_log_density(z * s, mean, chol_inv, df) for s in signs]), 0)
     theta = transform(z)
-    x = task._observed_pair(index)[1]
+    x = task.observation(index).double()
     log_p = torch.cat([task.log_joint(t, x) for t in theta.split(20_000)])
     log_p = log_p + transform.log_abs_det_jacobian(z, theta)
     w = torch.softmax(torch.where(torch.isnan(log_p), -torch.inf, log_p) - log_q, 0)

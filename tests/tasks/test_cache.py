@@ -1,4 +1,4 @@
-"""Reference-posterior cache: location rules, round trip, atomic files, version keying."""
+"""Reference-posterior cache: location rules (both families), round trip, atomic files, version keying."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from innverse.tasks import get_task
-from innverse.tasks.cache import reference_cache_dir, reference_path
+from innverse.tasks import abc_cache_dir, get_task
+from innverse.tasks.cache import cache_root, reference_cache_dir, reference_path
 
 
 def test_cache_location_rules(tmp_path, monkeypatch):
@@ -17,6 +17,14 @@ def test_cache_location_rules(tmp_path, monkeypatch):
     monkeypatch.setenv("INNVERSE_CACHE", str(tmp_path / "root"))
     assert reference_cache_dir() == tmp_path / "root" / "references"
     assert reference_cache_dir(tmp_path / "explicit") == tmp_path / "explicit"
+
+
+def test_both_families_share_one_cache_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("INNVERSE_CACHE", raising=False)
+    assert abc_cache_dir() == Path.home() / ".cache" / "innverse" / "abc"
+    monkeypatch.setenv("INNVERSE_CACHE", str(tmp_path))
+    assert (reference_cache_dir(), abc_cache_dir()) == (tmp_path / "references", tmp_path / "abc")
+    assert cache_root("abc", tmp_path / "x") == abc_cache_dir(tmp_path / "x") == tmp_path / "x"
 
 
 def test_reference_round_trip_and_env(tmp_path, monkeypatch):

@@ -1,6 +1,20 @@
-"""Benchmark problems: simulation-based-inference tasks with reference posteriors, 2-D densities.
+"""Benchmark problems with reference posteriors: SBI tasks, inverse problems, and 2-D densities.
 
-Task API (every task returned by :func:`get_task` follows it)::
+Every task follows one protocol, :class:`AbstractTask` (:mod:`innverse.tasks.base`): named
+parameters, prior and joint draws through an explicit ``torch.Generator``, a simulator, a
+``config()`` and cached reference posteriors. Two families implement it, each with its
+literature's names:
+
+* :mod:`innverse.tasks.sbi` (:class:`AbstractSBITask`): the simulation-based-inference
+  benchmarks of Lueckmann et al. (2021), parameters ``theta``, data ``x``;
+* :mod:`innverse.tasks.inverse` (:class:`AbstractInverseTask`): inverse problems (Ardizzone et
+  al. 2019, Kruse et al. 2021), hidden parameters ``x``, observations ``y``, with the rejection-ABC
+  reference :func:`abc_reference`.
+
+:mod:`innverse.tasks.densities` holds 2-D densities with exact log-densities (targets for
+unconditional density estimation, not inference tasks).
+
+SBI task API (every task returned by :func:`get_task` follows it)::
 
     task = innverse.tasks.get_task("two_moons")          # dtype=torch.float64 also accepted
     task.name, task.theta_dim, task.x_shape, task.parameter_names
@@ -8,6 +22,7 @@ Task API (every task returned by :func:`get_task` follows it)::
     theta = task.prior.sample((n,))           # or task.sample_prior(n, generator) (reproducible)
     x = task.simulate(theta, generator)       # (n, *x_shape), deterministic given the generator;
     x = task(theta, generator)                #   same thing
+    theta, x = task.sample_joint(n, generator)
     task.num_observations                     # 10
     task.observation(i)                       # x_shape, i = 0..9, from a documented fixed seed
     task.true_parameters(i)                   # (theta_dim,) that generated observation(i)
@@ -29,11 +44,10 @@ Reference posteriors are cached on disk, keyed by task, observation, ``n`` and a
 (see :mod:`innverse.tasks.cache`: ``cache_dir`` argument, else ``$INNVERSE_CACHE/references``,
 else ``~/.cache/innverse/references``), written atomically. Each task's module docstring states
 its definition (prior, simulator, noise, summary statistics), its observation seeds and how its
-reference posterior is sampled: exactly for two moons, the Gaussian tasks and ``gaussian_iid``
-(milliseconds); by the validated MCMC sampler of :mod:`innverse.tasks.mcmc` for SLCP, Bernoulli
-GLM, SIR and Lotka–Volterra, where a cache miss samples all 10 observations in one vectorised
-run (minutes of CPU; ``benchmarks/task_references.py`` reports the cost and an independent
-importance-sampling check).
+reference posterior is sampled: exactly for two moons, the Gaussian tasks and ``gaussian_iid``;
+by the validated MCMC sampler of :mod:`innverse.tasks.sbi.mcmc` for SLCP, Bernoulli GLM, SIR and
+Lotka–Volterra, where a cache miss samples all 10 observations in one vectorised run
+(``benchmarks/task_references.py`` reports the cost and an independent importance-sampling check).
 
 References:
     Lueckmann et al., "Benchmarking Simulation-Based Inference", AISTATS 2021,
@@ -41,50 +55,69 @@ References:
 """
 
 from .base import AbstractTask
-from .bernoulli_glm import BernoulliGLM, BernoulliGLMRaw
 from .densities import DENSITIES, Density2D, density
-from .gaussian_iid import GaussianIID
-from .gaussian_linear import GaussianLinear, GaussianLinearUniform
-from .gaussian_mixture import GaussianMixture
-from .lotka_volterra import LotkaVolterra, LotkaVolterraSeries
-from .mcmc import MCMCConfig, sample_reference_mcmc
-from .normal_inverse_gamma import NormalInverseGamma
-from .registry import SBI_TASKS, TASKS, get_task
-from .sir import SIR
-from .slcp import SLCP, SLCPDistractors
-from .two_moons import TwoMoons
+from .inverse import (
+    EIGHT_MODES_LABELS,
+    ABCReference,
+    AbstractInverseTask,
+    Ballistics,
+    EightModes,
+    InverseKinematics,
+    abc_cache_dir,
+    abc_reference,
+)
+from .sbi import (
+    SBI_TASKS,
+    SIR,
+    SLCP,
+    TASKS,
+    AbstractSBITask,
+    BernoulliGLM,
+    BernoulliGLMRaw,
+    GaussianIID,
+    GaussianLinear,
+    GaussianLinearUniform,
+    GaussianMixture,
+    LotkaVolterra,
+    LotkaVolterraSeries,
+    MCMCConfig,
+    NormalInverseGamma,
+    SLCPDistractors,
+    TwoMoons,
+    get_task,
+    sample_reference_mcmc,
+)
 
 __all__ = [
     "DENSITIES",
-    "Density2D",
-    "density",
+    "EIGHT_MODES_LABELS",
+    "SBI_TASKS",
+    "SIR",
+    "SLCP",
+    "TASKS",
+    "ABCReference",
+    "AbstractInverseTask",
+    "AbstractSBITask",
     "AbstractTask",
+    "Ballistics",
     "BernoulliGLM",
     "BernoulliGLMRaw",
+    "Density2D",
+    "EightModes",
     "GaussianIID",
     "GaussianLinear",
     "GaussianLinearUniform",
     "GaussianMixture",
+    "InverseKinematics",
     "LotkaVolterra",
     "LotkaVolterraSeries",
     "MCMCConfig",
     "NormalInverseGamma",
-    "SBI_TASKS",
-    "SIR",
-    "SLCP",
     "SLCPDistractors",
-    "TASKS",
     "TwoMoons",
+    "abc_cache_dir",
+    "abc_reference",
+    "density",
     "get_task",
     "sample_reference_mcmc",
 ]
-
-# Inverse problems (split-latent INN tasks): x -> y = s(x), reference posteriors by rejection ABC.
-from .ballistics import Ballistics
-from .eight_modes import EIGHT_MODES_LABELS, EightModes
-from .inverse_base import AbstractInverseTask
-from .inverse_kinematics import InverseKinematics
-from .rejection_abc import ABCReference, abc_cache_dir, abc_reference
-
-__all__ += ["ABCReference", "AbstractInverseTask", "Ballistics", "EIGHT_MODES_LABELS", "EightModes",
-            "InverseKinematics", "abc_reference", "abc_cache_dir"]

@@ -1,224 +1,106 @@
-"""The benchmark-task protocol: prior, simulator, fixed observations, reference posteriors.
+r"""The task protocol: what every benchmark problem offers, SBI task or inverse problem alike.
 
-A task is a Bayesian model :math:`p(\\theta)\\,p(x \\mid \\theta)` given by a prior (a
-``torch.distributions.Distribution``) and a stochastic simulator, plus ``num_observations``
-fixed observations :math:`x_i \\sim p(x \\mid \\theta_i)`, :math:`\\theta_i \\sim p(\\theta)`,
-each drawn from its own documented seed, and samples from the exact posterior
-:math:`p(\\theta \\mid x_i)` for each of them (analytic where the posterior is known, otherwise
-from a validated MCMC sampler), cached on disk.
+A task is a Bayesian model, a prior :math:`p(\text{parameters})` and a simulator
+:math:`p(\text{observation} \mid \text{parameters})`, with reference posterior samples to
+compare an estimator against. Two families implement :class:`AbstractTask`:
 
-Concrete tasks subclass :class:`AbstractTask` and implement the hooks ``_make_prior``,
-``_sample_prior``, ``_simulate``, ``_log_likelihood`` and ``_sample_reference``; everything a
-user calls (argument checks, observations, caching) is written once here.
+* :class:`~innverse.tasks.AbstractSBITask` (``innverse.tasks.sbi``): the simulation-based
+  inference benchmarks (Lueckmann et al. 2021), a stochastic simulator with a tractable
+  likelihood, ten fixed observations and cached exact or MCMC reference posteriors;
+* :class:`~innverse.tasks.AbstractInverseTask` (``innverse.tasks.inverse``): inverse problems
+  (Ardizzone et al. 2019, Kruse et al. 2021), a deterministic forward process that loses
+  information, with closed-form or rejection-ABC reference posteriors for any observation.
+
+Each family keeps its literature's names, which readers of those papers (and the README
+examples and benchmarks) use; the protocol itself speaks of *parameters* and *observations*:
+
+=====================  =========================  ==========================
+protocol               SBI tasks                  inverse problems
+=====================  =========================  ==========================
+parameters             ``theta``                  ``x``
+``parameter_dim``      ``theta_dim``              ``x_dim``
+observations           ``x``                      ``y``
+``observation_shape``  ``x_shape``                ``(y_dim,)``
+=====================  =========================  ==========================
+
+Both families also name the parameters (``parameter_names``), draw from the prior and the joint
+through an explicit ``torch.Generator`` (``sample_prior(n, generator)``,
+``sample_joint(n, generator)``), simulate (``simulate(parameters, generator=None)``; a
+deterministic forward process ignores the generator), describe their settings as a JSON-ready
+dict (``config()``) and cache reference posteriors on disk (:mod:`innverse.tasks.cache`). How a
+reference posterior is asked for follows the family: an SBI task has it for each of its fixed
+observations, ``reference_posterior(i, n)``; an inverse problem for any observation,
+``reference_posterior(y_obs, n, generator)`` where a closed form exists, else through
+:func:`~innverse.tasks.abc_reference`.
 """
 
 from __future__ import annotations
 
 import abc
-import os
-import time
-import zlib
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
 
-from .cache import load_reference, reference_cache_dir, reference_path, save_reference
+from .._tensors import to_tensor
+from ..core.conditional import check_count
 
 __all__ = ["AbstractTask"]
 
-_FLOATS = (torch.float32, torch.float64)
-
 
 class AbstractTask(abc.ABC):
-    """Base class of all benchmark tasks (see the module docstring for the contract).
+    """A benchmark problem: prior, simulator, joint samples and reference posteriors (see the module docstring).
 
-    Class attributes set by every task: ``name``, ``theta_dim``, ``x_shape`` (shape of one
-    simulation), ``parameter_names``, ``observation_seeds`` (one per observation) and
-    ``reference_version`` (bumped whenever the reference sampler changes, so stale caches are
-    never read). ``reference_key`` names the cache folder (tasks that share a posterior, such as
-    SLCP with and without distractors, share it); ``batched_reference`` makes a cache miss
-    compute the references of all observations in one vectorised run; ``set_valued`` marks
-    tasks whose data are sets padded with NaN rows to ``x_shape[0]`` rows.
-
-    Args:
-        dtype: floating dtype of the prior, the observations and the reference samples
-            (``torch.float32`` by default, or ``torch.float64``).
+    Class attributes set by every task: ``name`` (registry and cache key) and
+    ``parameter_names`` (one per parameter).
     """
 
     name: str
-    theta_dim: int
-    x_shape: tuple[int, ...]
-    parameter_names: tuple[str, ...]
-    observation_seeds: tuple[int, ...]
-    reference_version: str = "1"
-    reference_key: str | None = None
-    batched_reference: bool = False
-    set_valued: bool = False
-    num_observations: int = 10
+    parameter_names: tuple[str, ...] = ()
 
-    def __init__(self, dtype: torch.dtype = torch.float32):
-        if dtype not in _FLOATS:
-            raise TypeError(f"{type(self).__name__}: dtype must be torch.float32 or torch.float64, got {dtype}")
-        self.dtype = dtype
-        self.prior: Distribution = self._make_prior(dtype, True)
-        self._prior64 = self._make_prior(torch.float64, False)
-        self._observed: dict[int, tuple[Tensor, Tensor]] = {}
-
-    # ----------------------------------------------------------------- hooks for subclasses
+    @property
     @abc.abstractmethod
-    def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        """The prior in ``dtype``; ``validate_args=False`` gives -inf (not an error) off-support."""
+    def parameter_dim(self) -> int:
+        """Number of parameters ``D`` (``theta_dim`` of SBI tasks, ``x_dim`` of inverse problems)."""
+
+    @property
+    @abc.abstractmethod
+    def observation_shape(self) -> tuple[int, ...]:
+        """Shape of one observation (``x_shape`` of SBI tasks, ``(y_dim,)`` of inverse problems)."""
 
     @abc.abstractmethod
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        """``n`` prior draws ``(n, theta_dim)`` using only ``generator`` for randomness."""
-
-    @abc.abstractmethod
-    def _simulate(self, theta: Tensor, generator: torch.Generator | None, **options) -> Tensor:
-        """Simulations ``(n, *x_shape)`` in ``theta``'s dtype for checked ``theta (n, theta_dim)``."""
-
-    @abc.abstractmethod
-    def _log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
-        """``log p(x | theta)``, shape ``(n,)``, for checked ``theta (n, D)``, ``x (n, *x_shape)``."""
-
-    @abc.abstractmethod
-    def _sample_reference(
-        self, indices: tuple[int, ...], n: int, generator: torch.Generator
-    ) -> tuple[list[Tensor], list[dict]]:
-        """``n`` float64 posterior samples and a diagnostics dict for each observation index."""
-
-    # ----------------------------------------------------------------- public API
-    def simulate(self, theta: Tensor, generator: torch.Generator | None = None, **options) -> Tensor:
-        """Draw one simulation per parameter vector: ``theta (n, theta_dim) -> x (n, *x_shape)``.
-
-        Deterministic given ``generator`` (a ``torch.Generator`` on ``theta``'s device; ``None``
-        uses torch's global generator). The output has ``theta``'s dtype. Task-specific
-        ``options`` (e.g. ``count`` for set-valued tasks) are documented on each task.
-        """
-        theta = self._check_theta(theta, "simulate")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"{self.name}.simulate: generator must be a torch.Generator or None, "
-                            f"got {type(generator).__name__}")
-        return self._simulate(theta, generator, **options)
-
-    def __call__(self, theta: Tensor, generator: torch.Generator | None = None, **options) -> Tensor:
-        """Same as :meth:`simulate`."""
-        return self.simulate(theta, generator, **options)
-
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` prior draws ``(n, theta_dim)`` in the task's dtype, reproducible via ``generator``."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"{self.name}.sample_prior: n must be a positive int, got {n!r}")
-        return self._sample_prior(n, generator, self.dtype)
+        """``n`` prior draws ``(n, parameter_dim)``, reproducible through ``generator``."""
 
-    def log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
-        """Exact ``log p(x | theta)``, shape ``(n,)``.
+    @abc.abstractmethod
+    def simulate(self, parameters: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One observation per parameter vector: ``(n, parameter_dim) -> (n, *observation_shape)``."""
 
-        Args:
-            theta: ``(n, theta_dim)``.
-            x: one observation of shape ``x_shape`` (broadcast to all ``n``) or a batch
-                ``(n, *x_shape)``; set-valued tasks also take unpadded sets ``(k, *x_shape[1:])``.
-        """
-        theta = self._check_theta(theta, "log_likelihood")
-        x = self._check_x(x, theta.shape[0], theta.dtype, "log_likelihood")
-        return self._log_likelihood(theta, x)
+    @abc.abstractmethod
+    def sample_joint(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` joint draws ``(parameters (n, D), observations (n, *observation_shape))``."""
 
-    def log_joint(self, theta: Tensor, x: Tensor) -> Tensor:
-        """Unnormalised log posterior ``log p(x | theta) + log p(theta)`` (-inf off the support)."""
-        theta = self._check_theta(theta, "log_joint")
-        x = self._check_x(x, theta.shape[0], theta.dtype, "log_joint")
-        log_prior = self._prior64.log_prob(theta.to(torch.float64)).to(theta.dtype)
-        inside = torch.isfinite(log_prior)
-        safe = torch.where(inside[:, None], theta, self._prior64.mean.to(theta))
-        return torch.where(inside, self._log_likelihood(safe, x) + log_prior, -torch.inf)
+    @abc.abstractmethod
+    def config(self) -> dict[str, Any]:
+        """The settings that distinguish instances of the task class (JSON-serialisable; part of cache keys)."""
 
-    def observation(self, i: int) -> Tensor:
-        """The ``i``-th fixed observation (0-based), shape ``x_shape``, in the task's dtype."""
-        return self._observed_pair(self._check_index(i))[1].to(self.dtype)
+    # ----------------------------------------------------------------- checks shared by the families
+    def _check_count(self, n: Any, where: str) -> int:
+        return check_count(f"{self.name}.{where}", n)
 
-    def true_parameters(self, i: int) -> Tensor:
-        """The parameters ``(theta_dim,)`` that generated :meth:`observation` ``(i)``."""
-        return self._observed_pair(self._check_index(i))[0].to(self.dtype)
+    def _check_generator(self, generator: Any, where: str) -> None:
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"{self.name}.{where}: generator must be a torch.Generator or None, "
+                            f"got {type(generator).__name__}")
 
-    def reference_posterior(self, i: int, n: int = 10_000, cache_dir: str | os.PathLike | None = None) -> Tensor:
-        """``n`` samples ``(n, theta_dim)`` from the exact posterior ``p(theta | observation(i))``.
+    def _check_parameters(self, value: Any, name: str, owner: str, dtype: torch.dtype | None = None) -> Tensor:
+        """``value`` as a real tensor of shape ``(n, parameter_dim)`` (converted to ``dtype`` if given)."""
+        return self._check_rows(value, name, owner, self.parameter_dim, dtype)
 
-        Read from the cache (see :mod:`innverse.tasks.cache`) when present; otherwise computed
-        with a fixed seed (so the result does not depend on the cache), written atomically and
-        returned. Tasks with ``batched_reference`` compute all observations on a miss.
-        """
-        i = self._check_index(i)
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"{self.name}.reference_posterior: n must be a positive int, got {n!r}")
-        root = reference_cache_dir(cache_dir)
-        key = self.reference_key or self.name
-        path = reference_path(root, key, i, n, self.reference_version)
-        cached = load_reference(path, (n, self.theta_dim))
-        if cached is None:
-            indices = tuple(range(self.num_observations)) if self.batched_reference else (i,)
-            tag = "all" if self.batched_reference else str(i)
-            seed = zlib.crc32(f"{key}|{n}|{tag}|{self.reference_version}".encode())
-            start, cpu = time.perf_counter(), time.process_time()
-            samples, diagnostics = self._sample_reference(indices, n, torch.Generator().manual_seed(seed))
-            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-            for j, s, d in zip(indices, samples, diagnostics):
-                d.update(task=key, index=j, n=n, version=self.reference_version, seed=seed,
-                         seconds_for_all_indices=seconds, cpu_seconds_for_all_indices=cpu,
-                         indices_computed=list(indices))
-                save_reference(reference_path(root, key, j, n, self.reference_version), s.numpy(), d)
-            cached = samples[indices.index(i)].numpy()
-        return torch.from_numpy(cached).to(self.dtype)
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(name={self.name!r}, theta_dim={self.theta_dim}, "
-                f"x_shape={self.x_shape}, dtype={self.dtype})")
-
-    # ----------------------------------------------------------------- helpers
-    def _observed_pair(self, i: int) -> tuple[Tensor, Tensor]:
-        if i not in self._observed:
-            generator = torch.Generator().manual_seed(self.observation_seeds[i])
-            theta = self._sample_prior(1, generator, torch.float64)
-            x = self._simulate(theta, generator)
-            self._observed[i] = (theta[0], x[0])
-        return self._observed[i]
-
-    def _check_index(self, i: int) -> int:
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.num_observations:
-            raise ValueError(f"{self.name}: observation index must be an int in "
-                             f"[0, {self.num_observations}), got {i!r}")
-        return i
-
-    def _check_theta(self, theta: Tensor, where: str) -> Tensor:
-        if not isinstance(theta, Tensor):
-            raise TypeError(f"{self.name}.{where}: theta must be a torch.Tensor, got {type(theta).__name__}")
-        if theta.dtype not in _FLOATS:
-            raise TypeError(f"{self.name}.{where}: theta must be float32 or float64, got {theta.dtype}")
-        if theta.dim() != 2 or theta.shape[1] != self.theta_dim:
-            raise ValueError(f"{self.name}.{where}: theta must have shape (n, {self.theta_dim}), "
-                             f"got {tuple(theta.shape)}")
-        return theta
-
-    def _check_x(self, x: Tensor, n: int, dtype: torch.dtype, where: str) -> Tensor:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{self.name}.{where}: x must be a torch.Tensor, got {type(x).__name__}")
-        if not (x.is_floating_point() and x.dtype in _FLOATS):
-            raise TypeError(f"{self.name}.{where}: x must be float32 or float64, got {x.dtype}")
-        k = len(self.x_shape)
-        if x.dim() == k:
-            x = x.unsqueeze(0)
-        if x.dim() != k + 1 or x.shape[0] not in (1, n) or not self._sample_shape_ok(x.shape[1:]):
-            expected = f"{self.x_shape} or (n={n}, *{self.x_shape})"
-            if self.set_valued:
-                expected += f"; sets may have fewer than {self.x_shape[0]} rows"
-            raise ValueError(f"{self.name}.{where}: x must have shape {expected}, got {tuple(x.shape)}")
-        if self.set_valued and x.shape[1] < self.x_shape[0]:
-            pad = x.new_full((x.shape[0], self.x_shape[0] - x.shape[1], *self.x_shape[1:]), torch.nan)
-            x = torch.cat([x, pad], 1)
-        return x.to(dtype).expand(n, *self.x_shape)
-
-    def _sample_shape_ok(self, shape: torch.Size) -> bool:
-        if tuple(shape) == self.x_shape:
-            return True
-        return (self.set_valued and tuple(shape[1:]) == self.x_shape[1:]
-                and 1 <= shape[0] <= self.x_shape[0])
+    @staticmethod
+    def _check_rows(value: Any, name: str, owner: str, width: int, dtype: torch.dtype | None = None) -> Tensor:
+        """``value`` as a real tensor of shape ``(n, width)`` (converted to ``dtype`` if given)."""
+        t = to_tensor(value, name, owner, dtype)
+        if t.dim() != 2 or t.shape[1] != width:
+            raise ValueError(f"{owner}: {name} must have shape (n, {width}), got {tuple(t.shape)}")
+        return t

@@ -15,7 +15,7 @@ per iteration), in unconstrained coordinates :math:`z = T^{-1}(\theta)` with
      within-chain covariance (Haario et al. 2001) and :math:`\log\lambda_k` adapted by
      Robbins–Monro towards acceptance 0.25 (Andrieu & Thoms 2008);
    * independence proposal :math:`z' \sim q_k`, a defensive Student-t mixture fitted to all
-     chains' states by EM (:class:`~innverse.tasks.proposal.StudentTMixture`), accepted with
+     chains' states by EM (:class:`~innverse.tasks.sbi.proposal.StudentTMixture`), accepted with
      :math:`\min(1, \pi(z') q(z) / \pi(z) q(z'))`; it moves chains across the whole posterior,
      between modes included, in one step. It does not depend on the current state, so it is
      evaluated in the same batched likelihood call as the random walk;
@@ -27,14 +27,14 @@ per iteration), in unconstrained coordinates :math:`z = T^{-1}(\theta)` with
 4. **Sampling** with the kernel frozen (a valid, non-adaptive Metropolis–Hastings chain), each
    chain thinned by ``thin`` (first set from the warm-up's autocorrelation). Convergence is
    checked per target and parameter: rank-normalised split-:math:`\hat R` ``<= rhat_max`` and
-   bulk ESS ``>= min_ess * n`` (:mod:`~innverse.tasks.convergence`); otherwise the round is
+   bulk ESS ``>= min_ess * n`` (:mod:`~innverse.tasks.sbi.convergence`); otherwise the round is
    treated as more warm-up, the thinning doubled, and sampling repeated (up to ``max_rounds``),
    and a ``RuntimeError`` reports the diagnostics if it still fails. The final draws of all
    chains are pooled and shuffled.
 
 The loop runs single-threaded (torch's thread count is restored afterwards): thousands of
-iterations on small tensors are latency-bound, and intra-op thread hand-offs made them 10-40x
-slower on a shared machine.
+iterations on small tensors are latency-bound, and intra-op thread hand-offs only slow them down
+on a shared machine.
 
 References:
     Haario, Saksman, Tamminen, "An adaptive Metropolis algorithm", Bernoulli 7 (2001);
@@ -56,6 +56,7 @@ import torch
 from torch import Tensor
 from torch.distributions import biject_to
 
+from ...amortized.priors import sample_with_generator
 from .convergence import bulk_ess, split_rhat
 from .proposal import StudentTMixture
 
@@ -77,7 +78,7 @@ class MCMCConfig:
         min_ess: required bulk ESS per parameter, as a fraction of the requested ``n``.
         max_rounds: sampling rounds (thinning doubled each time) before giving up.
         independence_components: fitted components of the independence proposal (plus one
-            defensive component, see :class:`~innverse.tasks.proposal.StudentTMixture`).
+            defensive component, see :class:`~innverse.tasks.sbi.proposal.StudentTMixture`).
         independence_df: degrees of freedom of its Student-t components.
         independence_inflation: factor on the proposal's scale (heavier than the posterior).
         symmetries: volume-preserving involutions ``z -> z'`` proposed every iteration.
@@ -115,7 +116,7 @@ class _Target:
 
 
 def _initial_states(task, target: _Target, chains: int, draws: int, generator: torch.Generator) -> Tensor:
-    theta = task._sample_prior(draws, generator, torch.float64)
+    theta = sample_with_generator(task._prior64, draws, generator)
     k = target.xs.shape[0]
     x = target.xs[:, None].expand(k, draws, *target.xs.shape[1:]).reshape(k * draws, *target.xs.shape[1:])
     ll = task._log_likelihood(theta.repeat(k, 1), x).reshape(k, draws)
@@ -226,7 +227,7 @@ def _diagnose(draws: Tensor) -> tuple[list[float], list[float]]:
 @contextmanager
 def _single_threaded() -> Iterator[None]:
     # The loop is latency-bound (thousands of iterations on small tensors); on a shared machine
-    # torch's intra-op thread hand-offs make small batched linear algebra 10-40x slower, so the
+    # torch's intra-op thread hand-offs make small batched linear algebra much slower, so the
     # sampler runs single-threaded and restores the caller's setting afterwards.
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -241,7 +242,7 @@ def sample_reference_mcmc(task, indices: Sequence[int], n: int, generator: torch
     """``n`` posterior draws (float64, ``(n, theta_dim)``) and diagnostics for each observation index.
 
     Args:
-        task: an :class:`~innverse.tasks.AbstractTask` with a tractable likelihood.
+        task: an :class:`~innverse.tasks.AbstractSBITask` (it has a tractable likelihood).
         indices: observation indices; all are sampled together, vectorised.
         n: draws per observation (pooled over ``config.chains`` chains, so a multiple of it is
             cheapest; the surplus of the last draw per chain is dropped at random).
@@ -302,7 +303,7 @@ def _run(task, indices: tuple[int, ...], n: int, generator: torch.Generator,
     for k in range(len(indices)):
         pooled = theta[k].reshape(-1, theta.shape[-1])
         pooled = pooled[torch.randperm(pooled.shape[0], generator=generator)[:n]]
-        info.append({"sampler": "adaptive Metropolis-Hastings: random walk + Student-t mixture independence proposals (innverse.tasks.mcmc)",
+        info.append({"sampler": "adaptive Metropolis-Hastings: random walk + Student-t mixture independence proposals (innverse.tasks.sbi.mcmc)",
                      "chains": cfg.chains, "warmup": cfg.warmup, "thin": thin, "rounds": round_ + 1,
                      "draws_per_chain": per_chain, "max_split_rhat": rhats[k], "min_bulk_ess": esss[k],
                      "acceptance_rate": float(chains.accepted[k] / max(chains.proposed, 1)),

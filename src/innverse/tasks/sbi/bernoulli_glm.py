@@ -19,7 +19,7 @@ summary :math:`V^\top z` is sufficient and, for a continuous stimulus, determine
 uniquely (almost surely), so the summary likelihood is the same function,
 :math:`\theta^\top x - \sum_t \log(1 + e^{\psi_t})`, and both tasks have the same posterior:
 observation ``i`` of the two tasks comes from the same seed and the same spike train, and they
-share the cached reference, sampled by :func:`~innverse.tasks.mcmc.sample_reference_mcmc` (the
+share the cached reference, sampled by :func:`~innverse.tasks.sbi.mcmc.sample_reference_mcmc` (the
 posterior is log-concave).
 
 Observation seeds: ``1_000_000 + i`` for observation ``i = 0..9``.
@@ -32,13 +32,15 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, MultivariateNormal
 
-from .base import AbstractTask
+from .base import AbstractSBITask
 from .mcmc import MCMCConfig, sample_reference_mcmc
 
 __all__ = ["BernoulliGLM", "BernoulliGLMRaw", "bernoulli_glm_design"]
@@ -66,36 +68,32 @@ def _prior_precision() -> Tensor:
     return precision
 
 
-class _GLM:
-    """Shared model pieces of both GLM tasks (composition, not inheritance)."""
+@functools.cache
+def _design_and_prior_factor() -> tuple[Tensor, Tensor]:
+    # V (100, 10) and the Cholesky factor of the prior covariance (10, 10), float64, computed once
+    return bernoulli_glm_design(), torch.linalg.cholesky(torch.linalg.inv(_prior_precision()))
 
-    def __init__(self):
-        self.design = bernoulli_glm_design()
-        self.precision = _prior_precision()
-        self.covariance = torch.linalg.inv(self.precision)
-        self.cov_chol = torch.linalg.cholesky(self.covariance)
 
-    def prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        return MultivariateNormal(torch.zeros(_FILTER + 1, dtype=dtype), scale_tril=self.cov_chol.to(dtype),
-                                  validate_args=validate_args)
+def _prior(dtype: torch.dtype, validate_args: bool) -> Distribution:
+    factor = _design_and_prior_factor()[1].to(dtype, copy=True)
+    return MultivariateNormal(torch.zeros(_FILTER + 1, dtype=dtype), scale_tril=factor, validate_args=validate_args)
 
-    def sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        z = torch.randn(n, _FILTER + 1, generator=generator, dtype=torch.float64)
-        return (z @ self.cov_chol.T).to(dtype)
 
-    def spikes(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
-        psi = theta @ self.design.to(theta).T
-        u = torch.rand(psi.shape, generator=generator, dtype=theta.dtype, device=theta.device)
-        return (u < torch.sigmoid(psi)).to(theta.dtype)
+def _log_odds(theta: Tensor) -> Tensor:
+    # psi = V theta per time bin, (n, 100)
+    return theta @ _design_and_prior_factor()[0].to(theta).T
 
-    def log_partition(self, theta: Tensor) -> Tensor:
-        return F.softplus(theta @ self.design.to(theta).T).sum(-1)
+
+def _spikes(theta: Tensor, generator: torch.Generator | None) -> Tensor:
+    psi = _log_odds(theta)
+    u = torch.rand(psi.shape, generator=generator, dtype=theta.dtype, device=theta.device)
+    return (u < torch.sigmoid(psi)).to(theta.dtype)
 
 
 _MCMC = MCMCConfig(chains=100, warmup=1000, init_draws=20_000)
 
 
-class BernoulliGLM(AbstractTask):
+class BernoulliGLM(AbstractSBITask):
     """Bernoulli GLM observed through its 10 sufficient statistics ``V^T z``."""
 
     name = "bernoulli_glm"
@@ -107,27 +105,20 @@ class BernoulliGLM(AbstractTask):
     batched_reference = True
     reference_version = "2"  # 2: mixture independence proposals
 
-    def __init__(self, dtype: torch.dtype = torch.float32):
-        self._glm = _GLM()
-        super().__init__(dtype)
-
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        return self._glm.prior(dtype, validate_args)
-
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return self._glm.sample_prior(n, generator, dtype)
+        return _prior(dtype, validate_args)
 
     def _simulate(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
-        return self._glm.spikes(theta, generator) @ self._glm.design.to(theta)
+        return _spikes(theta, generator) @ _design_and_prior_factor()[0].to(theta)
 
     def _log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
-        return (theta * x).sum(-1) - self._glm.log_partition(theta)
+        return (theta * x).sum(-1) - F.softplus(_log_odds(theta)).sum(-1)
 
     def _sample_reference(self, indices: tuple[int, ...], n: int, generator: torch.Generator):
         return sample_reference_mcmc(self, indices, n, generator, _MCMC)
 
 
-class BernoulliGLMRaw(AbstractTask):
+class BernoulliGLMRaw(AbstractSBITask):
     """Bernoulli GLM observed through its raw binary spike train ``z`` (100 time bins)."""
 
     name = "bernoulli_glm_raw"
@@ -139,21 +130,14 @@ class BernoulliGLMRaw(AbstractTask):
     batched_reference = True
     reference_version = "2"  # 2: mixture independence proposals
 
-    def __init__(self, dtype: torch.dtype = torch.float32):
-        self._glm = _GLM()
-        super().__init__(dtype)
-
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        return self._glm.prior(dtype, validate_args)
-
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return self._glm.sample_prior(n, generator, dtype)
+        return _prior(dtype, validate_args)
 
     def _simulate(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
-        return self._glm.spikes(theta, generator)
+        return _spikes(theta, generator)
 
     def _log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
-        psi = theta @ self._glm.design.to(theta).T
+        psi = _log_odds(theta)
         return (x * psi).sum(-1) - F.softplus(psi).sum(-1)
 
     def _sample_reference(self, indices: tuple[int, ...], n: int, generator: torch.Generator):

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
-from .priors import sample_gamma
+from ...amortized.priors import sample_gamma
 
 __all__ = ["NormalInverseGamma"]
 

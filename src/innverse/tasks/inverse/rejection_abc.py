@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._files import atomic_write
-from .inverse_base import AbstractInverseTask, as_observations
+from ..._tensors import check_finite
+from ..cache import cache_root, load_arrays, save_arrays
+from .base import AbstractInverseTask, split_observations
 
 __all__ = ["ABCReference", "abc_reference", "abc_cache_dir"]
 
@@ -26,12 +27,10 @@ def abc_cache_dir(path: str | os.PathLike | None = None) -> Path:
     """Folder of cached ABC references: ``path``, else ``$INNVERSE_CACHE/abc``, else ``~/.cache/innverse/abc``.
 
     ``INNVERSE_CACHE`` names innverse's cache root, shared with the other caches (e.g. the
-    reference posteriors of the simulation-based-inference tasks under ``references/``).
+    reference posteriors of the simulation-based-inference tasks under ``references/``; see
+    :mod:`innverse.tasks.cache`).
     """
-    if path is not None:
-        return Path(path)
-    env = os.environ.get("INNVERSE_CACHE")
-    return (Path(env) if env else Path.home() / ".cache" / "innverse") / "abc"
+    return cache_root("abc", path)
 
 
 @dataclass(frozen=True)
@@ -71,17 +70,9 @@ def _key(task: AbstractInverseTask, targets: Tensor, n_keep: int, n_simulations:
     return h.hexdigest()[:24]
 
 
-def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    atomic_write(path, lambda f: np.savez(f, **arrays), shared=True)  # cached references are shared
-
-
 def _load(path: Path, k: int, n_keep: int, x_dim: int) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {name: f[name] for name in f.files}
-    except (OSError, ValueError, KeyError):
-        return None                                     # unreadable: recompute and overwrite
-    if data.get("samples", np.empty(0)).shape != (n_keep, k, x_dim):
+    data = load_arrays(path)                            # unreadable: recompute and overwrite
+    if data is None or data.get("samples", np.empty(0)).shape != (n_keep, k, x_dim):
         return None
     return data
 
@@ -106,7 +97,7 @@ def abc_reference(task: AbstractInverseTask, y_targets: Tensor, n_keep: int = 10
 
     Args:
         task: the inverse problem.
-        y_targets: ``(y_dim,)`` or ``(k, y_dim)`` observations.
+        y_targets: ``(y_dim,)`` or ``(k, y_dim)`` observations (more batch axes are flattened).
         n_keep: accepted samples per target.
         n_simulations: prior simulations :math:`N` (10^6–10^7 for a good reference).
         chunk_size: simulations per chunk.
@@ -121,10 +112,8 @@ def abc_reference(task: AbstractInverseTask, y_targets: Tensor, n_keep: int = 10
     """
     if not isinstance(task, AbstractInverseTask):
         raise TypeError(f"abc_reference: task must be an AbstractInverseTask, got {type(task).__name__}")
-    targets, _ = as_observations("abc_reference", y_targets, task.y_dim)
-    targets = targets.detach().to("cpu", torch.float64).contiguous()
-    if not torch.isfinite(targets).all():
-        raise ValueError("abc_reference: y_targets contain NaN or Inf")
+    targets = split_observations("abc_reference", y_targets, task.y_dim)[0].detach().cpu().contiguous()
+    check_finite(targets, "y_targets", "abc_reference")
     for nm, v in (("n_keep", n_keep), ("n_simulations", n_simulations), ("chunk_size", chunk_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"abc_reference: {nm} must be a positive int, got {v!r}")
@@ -135,11 +124,11 @@ def abc_reference(task: AbstractInverseTask, y_targets: Tensor, n_keep: int = 10
                          f"({chunk}) and 2 x n_keep ({2 * n_keep})")
     path = abc_cache_dir(cache_path) / (
         f"{task.name}-{_key(task, targets, n_keep, n_simulations, chunk, seed)}.npz")
-    data = _load(path, k, n_keep, task.x_dim) if cache and path.exists() else None
+    data = _load(path, k, n_keep, task.x_dim) if cache else None
     if data is None:
         data = _run(task, targets, n_keep, n_simulations, chunk, seed)
         if cache:
-            _save_atomic(path, data)
+            save_arrays(path, data)
     return ABCReference(
         y_targets=targets, samples=torch.from_numpy(data["samples"]),
         distances=torch.from_numpy(data["distances"]), epsilon=torch.from_numpy(data["distances"][-1]),

@@ -11,7 +11,7 @@ import torch
 from scipy import stats
 
 from innverse.tasks import get_task
-from innverse.tasks.mcmc import MCMCConfig, sample_reference_mcmc
+from innverse.tasks.sbi.mcmc import MCMCConfig, sample_reference_mcmc
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -9,9 +9,9 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-from innverse.tasks.lotka_volterra import lotka_volterra_log_populations
-from innverse.tasks.ode import solve_ode
-from innverse.tasks.sir import sir_trajectories
+from innverse.tasks.sbi.lotka_volterra import lotka_volterra_log_populations
+from innverse.tasks.sbi.ode import solve_ode
+from innverse.tasks.sbi.sir import sir_trajectories
 
 
 def test_linear_systems_with_different_rates_per_trajectory():

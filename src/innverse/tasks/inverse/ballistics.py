@@ -10,7 +10,7 @@ import torch
 from scipy.special import lambertw
 from torch import Tensor
 
-from .inverse_base import AbstractInverseTask
+from .base import AbstractInverseTask
 
 __all__ = ["Ballistics"]
 
@@ -87,7 +87,7 @@ class Ballistics(AbstractInverseTask):
                 "dequantize": self.dequantize}
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        n = self._check_n(n)
+        n = self._check_count(n, "sample_prior")
         f64 = torch.float64
         start_x = 0.5 * torch.randn(n, generator=generator, dtype=f64)
         height = (1.5 + 0.5 * torch.randn(n, generator=generator, dtype=f64)).clamp_min(0.0)
@@ -136,7 +136,7 @@ class Ballistics(AbstractInverseTask):
                 t = np.where(dp2 < 0, t - p2 / np.where(dp2 < 0, dp2, 1.0), t)
         return torch.from_numpy(np.where(t >= 0, t, np.nan)).to(x.device)
 
-    def simulate(self, x: Tensor) -> Tensor:
+    def simulate(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         x = self.check_x(x)
         t = self.impact_time(x)
         v1 = x[:, 3] * torch.cos(x[:, 2])

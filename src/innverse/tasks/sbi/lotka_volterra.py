@@ -15,9 +15,9 @@ prey first, then predators (``x_shape = (20,)``).
 
 The ODE is solved in log-populations, :math:`\dot u = \alpha - \beta e^{v}`,
 :math:`\dot v = -\gamma + \delta e^{u}` (positivity by construction, relative accuracy for
-small populations), with the batched Dormand–Prince solver (``rtol=1e-8``, ``atol=1e-10``).
+small populations), with the batched Dormand–Prince solver (``rtol=1e-6``, ``atol=1e-9``).
 Parameters for which it fails (more than 20,000 steps) give NaN data (a failed simulation) and
-zero likelihood. Reference posterior: :func:`~innverse.tasks.mcmc.sample_reference_mcmc`.
+zero likelihood. Reference posterior: :func:`~innverse.tasks.sbi.mcmc.sample_reference_mcmc`.
 
 Observation seeds: ``1_000_000 + i`` for observation ``i = 0..9``.
 
@@ -34,10 +34,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .base import AbstractTask
+from ...amortized.priors import log_normal
+from .base import AbstractSBITask
 from .mcmc import MCMCConfig, sample_reference_mcmc
 from .ode import solve_ode
-from .priors import log_normal, sample_log_normal
 
 __all__ = ["LotkaVolterra", "LotkaVolterraSeries", "lotka_volterra_log_populations"]
 
@@ -61,20 +61,39 @@ def lotka_volterra_log_populations(theta: Tensor, times: Tensor | None = None) -
     return solve_ode(_rhs, y0, theta.detach().to("cpu", torch.float64), times, rtol=1e-6, atol=1e-9)
 
 
-def _noise_free_log(theta: Tensor) -> Tensor:
-    # (n, 20): clipped log populations, prey block then predator block
+def _log_means(theta: Tensor) -> Tensor:
+    # (n, 20): clipped log populations at the 10 observation times, prey block then predator block
     log_u = lotka_volterra_log_populations(theta).clamp(_LOG_MIN, _LOG_MAX)
     return log_u.transpose(1, 2).reshape(theta.shape[0], -1)
 
 
-def _log_normal_log_prob(x: Tensor, mean: Tensor) -> Tensor:
+def _log_means_series(theta: Tensor) -> Tensor:
+    # (n, 41, 2): clipped log populations every 0.5 time units, columns (prey, predator)
+    times = torch.tensor(_SERIES_TIMES, dtype=torch.float64)
+    return lotka_volterra_log_populations(theta, times).clamp(_LOG_MIN, _LOG_MAX)
+
+
+def _prior(dtype: torch.dtype, validate_args: bool) -> Distribution:
+    return log_normal(_LOC, _SCALE, dtype=dtype, validate_args=validate_args)
+
+
+def _observe(log_mean: Tensor, theta: Tensor, generator: torch.Generator | None) -> Tensor:
+    # log-normal observation noise around the noise-free log populations, in theta's dtype
+    log_mean = log_mean.to(theta.device)
+    noise = torch.randn(log_mean.shape, generator=generator, dtype=torch.float64, device=theta.device)
+    return torch.exp(log_mean + _NOISE * noise).to(theta.dtype)
+
+
+def _log_likelihood(x: Tensor, log_mean: Tensor, dtype: torch.dtype) -> Tensor:
+    # sum of the log-normal densities of all entries; -inf where the ODE failed (NaN)
     log_x = torch.log(x.to(torch.float64))
+    mean = log_mean.to(x.device)
     lp = -0.5 * ((log_x - mean) / _NOISE).square() - log_x - math.log(_NOISE * math.sqrt(2 * math.pi))
     ll = lp.reshape(lp.shape[0], -1).sum(-1)
-    return torch.where(torch.isnan(ll), -torch.inf, ll)
+    return torch.where(torch.isnan(ll), -torch.inf, ll).to(dtype)
 
 
-class LotkaVolterra(AbstractTask):
+class LotkaVolterra(AbstractSBITask):
     """Lotka–Volterra: ``(alpha, beta, gamma, delta)`` from 10 noisy prey and 10 predator counts."""
 
     name = "lotka_volterra"
@@ -87,24 +106,19 @@ class LotkaVolterra(AbstractTask):
     mcmc_config = MCMCConfig(chains=100, warmup=800, init_draws=5000)
 
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        return log_normal(_LOC, _SCALE, dtype, validate_args)
-
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return sample_log_normal(_LOC, _SCALE, n, generator, dtype)
+        return _prior(dtype, validate_args)
 
     def _simulate(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
-        mean = _noise_free_log(theta).to(theta.device)
-        noise = torch.randn(mean.shape, generator=generator, dtype=torch.float64, device=theta.device)
-        return torch.exp(mean + _NOISE * noise).to(theta.dtype)
+        return _observe(_log_means(theta), theta, generator)
 
     def _log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
-        return _log_normal_log_prob(x, _noise_free_log(theta).to(x.device)).to(theta.dtype)
+        return _log_likelihood(x, _log_means(theta), theta.dtype)
 
     def _sample_reference(self, indices: tuple[int, ...], n: int, generator: torch.Generator):
         return sample_reference_mcmc(self, indices, n, generator, self.mcmc_config)
 
 
-class LotkaVolterraSeries(AbstractTask):
+class LotkaVolterraSeries(AbstractSBITask):
     r"""Lotka–Volterra observed as a time series: ``x_shape = (41, 2)``, rows :math:`t = 0, 0.5, .., 20`.
 
     Same prior, ODE and log-normal noise (standard deviation 0.1 on the log scale, populations
@@ -123,24 +137,14 @@ class LotkaVolterraSeries(AbstractTask):
     reference_version = "2"  # 2: mixture independence proposals
     mcmc_config = LotkaVolterra.mcmc_config
 
-    @staticmethod
-    def _mean(theta: Tensor) -> Tensor:
-        times = torch.tensor(_SERIES_TIMES, dtype=torch.float64)
-        return lotka_volterra_log_populations(theta, times).clamp(_LOG_MIN, _LOG_MAX)
-
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        return log_normal(_LOC, _SCALE, dtype, validate_args)
-
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return sample_log_normal(_LOC, _SCALE, n, generator, dtype)
+        return _prior(dtype, validate_args)
 
     def _simulate(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
-        mean = self._mean(theta).to(theta.device)
-        noise = torch.randn(mean.shape, generator=generator, dtype=torch.float64, device=theta.device)
-        return torch.exp(mean + _NOISE * noise).to(theta.dtype)
+        return _observe(_log_means_series(theta), theta, generator)
 
     def _log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
-        return _log_normal_log_prob(x, self._mean(theta).to(x.device)).to(theta.dtype)
+        return _log_likelihood(x, _log_means_series(theta), theta.dtype)
 
     def _sample_reference(self, indices: tuple[int, ...], n: int, generator: torch.Generator):
         return sample_reference_mcmc(self, indices, n, generator, self.mcmc_config)

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .base import AbstractTask
+from .base import AbstractSBITask
 from .normal_inverse_gamma import NormalInverseGamma
 
 __all__ = ["GaussianIID"]
@@ -46,7 +46,7 @@ _MAX, _MIN = 100, 5
 _PRIOR = {"loc": 0.0, "kappa": 1.0, "concentration": 2.0, "rate": 1.0}
 
 
-class GaussianIID(AbstractTask):
+class GaussianIID(AbstractSBITask):
     """Unknown ``(mu, sigma)`` of a Gaussian from a NaN-padded set of 5..100 draws, ``x_shape = (100, 1)``."""
 
     name = "gaussian_iid"
@@ -61,9 +61,6 @@ class GaussianIID(AbstractTask):
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
         return NormalInverseGamma(*(torch.tensor(v, dtype=dtype) for v in _PRIOR.values()),
                                   validate_args=validate_args)
-
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return self._prior64.sample_with_generator((n,), generator).to(dtype)
 
     def _simulate(self, theta: Tensor, generator: torch.Generator | None,
                   count: int | Tensor | None = None) -> Tensor:

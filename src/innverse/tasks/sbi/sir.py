@@ -12,11 +12,11 @@ Definition (Lueckmann et al. 2021, task "SIR", after Kermack & McKendrick 1927):
 observed at the days :math:`t_j = 17 j`, :math:`j = 0..9` (every 17th of the 161 daily values
 on :math:`[0, 160]`) through :math:`x_j \sim \operatorname{Binomial}(1000, I(t_j)/N)`. The ODE
 is solved in population fractions with the batched Dormand–Prince solver
-(:func:`~innverse.tasks.ode.solve_ode`, ``rtol=1e-8``, ``atol=1e-13``); Runge–Kutta methods
+(:func:`~innverse.tasks.sbi.ode.solve_ode`, ``rtol=1e-6``, ``atol=1e-12``); Runge–Kutta methods
 conserve the linear invariant :math:`S + I + R = N` to rounding error.
 
 Likelihood: :math:`\sum_j \log\operatorname{Binomial}(x_j; 1000, I(t_j)/N)` (exact given the ODE
-solution); reference posterior: :func:`~innverse.tasks.mcmc.sample_reference_mcmc`.
+solution); reference posterior: :func:`~innverse.tasks.sbi.mcmc.sample_reference_mcmc`.
 
 Observation seeds: ``1_000_000 + i`` for observation ``i = 0..9``.
 
@@ -34,10 +34,10 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .base import AbstractTask
+from ...amortized.priors import log_normal
+from .base import AbstractSBITask
 from .mcmc import MCMCConfig, sample_reference_mcmc
 from .ode import solve_ode
-from .priors import log_normal, sample_log_normal
 
 __all__ = ["SIR"]
 
@@ -62,7 +62,7 @@ def sir_trajectories(theta: Tensor, days: Tensor | None = None) -> Tensor:
     return solve_ode(_rhs, y0, theta.detach().to("cpu", torch.float64), days, rtol=1e-6, atol=1e-12)
 
 
-class SIR(AbstractTask):
+class SIR(AbstractSBITask):
     """SIR model: ``(beta, gamma)`` from 10 binomial(1000) samples of the infected fraction."""
 
     name = "sir"
@@ -75,10 +75,7 @@ class SIR(AbstractTask):
     mcmc_config = MCMCConfig(chains=100, warmup=600, init_draws=5000)
 
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        return log_normal(_LOC, _SCALE, dtype, validate_args)
-
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return sample_log_normal(_LOC, _SCALE, n, generator, dtype)
+        return log_normal(_LOC, _SCALE, dtype=dtype, validate_args=validate_args)
 
     def _simulate(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
         infected = sir_trajectories(theta)[..., 1].clamp(0.0, 1.0)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .inverse_base import AbstractInverseTask, as_observations
+from .base import AbstractInverseTask, split_observations
 
 __all__ = ["EightModes", "EIGHT_MODES_LABELS"]
 
@@ -93,12 +93,12 @@ class EightModes(AbstractInverseTask):
         return self.sample_joint(n, generator)[0]
 
     def sample_joint(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        n = self._check_n(n)
+        n = self._check_count(n, "sample_joint")
         k = torch.randint(0, 8, (n,), generator=generator)
         x = self.centers[k] + self.sigma * torch.randn(n, 2, generator=generator, dtype=torch.float64)
         return x, self._one_hot(self._label_of[k])
 
-    def simulate(self, x: Tensor) -> Tensor:
+    def simulate(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         x = self.check_x(x)
         nearest = torch.cdist(x, self.centers.to(x)).argmin(1)
         out = self._one_hot(self._label_of[nearest])
@@ -111,17 +111,16 @@ class EightModes(AbstractInverseTask):
 
     def reference_posterior(self, y_obs: Tensor, n: int,
                             generator: torch.Generator | None = None) -> Tensor:
-        """Exact samples of :math:`p(x \\mid y)`: ``(n, 2)`` for one y, ``(n, k, 2)`` for ``k``."""
-        n = self._check_n(n)
-        ys, single = as_observations("EightModes", y_obs, self.y_dim)
+        """Exact samples of :math:`p(x \\mid y)`: ``(n, 2)`` for one y ``(C,)``, ``(n, *batch, 2)`` for ``(*batch, C)``."""
+        n = self._check_count(n, "reference_posterior")
+        ys, batch = split_observations("EightModes.reference_posterior", y_obs, self.y_dim)
         out = []
         for colour in self.colour_of(ys).tolist():
             modes = self.modes_of(colour)
             pick = torch.randint(0, modes.shape[0], (n,), generator=generator)
             out.append(modes[pick] + self.sigma * torch.randn(n, 2, generator=generator,
                                                               dtype=torch.float64))
-        samples = torch.stack(out, 1)
-        return samples[:, 0] if single else samples
+        return torch.stack(out, 1).reshape(n, *batch, 2)
 
     def reference_log_prob(self, x: Tensor, y: Tensor) -> Tensor:
         """Exact :math:`\\log p(x \\mid y)` for matching batches ``x (B, 2)``, ``y (B, C)``."""

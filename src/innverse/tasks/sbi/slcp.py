@@ -46,9 +46,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .base import AbstractTask
+from ...amortized.priors import box_uniform
+from .base import AbstractSBITask
 from .mcmc import MCMCConfig, sample_reference_mcmc
-from .priors import box_uniform, sample_box_uniform
 
 __all__ = ["SLCP", "SLCPDistractors"]
 
@@ -83,6 +83,10 @@ def _log_likelihood_slcp(theta: Tensor, x: Tensor) -> Tensor:
     return -0.5 * quad - _DRAWS * (torch.log(l11) + torch.log(l22) + math.log(2 * math.pi))
 
 
+def _prior(dtype: torch.dtype, validate_args: bool) -> Distribution:
+    return box_uniform(-3.0, 3.0, 5, dtype=dtype, validate_args=validate_args)
+
+
 def _flip(index: int):
     def involution(z: Tensor) -> Tensor:
         out = z.clone()
@@ -91,7 +95,7 @@ def _flip(index: int):
     return involution
 
 
-class SLCP(AbstractTask):
+class SLCP(AbstractSBITask):
     """SLCP: 5 parameters, 4 bivariate-normal draws whose mean and covariance they set."""
 
     name = "slcp"
@@ -106,10 +110,7 @@ class SLCP(AbstractTask):
                              symmetries=(_flip(2), _flip(3)))
 
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        return box_uniform([-3.0] * 5, [3.0] * 5, dtype, validate_args)
-
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return sample_box_uniform([-3.0] * 5, [3.0] * 5, n, generator, dtype)
+        return _prior(dtype, validate_args)
 
     def _simulate(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
         return _simulate_slcp(theta, generator)
@@ -132,7 +133,7 @@ def _distractor_parameters() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return torch.from_numpy(loc), scale, torch.linalg.inv(scale), torch.from_numpy(perm)
 
 
-class SLCPDistractors(AbstractTask):
+class SLCPDistractors(AbstractSBITask):
     """SLCP's 8 informative values hidden among 92 heavy-tailed distractors, ``x_shape = (100,)``."""
 
     name = "slcp_distractors"
@@ -153,10 +154,7 @@ class SLCPDistractors(AbstractTask):
         super().__init__(dtype)
 
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        return box_uniform([-3.0] * 5, [3.0] * 5, dtype, validate_args)
-
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return sample_box_uniform([-3.0] * 5, [3.0] * 5, n, generator, dtype)
+        return _prior(dtype, validate_args)
 
     def _simulate(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
         n, kw = theta.shape[0], {"generator": generator, "device": theta.device}

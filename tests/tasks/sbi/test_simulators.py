@@ -11,9 +11,9 @@ import torch
 from scipy import special, stats
 
 from innverse.tasks import get_task
-from innverse.tasks.bernoulli_glm import bernoulli_glm_design
-from innverse.tasks.lotka_volterra import lotka_volterra_log_populations
-from innverse.tasks.sir import sir_trajectories
+from innverse.tasks.sbi.bernoulli_glm import bernoulli_glm_design
+from innverse.tasks.sbi.lotka_volterra import lotka_volterra_log_populations
+from innverse.tasks.sbi.sir import sir_trajectories
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -1,4 +1,4 @@
-"""The task protocol, checked for every registered task: shapes, dtypes, determinism, errors."""
+"""The SBI task API, checked for every registered task: shapes, dtypes, determinism, errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import biject_to
 
-from innverse.tasks import SBI_TASKS, TASKS, AbstractTask, get_task
+from innverse.tasks import SBI_TASKS, TASKS, AbstractSBITask, AbstractTask, get_task
 
 N = 7
 
@@ -27,7 +27,7 @@ def test_registry_lists():
 @pytest.mark.parametrize("name", TASKS)
 def test_attributes_and_prior(name):
     task = get_task(name)
-    assert isinstance(task, AbstractTask) and task.name == name
+    assert isinstance(task, AbstractSBITask) and isinstance(task, AbstractTask) and task.name == name
     assert len(task.parameter_names) == task.theta_dim
     assert task.num_observations == 10 == len(task.observation_seeds)
     assert task.prior.event_shape == (task.theta_dim,)
@@ -86,7 +86,9 @@ def test_bad_input_is_rejected(name):
     with pytest.raises(ValueError, match=r"theta must have shape"):
         task.simulate(torch.zeros(3, task.theta_dim + 1))
     with pytest.raises(TypeError, match=r"float32 or float64"):
-        task.simulate(theta.long())
+        task.simulate(theta.half())
+    with pytest.raises(TypeError, match=r"real numbers"):
+        task.simulate(theta > 0)
     with pytest.raises(TypeError, match="generator"):
         task.simulate(theta, generator=0)
     with pytest.raises(ValueError, match="observation index"):
@@ -106,3 +108,12 @@ def test_log_joint_is_minus_inf_off_support():
     theta = torch.tensor([[0.2, 0.1], [1.5, 0.0]])
     lj = task.log_joint(theta, task.observation(0))
     assert torch.isfinite(lj[0]) and lj[1] == -torch.inf
+
+
+def test_arrays_and_integers_are_converted_like_everywhere_else():
+    task = get_task("gaussian_linear")
+    theta = task.sample_prior(4, _gen(1))
+    assert torch.equal(task.simulate(theta.numpy(), _gen(2)), task.simulate(theta, _gen(2)))
+    assert task.simulate(torch.zeros(4, 10, dtype=torch.long), _gen(2)).dtype == torch.get_default_dtype()
+    assert torch.equal(task.log_likelihood(theta, task.observation(0).tolist()),
+                       task.log_likelihood(theta, task.observation(0)))

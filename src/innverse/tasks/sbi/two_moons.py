@@ -36,8 +36,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .base import AbstractTask
-from .priors import box_uniform, sample_box_uniform
+from ...amortized.priors import box_uniform
+from .base import AbstractSBITask
 
 __all__ = ["TwoMoons"]
 
@@ -52,7 +52,7 @@ def _crescent(n: int, generator: torch.Generator | None, dtype: torch.dtype, dev
     return torch.stack([r * torch.cos(a) + _OFFSET, r * torch.sin(a)], -1)
 
 
-class TwoMoons(AbstractTask):
+class TwoMoons(AbstractSBITask):
     """Two moons: prior ``U([-1, 1]^2)``, data a noisy crescent shifted by a folded rotation of theta."""
 
     name = "two_moons"
@@ -62,10 +62,7 @@ class TwoMoons(AbstractTask):
     observation_seeds = tuple(1_000_000 + i for i in range(10))
 
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        return box_uniform([-1.0, -1.0], [1.0, 1.0], dtype, validate_args)
-
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return sample_box_uniform([-1.0, -1.0], [1.0, 1.0], n, generator, dtype)
+        return box_uniform(-1.0, 1.0, 2, dtype=dtype, validate_args=validate_args)
 
     @staticmethod
     def _shift(theta: Tensor) -> Tensor:

@@ -30,8 +30,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, MultivariateNormal
 
-from .base import AbstractTask
-from .priors import box_uniform, normal_log_prob, sample_box_uniform, truncated_normal
+from ...amortized.priors import box_uniform, sample_truncated_normal
+from .base import AbstractSBITask
 
 __all__ = ["GaussianLinear", "GaussianLinearUniform"]
 
@@ -46,7 +46,13 @@ def _simulate_gaussian(theta: Tensor, generator: torch.Generator | None) -> Tens
     return theta + math.sqrt(_NOISE_VAR) * noise
 
 
-class GaussianLinear(AbstractTask):
+def _log_likelihood_gaussian(theta: Tensor, x: Tensor) -> Tensor:
+    # isotropic normal N(x; theta, 0.1 I), summed over the last axis
+    return (-0.5 * (x - theta).square().sum(-1) / _NOISE_VAR
+            - 0.5 * x.shape[-1] * math.log(2 * math.pi * _NOISE_VAR))
+
+
+class GaussianLinear(AbstractSBITask):
     """10-D Gaussian mean with conjugate prior ``N(0, 0.1 I)`` and noise ``N(0, 0.1 I)``.
 
     Beyond the task protocol, :meth:`posterior` returns the exact posterior distribution.
@@ -62,14 +68,11 @@ class GaussianLinear(AbstractTask):
         return MultivariateNormal(torch.zeros(_DIM, dtype=dtype), _PRIOR_VAR * torch.eye(_DIM, dtype=dtype),
                                   validate_args=validate_args)
 
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return math.sqrt(_PRIOR_VAR) * torch.randn(n, _DIM, generator=generator, dtype=dtype)
-
     def _simulate(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
         return _simulate_gaussian(theta, generator)
 
     def _log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
-        return normal_log_prob(x, theta, _NOISE_VAR)
+        return _log_likelihood_gaussian(theta, x)
 
     def posterior(self, x: Tensor) -> MultivariateNormal:
         """The exact posterior ``N(x * s0 / (s0 + s), s0 * s / (s0 + s) I)`` for one ``x (10,)``."""
@@ -88,7 +91,7 @@ class GaussianLinear(AbstractTask):
         return out, info
 
 
-class GaussianLinearUniform(AbstractTask):
+class GaussianLinearUniform(AbstractSBITask):
     """10-D Gaussian mean with box prior ``U([-1, 1]^10)`` and noise ``N(0, 0.1 I)``."""
 
     name = "gaussian_linear_uniform"
@@ -98,21 +101,18 @@ class GaussianLinearUniform(AbstractTask):
     observation_seeds = _SEEDS
 
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        return box_uniform([-1.0] * _DIM, [1.0] * _DIM, dtype, validate_args)
-
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return sample_box_uniform([-1.0] * _DIM, [1.0] * _DIM, n, generator, dtype)
+        return box_uniform(-1.0, 1.0, _DIM, dtype=dtype, validate_args=validate_args)
 
     def _simulate(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
         return _simulate_gaussian(theta, generator)
 
     def _log_likelihood(self, theta: Tensor, x: Tensor) -> Tensor:
-        return normal_log_prob(x, theta, _NOISE_VAR)
+        return _log_likelihood_gaussian(theta, x)
 
     def _sample_reference(self, indices: tuple[int, ...], n: int, generator: torch.Generator):
         out, info = [], []
         for i in indices:
             x = self._observed_pair(i)[1].expand(n, _DIM)
-            out.append(truncated_normal(x, math.sqrt(_NOISE_VAR), -1.0, 1.0, generator))
+            out.append(sample_truncated_normal(x, math.sqrt(_NOISE_VAR), -1.0, 1.0, generator))
             info.append({"sampler": "exact truncated normal per coordinate (inverse CDF)"})
         return out, info

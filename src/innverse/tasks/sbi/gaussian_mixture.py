@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .base import AbstractTask
-from .priors import box_uniform, sample_box_uniform, truncated_normal
+from ...amortized.priors import box_uniform, sample_truncated_normal
+from .base import AbstractSBITask
 
 __all__ = ["GaussianMixture"]
 
@@ -37,7 +37,7 @@ _BOUND = 10.0
 _SCALES = (1.0, 0.1)
 
 
-class GaussianMixture(AbstractTask):
+class GaussianMixture(AbstractSBITask):
     """2-D mean, prior ``U([-10, 10]^2)``, data from ``0.5 N(theta, I) + 0.5 N(theta, 0.01 I)``."""
 
     name = "gaussian_mixture"
@@ -47,10 +47,7 @@ class GaussianMixture(AbstractTask):
     observation_seeds = tuple(1_000_000 + i for i in range(10))
 
     def _make_prior(self, dtype: torch.dtype, validate_args: bool) -> Distribution:
-        return box_uniform([-_BOUND] * 2, [_BOUND] * 2, dtype, validate_args)
-
-    def _sample_prior(self, n: int, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
-        return sample_box_uniform([-_BOUND] * 2, [_BOUND] * 2, n, generator, dtype)
+        return box_uniform(-_BOUND, _BOUND, 2, dtype=dtype, validate_args=validate_args)
 
     def _simulate(self, theta: Tensor, generator: torch.Generator | None) -> Tensor:
         kw = {"generator": generator, "dtype": theta.dtype, "device": theta.device}
@@ -73,7 +70,7 @@ class GaussianMixture(AbstractTask):
             weights = mass / mass.sum()
             comp = torch.multinomial(weights, n, replacement=True, generator=generator)
             scale = torch.tensor(_SCALES, dtype=torch.float64)[comp][:, None]
-            out.append(truncated_normal(x.expand(n, 2), scale, -_BOUND, _BOUND, generator))
+            out.append(sample_truncated_normal(x.expand(n, 2), scale, -_BOUND, _BOUND, generator))
             info.append({"sampler": "exact truncated Gaussian mixture (inverse CDF)",
                          "component_weights": weights.tolist()})
         return out, info

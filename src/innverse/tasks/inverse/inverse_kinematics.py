@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .inverse_base import AbstractInverseTask
+from .base import AbstractInverseTask
 
 __all__ = ["InverseKinematics"]
 
@@ -58,7 +58,7 @@ class InverseKinematics(AbstractInverseTask):
         return {"lengths": list(self.lengths), "sigmas": list(self.sigmas)}
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        n = self._check_n(n)
+        n = self._check_count(n, "sample_prior")
         eps = torch.randn(n, 4, generator=generator, dtype=torch.float64)
         return eps * torch.tensor(self.sigmas, dtype=torch.float64)
 
@@ -77,5 +77,5 @@ class InverseKinematics(AbstractInverseTask):
         base = torch.stack([torch.zeros_like(x[:, 0]), x[:, 0]], 1)[:, None]
         return torch.cat([base, base + torch.cumsum(steps, 1)], 1)
 
-    def simulate(self, x: Tensor) -> Tensor:
+    def simulate(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return self.joints(x)[:, -1]

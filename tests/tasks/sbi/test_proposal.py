@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from innverse.tasks.proposal import StudentTMixture
+from innverse.tasks.sbi.proposal import StudentTMixture
 
 from .helpers import grid_chi2_pvalue
 

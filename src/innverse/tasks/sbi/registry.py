@@ -1,10 +1,10 @@
-"""Task registry: :func:`get_task` by name, and the names of the standard SBI benchmark tasks."""
+"""Registry of the SBI tasks: :func:`get_task` by name, :data:`TASKS` and the standard :data:`SBI_TASKS`."""
 
 from __future__ import annotations
 
 import torch
 
-from .base import AbstractTask
+from .base import AbstractSBITask
 from .bernoulli_glm import BernoulliGLM, BernoulliGLMRaw
 from .gaussian_iid import GaussianIID
 from .gaussian_linear import GaussianLinear, GaussianLinearUniform
@@ -16,7 +16,7 @@ from .two_moons import TwoMoons
 
 __all__ = ["SBI_TASKS", "TASKS", "get_task"]
 
-_REGISTRY: dict[str, type[AbstractTask]] = {
+_REGISTRY: dict[str, type[AbstractSBITask]] = {
     cls.name: cls
     for cls in (TwoMoons, SLCP, SLCPDistractors, GaussianLinear, GaussianLinearUniform, GaussianMixture,
                 BernoulliGLM, BernoulliGLMRaw, SIR, LotkaVolterra, GaussianIID, LotkaVolterraSeries)
@@ -31,7 +31,7 @@ SBI_TASKS: tuple[str, ...] = ("two_moons", "slcp", "slcp_distractors", "gaussian
 TASKS: tuple[str, ...] = tuple(_REGISTRY)
 
 
-def get_task(name: str, dtype: torch.dtype = torch.float32) -> AbstractTask:
+def get_task(name: str, dtype: torch.dtype = torch.float32) -> AbstractSBITask:
     """A fresh instance of the task called ``name`` (one of :data:`TASKS`) in ``dtype``."""
     if name not in _REGISTRY:
         raise ValueError(f"get_task: unknown task {name!r}; choose one of {sorted(_REGISTRY)}")
