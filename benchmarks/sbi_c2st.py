@@ -129,11 +129,12 @@ def _run_innverse(task, theta, x, seed: int, observations, refs, args) -> tuple[
     scores, outside = _score(task, lambda n, x_o, i: post.sample(n, x_o, seed=i), observations, refs, args.samples)
     row = {"c2st": scores, "c2st_mean": statistics.fmean(scores), "train_wall_s": wall, "train_cpu_s": cpu,
            "epochs": post.history.epochs, "best_epoch": post.history.best_epoch, "outside_support": outside,
-           "flow": post.estimator.flow_options.coupling, "log_features": post.info.get("log_features", [])}
-    sel = post.info.get("flow_selection")
-    if sel is not None:
-        row["flow_selection"] = {"candidates": [c["coupling"] for c in sel["candidates"]], "val_loss": sel["val_loss"],
-                                 "seconds": sel["seconds"], "chosen": sel["chosen"]}
+           "flow": post.estimator.flow_options.coupling, "log_features": post.report.log_features}
+    report = post.report
+    if report.compared_flows:
+        row["flow_selection"] = {"candidates": [c.flow["coupling"] for c in report.candidates],
+                                 "val_loss": [c.val_loss for c in report.candidates],
+                                 "seconds": [c.seconds for c in report.candidates], "chosen": report.chosen}
     return row, post
 
 

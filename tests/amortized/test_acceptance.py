@@ -16,7 +16,7 @@ def test_set_posterior_contracts_as_the_set_grows():
     sims = simulate(task.simulate, prior=task.prior, n=4000, seed=0, progress=False)
     post = fit_posterior(sims.theta, sims.x, prior=task.prior, summary="deepset",
                          summary_options={"hidden": 32, "out_features": 8}, flow={"blocks": 3, "hidden": [32, 32]},
-                         training={"epochs": 60}, batch_size=64, progress=False)
+                         training={"epochs": 60, "batch_size": 64}, progress=False)
     assert type(post.estimator.summary).__name__ == "DeepSet"
     theta = torch.tensor([[0.5, 1.0]]).expand(6, 2)
     gen = torch.Generator().manual_seed(1)

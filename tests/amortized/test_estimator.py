@@ -11,6 +11,12 @@ import torch
 from scipy import stats
 
 from innverse.amortized import PosteriorEstimator, box_uniform, gaussian, log_normal, product
+from innverse.amortized.gaussian_start import (
+    gaussian_flow,
+    gaussian_head,
+    gaussian_parameters,
+    least_squares_start,
+)
 from innverse.nets import DeepSet, SetTransformer, TimeSeriesNet
 
 
@@ -63,13 +69,13 @@ def test_from_config_and_state_dict_reproduce_the_estimator_exactly(name):
     est.set_reference(x)
     _perturb(est)
     cfg = json.loads(json.dumps(est.config()))
-    assert cfg["version"] == 1 and cfg["theta_dim"] == est.theta_dim
+    assert cfg["version"] == 2 and cfg["theta_dim"] == est.theta_dim
     torch.manual_seed(123)  # a different initialisation must not matter
     again = PosteriorEstimator.from_config(cfg)
     again.load_state_dict(est.state_dict())
     again.eval()
     assert torch.equal(est.log_prob(theta, x), again.log_prob(theta, x))
-    h1, h2 = est.embed(x[:3]), again.embed(x[:3])
+    h1, h2 = est.embedding(x[:3]), again.embedding(x[:3])
     assert torch.equal(h1, h2)
     s1 = est.sample_given_summaries(5, h1, torch.Generator().manual_seed(0))
     s2 = again.sample_given_summaries(5, h2, torch.Generator().manual_seed(0))
@@ -100,15 +106,15 @@ def test_density_integrates_to_one_and_matches_samples(prior):
     _perturb(est, 3, 0.3)
     xo = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
     lo, hi = est.support.lower.item(), est.support.upper.item()
-    u = torch.linspace(-14, 14, 40001, dtype=torch.float64)[:, None] * est.theta_scale + est.theta_shift
-    grid, _ = est.support.inverse(u)
+    u = torch.linspace(-14, 14, 40001, dtype=torch.float64)[:, None] * est.standardization.scale + est.standardization.shift
+    grid, _ = est.support.inverse(u.double())
     grid = torch.unique(grid.flatten())[:, None]
     dens = est.log_prob(grid, xo.expand(grid.shape[0], -1)).exp().detach().flatten()
     g = grid.flatten()
     mass = torch.trapezoid(dens, g).item()
     assert mass == pytest.approx(1.0, abs=2e-3)
     cdf_vals = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumulative_trapezoid(dens, g)]) / mass
-    samples = est.sample_given_summaries(4000, est.embed(xo), torch.Generator().manual_seed(4))[:, 0, 0]
+    samples = est.sample_given_summaries(4000, est.embedding(xo), torch.Generator().manual_seed(4))[:, 0, 0]
     assert ((samples > lo) & (samples < hi)).all()
     p = stats.kstest(samples.numpy(), lambda v: np.interp(v, g.numpy(), cdf_vals.numpy())).pvalue
     assert p > 1e-3
@@ -124,7 +130,7 @@ def test_two_dimensional_density_integrates_to_one_on_a_box():
     # a grid uniform in the unbounded space, over the range the samples occupy (plus margins),
     # so the mass piled up near the box's edges is resolved
     xo1 = torch.tensor([[1.0, 0.0, -1.0]], dtype=torch.float64)
-    u_s, _ = est.support(est.sample_given_summaries(4000, est.embed(xo1), torch.Generator().manual_seed(0))[:, 0])
+    u_s, _ = est.support(est.sample_given_summaries(4000, est.embedding(xo1), torch.Generator().manual_seed(0))[:, 0])
     lo, hi = u_s.min(0).values, u_s.max(0).values
     lo, hi = lo - 0.5 * (hi - lo), hi + 0.5 * (hi - lo)
     axes = [est.support.inverse(torch.stack([torch.linspace(lo[i], hi[i], 401, dtype=torch.float64)] * 2, 1))[0][:, i]
@@ -160,26 +166,33 @@ def test_gaussian_stage_is_the_head_alone_with_its_linear_conditioner_trainable(
     est = PosteriorEstimator(3, (4,), gaussian(0.0, 1.0, dim=3), None, {"blocks": 2, "hidden": [16]})
     theta, x = _data(est, 64, 0)
     v, z = est.prepare(theta, x)
-    head = est.flow.transform[0]
+    head = gaussian_head(est)
+    assert head is est.inn.blocks[0]
     with torch.no_grad():  # a non-trivial head; the couplings are still the identity (zero last layers)
         head.subnet.linear.weight.normal_(0.0, 0.3)
         head.subnet.linear.bias.normal_(0.0, 0.3)
     full = est.prepared_log_prob(v, z)
-    with est.gaussian_stage() as trainable:
-        staged = est.prepared_log_prob(v, z)
-        assert len(est.flow.transform) == 1
-        assert {id(p) for p in est.parameters() if p.requires_grad} == {id(p) for p in trainable}
-        assert {id(p) for p in trainable} == {id(head.subnet.linear.weight), id(head.subnet.linear.bias)}
-        # a conditional Gaussian, linear in the data: mean -t e^{-s}, sd e^{-s} per coordinate
-        s, t = head.transformer.split(head.subnet(z.flatten(1)))
-        s = head.transformer.log_scale(s)
-        gauss = torch.distributions.Normal(-t * torch.exp(-s), torch.exp(-s)).log_prob(v).sum(1)
-        assert torch.allclose(staged, gauss, atol=1e-5)
+    staged = gaussian_flow(est).log_prob(v, z.flatten(1))
+    assert {id(p) for p in gaussian_parameters(est)} == {id(head.subnet.linear.weight), id(head.subnet.linear.bias)}
+    # a conditional Gaussian, linear in the data: mean -t e^{-s}, sd e^{-s} per coordinate
+    s, t = head.transformer.split(head.subnet(z.flatten(1)))
+    s = head.transformer.log_scale(s)
+    gauss = torch.distributions.Normal(-t * torch.exp(-s), torch.exp(-s)).log_prob(v).sum(1)
+    assert torch.allclose(staged, gauss, atol=1e-5)
     assert torch.allclose(staged, full, atol=1e-5)
-    assert len(est.flow.transform) > 1 and all(p.requires_grad for p in est.parameters())
     with pytest.raises(ValueError, match="head='affine', head_linear=True"):
-        with PosteriorEstimator(2, (2,), None, None, {"head": "none", "blocks": 1}).gaussian_stage():
-            pass
+        gaussian_flow(PosteriorEstimator(2, (2,), None, None, {"head": "none", "blocks": 1}))
+
+
+def test_the_density_is_the_composition_of_its_blocks():
+    """log q(theta | x) = log q_INN(v | h) + log|dv/dtheta| with v and its log-det from the support and standardisation blocks."""
+    est = _perturb(CASES["identity-spline"]())
+    theta, x = _data(est, 30, 3)
+    est.fit_standardization(theta, x)
+    v, ld = est.parameter_map(theta)
+    expected = est.inn_flow.log_prob(v, est.embedding(x)) + ld
+    assert torch.allclose(est.log_prob(theta, x), expected, atol=1e-5)
+    assert [type(b).__name__ for b in est.parameter_map.blocks] == ["SupportTransform", "Standardization"]
 
 
 def test_files_from_before_the_linear_head_still_load():
@@ -201,9 +214,9 @@ def test_least_squares_start_of_the_gaussian_head_recovers_a_linear_gaussian_mod
     c = torch.tensor([0.5, -1.0, 2.0])
     sigma = torch.tensor([0.1, 0.5, 2.0])
     v = g @ a + c + sigma * torch.randn(n, 3, generator=gen)
-    info = est.init_gaussian_head(v, z)
-    assert info["ridge"] <= 1e-3 and abs(info["loo_mse"] - sigma.square().mean().item()) < 0.05
-    head = est.flow.transform[0]
+    fit = least_squares_start(est, v, z)
+    assert fit.ridge <= 1e-3 and abs(fit.loo_mse - sigma.square().mean().item()) < 0.05
+    head = gaussian_head(est)
     zs = torch.randn(50, 4, generator=gen)
     with torch.no_grad():
         s, t = head.transformer.split(head.subnet(zs))
@@ -215,16 +228,18 @@ def test_least_squares_start_of_the_gaussian_head_recovers_a_linear_gaussian_mod
     # pure-noise features, few pairs: leave-one-out picks a strong penalty, the mean stays near the sample mean
     est = PosteriorEstimator(2, (40,), None, None, {"blocks": 1, "hidden": [8]})
     z, v = torch.randn(200, 40, generator=gen), torch.randn(200, 2, generator=gen)
-    assert est.init_gaussian_head(v, z)["ridge"] >= 1.0
+    assert least_squares_start(est, v, z).ridge >= 1.0
+    head = gaussian_head(est)
     with torch.no_grad():
-        s, t = est.flow.transform[0].transformer.split(est.flow.transform[0].subnet(torch.randn(200, 40, generator=gen)))
+        s, t = head.transformer.split(head.subnet(torch.randn(200, 40, generator=gen)))
     assert (-t * torch.exp(-s) - v.mean(0)).abs().max() < 0.5
     with pytest.raises(ValueError, match="no summary network"):
-        PosteriorEstimator(2, (5, 3), None, DeepSet(3, 4), {"blocks": 1}).init_gaussian_head(v, torch.randn(200, 5, 3))
+        least_squares_start(PosteriorEstimator(2, (5, 3), None, DeepSet(3, 4), {"blocks": 1}), v,
+                            torch.randn(200, 5, 3))
     with torch.no_grad():
-        est.flow.transform[0].subnet.mlp[-1].bias.fill_(0.1)
+        head.subnet.mlp[-1].bias.fill_(0.1)
     with pytest.raises(ValueError, match="MLP part is no longer zero"):
-        est.init_gaussian_head(v, z)
+        least_squares_start(est, v, z)
 
 
 def test_wide_positive_features_are_standardised_on_the_log_scale():
@@ -245,8 +260,8 @@ def test_wide_positive_features_are_standardised_on_the_log_scale():
     theta = torch.randn(500, 2, generator=gen)
     est = PosteriorEstimator(2, (4,), gaussian(0.0, 1.0, dim=2), None, {"blocks": 2, "hidden": [8]})
     est.fit_standardization(theta, x)
-    assert est.x_log.tolist() == [True, False, False, False]
-    z = est.standardize_x(x)
+    assert est.embedding.log_features.tolist() == [True, False, False, False]
+    z = est.embedding.standardize(x)
     logged = torch.log(wide.double())
     assert torch.allclose(z[:, 0].double(), (logged - logged.mean()) / logged.std(), atol=1e-5)
     assert torch.allclose(z[:, 1].double(), (narrow.double() - narrow.mean()) / narrow.double().std(), atol=1e-5)
@@ -254,17 +269,34 @@ def test_wide_positive_features_are_standardised_on_the_log_scale():
     bad = x[:1].clone()
     bad[0, 0] = -1.0
     with pytest.raises(ValueError, match=r"data feature 0 is standardised on the log scale.*got -1 <= 0"):
-        est.embed(bad)
+        est.embedding(bad)
     est.fit_standardization(theta, x, log_x=False)
-    assert not est.x_log.any()
+    assert not est.embedding.log_features.any()
     with pytest.raises(ValueError, match="log_x must be 'auto' or False"):
         est.fit_standardization(theta, x, log_x="yes")
 
 
+def _version_one_state(est: PosteriorEstimator) -> dict:
+    """The state dict under the tensor names of format version 1 (innverse 0.1)."""
+    from innverse.amortized.estimator import _V1_NAMES
+
+    out = {}
+    for key, value in est.state_dict().items():
+        for old, new in _V1_NAMES:
+            if key.startswith(new):
+                key = old + key[len(new):]
+                break
+        out[key] = value
+    return out
+
+
 def test_files_from_before_log_scale_standardisation_still_load():
     est = CASES["identity-spline"]()
-    state = {k: v for k, v in est.state_dict().items() if k != "x_log"}
+    state = {k: v for k, v in _version_one_state(est).items() if k != "x_log"}
+    assert "theta_shift" in state and "flow.transform.blocks.0.subnet.linear.weight" in state
     again = PosteriorEstimator.from_config(est.config())
-    again.x_log.fill_(True)
+    again.embedding.log_features.fill_(True)
     again.load_state_dict(state)
-    assert not again.x_log.any()
+    assert not again.embedding.log_features.any()
+    theta, x = _data(est, 10, 0)
+    assert torch.equal(again.log_prob(theta, x), est.log_prob(theta, x))

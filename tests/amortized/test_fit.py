@@ -46,10 +46,11 @@ def _check_conjugate(post: Posterior, tol_mean: float, tol_sd: float) -> None:
 def test_offline_in_memory_recovers_the_conjugate_posterior(tmp_path):
     prior, theta, x = _linear_data(3000)
     seen = []
-    post = fit_posterior(theta.numpy(), x.numpy(), prior=prior, flow=SMALL, training={"epochs": 20}, batch_size=64,
+    post = fit_posterior(theta.numpy(), x.numpy(), prior=prior, flow=SMALL, training={"epochs": 20, "batch_size": 64},
                          log_path=tmp_path / "log.jsonl", callbacks=[seen.append], progress=False)
     _check_conjugate(post, 0.08, 0.12)
-    assert post.info["mode"] == "memory" and post.info["training_pairs"] == 3000
+    assert post.report.mode == "memory" and post.report.training_pairs == 3000
+    assert post.report.training.batch_size == 64 and post.report.training.epochs == 20
     assert len(seen) == post.history.epochs == len((tmp_path / "log.jsonl").read_text().splitlines())
     assert post.reference_summaries.shape == (2000, 2)
     cfg = post.config()
@@ -63,16 +64,16 @@ def test_offline_from_a_store(tmp_path):
     path = tmp_path / "train.h5"
     with SimulationStore.create(path, 2, (2,), chunk_rows=256) as st:
         simulate(S.linear_gaussian, prior=prior, n=3000, seed=0, store=st, progress=False)
-    post = fit_posterior(store=path, prior=prior, flow=SMALL, training={"epochs": 20}, batch_size=64, progress=False)
-    assert post.info["mode"] == "store"
+    post = fit_posterior(store=path, prior=prior, flow=SMALL, training={"epochs": 20, "batch_size": 64}, progress=False)
+    assert post.report.mode == "store"
     _check_conjugate(post, 0.08, 0.12)
 
 
 def test_online_training_simulates_fresh_data_every_epoch():
     prior = gaussian(0.0, 1.0, dim=2)
     post = fit_posterior(prior=prior, simulator=S.linear_gaussian, simulations_per_epoch=1000,
-                         validation_simulations=500, flow=SMALL, training={"epochs": 20}, batch_size=64, progress=False)
-    assert post.info["mode"] == "online"
+                         validation_simulations=500, flow=SMALL, training={"epochs": 20, "batch_size": 64}, progress=False)
+    assert post.report.mode == "online"
     _check_conjugate(post, 0.1, 0.15)
 
 
@@ -84,7 +85,7 @@ def test_bad_training_data_is_an_error_or_a_counted_drop():
         fit_posterior(theta, bad_x, prior=prior, progress=False)
     post = fit_posterior(theta, bad_x, prior=prior, drop_invalid=True, flow={"blocks": 1, "hidden": [8]},
                          training={"epochs": 1}, progress=False)
-    assert post.info["dropped_invalid"] == 2
+    assert post.report.dropped_invalid == 2
     box = torch.distributions.Independent(torch.distributions.Uniform(-torch.ones(2), torch.ones(2)), 1)
     with pytest.raises(ValueError, match="outside the prior's support"):
         fit_posterior(theta * 3, x, prior=box, progress=False)
@@ -140,10 +141,10 @@ def test_gaussian_start_keeps_the_gaussian_fit_unless_the_couplings_beat_it():
     x = theta + 0.5 * torch.randn(1000, 10, generator=gen)           # posterior N(0.8 x, 0.2 I)
     post = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=10), flow={"blocks": 4, "hidden": [128, 128]},
                          progress=False)
-    info = post.info["gaussian_start"]
-    assert info["kept"] and info["best_val_loss"] <= post.history.best_val_loss
+    start = post.report.gaussian_start
+    assert start.kept and start.best_val_loss <= post.history.best_val_loss and start.ridge is not None
     # the couplings are back at their start, the identity: every conditioner's last layer is zero
-    nets = [m for block in list(post.estimator.flow.transform)[1:] for m in block.modules() if isinstance(m, MLP)]
+    nets = [m for block in list(post.estimator.inn)[1:] for m in block.modules() if isinstance(m, MLP)]
     assert len(nets) == 4 and all(not net[-1].weight.detach().any() for net in nets)
     xs = torch.tensor([[0.0] * 10, [0.5, -0.5] * 5])
     s = post.sample(4000, xs, seed=0)
@@ -154,50 +155,41 @@ def test_gaussian_start_keeps_the_gaussian_fit_unless_the_couplings_beat_it():
     th = torch.randn(3000, 2, generator=gen)
     xb = th.square().sum(1, keepdim=True) + 0.05 * torch.randn(3000, 1, generator=gen)
     post = fit_posterior(th, xb, flow={"hidden": [32, 32]}, training={"epochs": 40}, progress=False)
-    assert not post.info["gaussian_start"]["kept"]
-    assert post.history.best_val_loss < post.info["gaussian_start"]["best_val_loss"] - 0.3
-    assert "gaussian_start" not in fit_posterior(th, xb, gaussian_start=False, training={"epochs": 1},
-                                                 progress=False).info
+    assert not post.report.gaussian_start.kept
+    assert post.history.best_val_loss < post.report.gaussian_start.best_val_loss - 0.3
+    assert fit_posterior(th, xb, gaussian_start=False, training={"epochs": 1}, progress=False).report.gaussian_start is None
 
 
 def test_default_batch_size_follows_the_budget_the_parameter_count_and_the_summary_network():
     from innverse.amortized import default_training
 
-    assert default_training(900, 2)[0] == 256      # few parameters: ~n/4
-    assert default_training(900, 10)[0] == 128     # more parameters: ~n/8
-    assert default_training(9000, 2)[0] == default_training(9000, 10)[0] == 512
-    assert default_training(900, 2, summary=True)[0] == 64  # a summary network: ~n/16, at most 256
-    assert default_training(90_000, 2, summary=True)[0] == 256
-    assert default_training(20, 2)[0] == 32
+    assert default_training(900, 2).batch_size == 256      # few parameters: ~n/4
+    assert default_training(900, 10).batch_size == 128     # more parameters: ~n/8
+    assert default_training(9000, 2).batch_size == default_training(9000, 10).batch_size == 512
+    assert default_training(900, 2, summary=True).batch_size == 64  # a summary network: ~n/16, at most 256
+    assert default_training(90_000, 2, summary=True).batch_size == 256
+    assert default_training(20, 2).batch_size == 32
     # learning rate: 1e-3 up to 256 rows, then linear in the batch
-    assert default_training(900, 2)[1].lr == default_training(90_000, 2, summary=True)[1].lr == 1e-3
-    assert default_training(9000, 2)[1].lr == 2e-3
+    assert default_training(900, 2).lr == default_training(90_000, 2, summary=True).lr == 1e-3
+    assert default_training(9000, 2).lr == 2e-3
     for n in (20, 900, 9000, 90_000):
-        batch, cfg = default_training(n, 2)
-        assert 60 <= cfg.epochs <= 1000 and cfg.epochs * math.ceil(n / batch) >= min(12_000, 60 * math.ceil(n / batch))
+        cfg = default_training(n, 2)
+        assert 60 <= cfg.epochs <= 1000 and cfg.epochs * math.ceil(n / cfg.batch_size) >= min(
+            12_000, 60 * math.ceil(n / cfg.batch_size))
 
 
-def test_default_patience_adapts_unless_the_user_sets_the_patience(monkeypatch):
-    from innverse.amortized import default_training
-    from innverse.amortized import fit as fit_module
+def test_every_form_of_the_training_options_gets_the_same_budget_aware_defaults():
+    """A TrainConfig, a dict and nothing resolve the unset options alike; the report shows what was used."""
+    from innverse.train import TrainConfig
 
-    cfg = default_training(900, 2)[1]
-    assert (cfg.patience, cfg.min_patience) == (20, 10)
-    assert [cfg.patience_after(b) for b in (0, 9, 14, 19, 60)] == [10, 10, 15, 20, 20]
-    captured = []
-    real = fit_module.train
-
-    def spy(model, loss, train_data, val_data, config, **kwargs):
-        captured.append(config)
-        return real(model, loss, train_data, val_data, config, **kwargs)
-
-    monkeypatch.setattr(fit_module, "train", spy)
     gen = torch.Generator().manual_seed(3)
     th = torch.randn(300, 2, generator=gen)
     x = th + 0.1 * torch.randn(300, 2, generator=gen)
-    for training in ({"epochs": 2, "patience": 7}, {"epochs": 2, "patience": 7, "min_patience": 3}, {"epochs": 2}):
-        fit_posterior(th, x, training=training, gaussian_start=False, progress=False)
-    assert [(c.patience, c.min_patience) for c in captured] == [(7, None), (7, 3), (20, 10)]
+    used = [fit_posterior(th, x, training=training, gaussian_start=False, progress=False).report.training
+            for training in ({"epochs": 2, "patience": 7}, TrainConfig(epochs=2, patience=7), {"epochs": 2})]
+    assert used[0] == used[1] and used[0].batch_size == 64 and used[0].lr == 1e-3
+    assert [(c.patience, c.min_patience) for c in used] == [(7, 10), (7, 10), (20, 10)]
+    assert used[2].replace(patience=7) == used[0]
 
 
 def _correlated_linear_gaussian(n: int, dim: int = 6):
@@ -218,15 +210,15 @@ def test_flow_selection_keeps_the_candidate_with_the_lower_validation_loss(tmp_p
     log = tmp_path / "log.jsonl"
     post = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=6), training={"epochs": 25}, checkpoint=ckpt,
                          log_path=log, progress=False)
-    sel = post.info["flow_selection"]
-    assert [c["coupling"] for c in sel["candidates"]] == ["spline", "autoregressive"]
-    assert sel["candidates"][1]["head"] == "none"
-    assert sel["chosen"] == min(range(2), key=lambda i: sel["val_loss"][i])
-    assert post.estimator.flow_options.coupling == sel["candidates"][sel["chosen"]]["coupling"]
+    report = post.report
+    assert report.compared_flows and [c.flow["coupling"] for c in report.candidates] == ["spline", "autoregressive"]
+    assert report.candidates[1].flow["head"] == "none"
+    assert report.chosen == min(range(2), key=lambda i: report.candidates[i].val_loss)
+    assert post.estimator.flow_options.coupling == report.candidates[report.chosen].flow["coupling"]
     assert ckpt.is_file() and (tmp_path / "fit.candidate1.ckpt").is_file()
-    assert sel["log_paths"] == [str(log), str(tmp_path / "log.candidate1.jsonl")]
-    for path, epochs in zip(sel["log_paths"], sel["epochs"]):
-        assert len(Path(path).read_text().splitlines()) == epochs
+    assert [c.log_path for c in report.candidates] == [str(log), str(tmp_path / "log.candidate1.jsonl")]
+    for c in report.candidates:
+        assert len(Path(c.log_path).read_text().splitlines()) == c.epochs
     xs = x[:2]
     s = post.sample(4000, xs, seed=0)
     sd = cov.diagonal().sqrt()                                          # 0.39 - 0.75
@@ -235,23 +227,23 @@ def test_flow_selection_keeps_the_candidate_with_the_lower_validation_loss(tmp_p
     # resuming finished runs reproduces the choice and the weights
     again = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=6), training={"epochs": 25}, checkpoint=ckpt,
                           resume=True, progress=False)
-    assert again.info["flow_selection"]["val_loss"] == sel["val_loss"]
+    assert [c.val_loss for c in again.report.candidates] == [c.val_loss for c in report.candidates]
     assert torch.equal(again.sample(10, xs, seed=3), post.sample(10, xs, seed=3))
 
 
 def test_flow_selection_only_by_default_for_many_parameters_and_on_request(tmp_path):
     theta, x, _, _ = _correlated_linear_gaussian(400, dim=3)
-    assert "flow_selection" not in fit_posterior(theta, x, training={"epochs": 2}, progress=False).info
+    assert not fit_posterior(theta, x, training={"epochs": 2}, progress=False).report.compared_flows
     theta6, x6, _, _ = _correlated_linear_gaussian(400)
     one = fit_posterior(theta6, x6, flow={"blocks": 2}, training={"epochs": 2}, progress=False)
-    assert "flow_selection" not in one.info and one.estimator.flow_options.blocks == 2
+    assert not one.report.compared_flows and one.estimator.flow_options.blocks == 2
     two = fit_posterior(theta, x, flow=[{"coupling": "affine", "blocks": 2}, {"coupling": "autoregressive", "blocks": 1}],
                         training={"epochs": 2}, gaussian_start=True, progress=False)
-    assert [c["blocks"] for c in two.info["flow_selection"]["candidates"]] == [2, 1]
+    assert [c.flow["blocks"] for c in two.report.candidates] == [2, 1]
     import innverse
 
     again = innverse.load(innverse.save(two, tmp_path / "two.safetensors"))      # the record is saved too
-    assert again.info["flow_selection"] == two.info["flow_selection"]
+    assert again.report == two.report                                             # the whole report is saved
     assert again.estimator.flow_options == two.estimator.flow_options
     with pytest.raises(ValueError, match="flow is an empty list"):
         fit_posterior(theta, x, flow=[], progress=False)
@@ -268,7 +260,7 @@ def test_log_normal_data_are_learned_on_the_log_scale():
     for log_x in ("auto", False):
         post = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=2), training={"epochs": 30}, log_x=log_x,
                              progress=False)
-        assert post.info["log_features"] == ([0, 1] if log_x == "auto" else [])
+        assert post.report.log_features == ([0, 1] if log_x == "auto" else [])
         s = post.sample(2000, xs, seed=0)
         errors[log_x] = float(((s.mean(0) - mean).abs() / sd).max())
         if log_x == "auto":

@@ -87,10 +87,12 @@ def test_wrong_shapes_and_dtypes_are_clear_errors():
         post.sample(10, torch.tensor([0.0, float("nan"), 1.0]))
     with pytest.raises(ValueError, match="n must be a positive int"):
         post.sample(0, torch.zeros(3))
-    with pytest.raises(ValueError, match=r"theta of shape \(batch, 2\)"):
+    with pytest.raises(ValueError, match=r"theta of shape \(\*sample, 2\) for one observation, got shape \(4, 3\)"):
         post.log_prob(torch.zeros(4, 3), torch.zeros(3))
-    with pytest.raises(ValueError, match=r"\(n, 2, 2\)"):
+    with pytest.raises(ValueError, match=r"theta of shape \(\*sample, 2, 2\) for observations of batch shape \(2,\)"):
         post.log_prob(torch.zeros(4, 2), torch.zeros(2, 3))
+    with pytest.raises(TypeError, match=r"the order is sample\(n, condition\)"):
+        post.sample(torch.zeros(3), 10)
     with pytest.raises(ValueError, match="NaN or Inf"):
         post.log_prob(torch.tensor([[0.0, float("nan")]]), torch.zeros(3))
 

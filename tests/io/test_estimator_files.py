@@ -14,9 +14,12 @@ import pytest
 import torch
 
 import innverse
-from innverse.amortized import FlowOptions, Posterior, PosteriorEstimator, build_summary
+from innverse.amortized import FitReport, FlowOptions, Posterior, PosteriorEstimator, build_summary
 from innverse.amortized.priors import box_uniform, gaussian, log_normal
 from innverse.io import ModelFileError, info
+from innverse.train import History, TrainConfig
+
+DATA = Path(__file__).parent / "data"
 
 SMALL_FLOW = {"blocks": 2, "hidden": [16, 16]}
 SUMMARY_OPTIONS = {
@@ -56,9 +59,11 @@ def _posterior(coupling: str, summary: str | None, x_shape: tuple[int, ...], pri
         for p in est.parameters():
             p.add_(0.1 * torch.randn_like(p))
     est.set_reference(x[:32])
-    post = Posterior(est)
-    post.info.update({"training_pairs": 64, "mode": "memory"})
-    return post
+    report = FitReport(mode="memory", training_pairs=64, dropped_invalid=0,
+                       training=TrainConfig(epochs=3, batch_size=32, lr=1e-3), log_features=[],
+                       history=History(records=[{"epoch": 0, "train_loss": 1.5, "val_loss": 1.25}], best_epoch=0,
+                                       best_val_loss=1.25))
+    return Posterior(est, report=report)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -67,7 +72,7 @@ def test_round_trip_reproduces_samples_exactly(tmp_path: Path, name: str) -> Non
     post = _posterior(coupling, summary, x_shape, make_prior())
     path = innverse.save(post, tmp_path / "posterior.safetensors")
     again = innverse.load(path)
-    assert isinstance(again, Posterior) and again.info == post.info
+    assert isinstance(again, Posterior) and again.report == post.report     # the training history is kept too
     x = torch.randn(3, *x_shape)
     a, b = post.sample(40, x, seed=11), again.sample(40, x, seed=11)
     assert a.shape == (40, 3, post.theta_dim) and torch.equal(a, b)
@@ -125,7 +130,22 @@ def test_log_scale_features_round_trip(tmp_path: Path) -> None:
     x = torch.exp(4.0 * torch.randn(64, 3))                           # positive, many decades
     x[:, 1] = torch.randn(64)
     est.fit_standardization(est.prior.sample((64,)), x)
-    assert est.x_log.tolist() == [True, False, True]
+    assert est.embedding.log_features.tolist() == [True, False, True]
     again = innverse.load(innverse.save(post, tmp_path / "log.safetensors"))
-    assert torch.equal(again.estimator.x_log, est.x_log)
+    assert torch.equal(again.estimator.embedding.log_features, est.embedding.log_features)
     assert torch.equal(post.sample(20, x[:2], seed=1), again.sample(20, x[:2], seed=1))
+
+
+@pytest.mark.parametrize("kind", ["vector", "sets"])
+def test_files_written_by_innverse_0_1_load_and_give_the_same_densities_and_samples(kind: str) -> None:
+    """Model files of format version 1 (``data/make_v1_files.py`` run with innverse 0.1.0) still load."""
+    import json
+
+    expected = json.loads((DATA / "expected_v1.json").read_text())[kind]
+    post = innverse.load(DATA / f"posterior_v1_{kind}.safetensors")
+    assert info(DATA / f"posterior_v1_{kind}.safetensors")["config"]["estimator"]["version"] == 1
+    theta, x = torch.tensor(expected["theta"]), torch.tensor(expected["x"])
+    lp = post.log_prob(theta[:, None].expand(5, 2, 2), x)
+    torch.testing.assert_close(lp, torch.tensor(expected["log_prob"]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(post.sample(4, x, seed=3), torch.tensor(expected["samples_seed3"]), rtol=1e-5, atol=1e-5)
+    assert post.report.mode == "memory" and post.report.training.epochs == 3 - (kind == "sets")

@@ -6,22 +6,31 @@ Train once on simulations, then get the posterior for any observation in millise
     theta, x, report = simulate(my_simulator, prior=prior, n=10_000)
     posterior = fit_posterior(theta, x, prior=prior)
     samples = posterior.sample(1000, x_obs)          # (1000, 2), all inside the prior's support
+    posterior.report.training                        # the training options used, defaults resolved
 """
 
-from .estimator import FORMAT_VERSION, FlowOptions, PosteriorEstimator
-from .executor import SimulationReport, Simulations, sample_prior, simulate
+from ..blocks import SupportTransform
+from .embedding import ObservationEmbedding
+from .estimator import FORMAT_VERSION, PosteriorEstimator
+from .executor import ProcessPool, SimulationReport, Simulations, sample_prior, simulate
 from .fit import build_summary, default_training, fit_posterior
+from .fit_report import CandidateRun, FitReport, GaussianStartReport
 from .online import OnlineBatches
+from .options import FlowOptions
 from .posterior import Posterior
 from .prior_config import PRIOR_TYPES, prior_from_config, prior_to_config
 from .priors import ProductPrior, as_prior, box_uniform, gaussian, log_normal, prior_bounds, product
 from .simulation import batch_seed, calling_style, pad_rows
 from .store import SimulationStore, StoreBatches
-from .support import SupportTransform
 
 __all__ = [
+    "CandidateRun",
     "FORMAT_VERSION",
+    "FitReport",
+    "GaussianStartReport",
+    "ObservationEmbedding",
     "PRIOR_TYPES",
+    "ProcessPool",
     "FlowOptions",
     "OnlineBatches",
     "Posterior",

@@ -8,8 +8,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._tensors import to_tensor
+from ..core.conditional import broadcast_value, check_count
+from ..train import History
 from .estimator import PosteriorEstimator
-from .inputs import check_theta, check_x
+from .fit_report import FitReport
+from .inputs import check_x
 
 __all__ = ["Posterior"]
 
@@ -17,25 +21,34 @@ __all__ = ["Posterior"]
 class Posterior:
     r"""Amortized posterior :math:`q(\theta \mid x)` for any observation ``x``, from a trained estimator.
 
-    Inputs may be torch tensors or numpy arrays; outputs are torch tensors (call ``.numpy()``).
-    One observation has the training data's per-sample shape ``x_shape``; ``k`` observations are
+    Follows the library's conditional-density contract (:mod:`innverse.core.conditional`):
+    ``sample(n, x)`` and ``log_prob(theta, x)``, batched over observations like
+    ``torch.distributions`` (the observations' leading dimension is the batch). Inputs may be
+    torch tensors or numpy arrays; outputs are torch tensors (call ``.numpy()``). One
+    observation has the training data's per-sample shape ``x_shape``; ``k`` observations are
     ``(k, *x_shape)`` (for set / series summaries the number of rows may differ from training).
 
     Args:
         estimator: a trained :class:`PosteriorEstimator`.
-        history: the training history (epochs, losses), if any.
+        report: how it was trained (:class:`FitReport`), if known.
         chunk_size: rows per internal chunk when sampling (bounds memory; ~65k is cache friendly).
     """
 
-    def __init__(self, estimator: PosteriorEstimator, history: Any = None, chunk_size: int = 65536) -> None:
+    def __init__(self, estimator: PosteriorEstimator, report: FitReport | None = None, chunk_size: int = 65536) -> None:
         if not isinstance(estimator, PosteriorEstimator):
             raise TypeError(f"Posterior: expected a PosteriorEstimator, got {type(estimator).__name__}")
+        if report is not None and not isinstance(report, FitReport):
+            raise TypeError(f"Posterior: expected a FitReport as report, got {type(report).__name__}")
         self.estimator = estimator.eval()
-        self.history = history
+        #: how the posterior was trained (data, resolved options, stages, candidate flows), or None
+        self.report = report
         self.chunk_size = int(chunk_size)
-        #: facts about how the posterior was trained (mode, budget, dropped pairs, options)
-        self.info: dict[str, Any] = {}
         self.detector: Any = None
+
+    @property
+    def history(self) -> History | None:
+        """The kept flow's training history (epochs, losses), if known."""
+        return None if self.report is None else self.report.history
 
     @classmethod
     def from_state(cls, config: dict[str, Any], state_dict: dict[str, Tensor], **kwargs: Any) -> Posterior:
@@ -89,7 +102,7 @@ class Posterior:
         return self.estimator.config()
 
     def _dtype(self) -> torch.dtype:
-        return self.estimator.theta_shift.dtype
+        return self.estimator.standardization.shift.dtype
 
     def _x(self, x: Any, owner: str) -> tuple[Tensor, bool]:
         return check_x(x, self.x_shape, owner, self.estimator.variable_size, self._dtype())
@@ -97,7 +110,7 @@ class Posterior:
     @torch.inference_mode()
     def _summaries(self, x: Tensor) -> Tensor:
         step = max(1, self.chunk_size // 16)
-        return torch.cat([self.estimator.embed(x[i:i + step]) for i in range(0, x.shape[0], step)])
+        return torch.cat([self.estimator.embedding(x[i:i + step]) for i in range(0, x.shape[0], step)])
 
     # -- public API ------------------------------------------------------------------------------
     def summaries(self, x: Any) -> Tensor:
@@ -118,8 +131,7 @@ class Posterior:
             x: one observation or a batch of ``k``.
             generator / seed: randomness (``seed`` builds a fresh generator).
         """
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"Posterior.sample: n must be a positive int, got {n!r}")
+        n = check_count("Posterior.sample", n)
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(int(seed))
         xt, single = self._x(x, "Posterior.sample")
@@ -137,10 +149,11 @@ class Posterior:
         return out[:, 0] if single else out
 
     def log_prob(self, theta: Any, x: Any, outside: str = "error") -> Tensor:
-        """Posterior log-density.
+        """Posterior log-density, broadcast over observations like ``torch.distributions``.
 
-        Shapes: ``theta (n, D)`` with one observation -> ``(n,)``; ``theta (n, k, D)`` with ``k``
-        observations -> ``(n, k)``; ``theta (D,)`` with one observation -> ``()``.
+        Shapes: one observation, ``theta (*s, D)`` -> ``(*s)`` (``(n, D)`` -> ``(n,)``,
+        ``(D,)`` -> ``()``); ``k`` observations, ``theta (*s, k, D)`` -> ``(*s, k)`` (``(n, k, D)``
+        -> ``(n, k)``; ``(k, D)`` -> ``(k,)``, row ``i`` scored against observation ``i``).
 
         Args:
             outside: what to do with parameters outside the prior's support: ``"error"``
@@ -149,24 +162,18 @@ class Posterior:
         if outside not in ("error", "-inf"):
             raise ValueError(f"Posterior.log_prob: outside must be 'error' or '-inf', got {outside!r}")
         xt, single = self._x(x, "Posterior.log_prob")
-        k = xt.shape[0]
-        t = torch.as_tensor(theta) if not isinstance(theta, Tensor) else theta
-        if single:
-            tt, one = check_theta(t, self.theta_dim, "Posterior.log_prob", self._dtype())
-            flat, idx = tt, torch.zeros(tt.shape[0], dtype=torch.long)
-            shape: tuple[int, ...] = () if one else (tt.shape[0],)
-        else:
-            if t.dim() != 3 or t.shape[1] != k or t.shape[2] != self.theta_dim:
-                raise ValueError(f"Posterior.log_prob: with {k} observations theta must have shape "
-                                 f"(n, {k}, {self.theta_dim}), got {tuple(t.shape)}")
-            flat, _ = check_theta(t.reshape(-1, self.theta_dim), self.theta_dim, "Posterior.log_prob", self._dtype())
-            idx = torch.arange(k).repeat(t.shape[0])
-            shape = (t.shape[0], k)
-        inside = self.estimator.support.inside(flat)
+        t = to_tensor(theta, "theta", "Posterior.log_prob", self._dtype())
+        flat, idx, shape = broadcast_value("Posterior.log_prob", t, (self.theta_dim,), () if single else (xt.shape[0],),
+                                           "theta", "observation")
+        if not torch.isfinite(flat).all():
+            rows = (~torch.isfinite(flat).all(1)).nonzero().flatten()[:10].tolist()
+            raise ValueError(f"Posterior.log_prob: theta contains NaN or Inf in rows {rows}")
+        support = self.estimator.support
+        inside = support.inside(flat)
         if outside == "error" and not inside.all():
             rows = (~inside).nonzero().flatten()[:10].tolist()
             raise ValueError(f"Posterior.log_prob: theta rows {rows} lie outside the prior's support "
-                             f"(lower {self.estimator.support.lower.tolist()}, upper {self.estimator.support.upper.tolist()}); "
+                             f"(lower {support.lower.tolist()}, upper {support.upper.tolist()}); "
                              "pass outside='-inf' to get -inf instead")
         with torch.inference_mode():
             h = self._summaries(xt)
@@ -174,13 +181,9 @@ class Posterior:
             out = torch.full((flat.shape[0],), -torch.inf, dtype=h.dtype)
             step = self.chunk_size
             for i in range(0, flat.shape[0], step):
-                rows = slice(i, i + step)
-                ok = inside[rows]
+                ok = inside[i:i + step]
                 if ok.any():
-                    th = flat[rows][ok]
-                    v, ld = self.estimator.theta_to_latent(th)
-                    lp = self.estimator.flow.log_prob(v, h[idx[rows][ok]]) + ld
-                    out[i:i + step][ok] = lp
+                    out[i:i + step][ok] = self.estimator.flow.log_prob(flat[i:i + step][ok], h[idx[i:i + step][ok]])
         return out.reshape(shape)
 
     def map(self, x: Any, n_init: int = 1000, steps: int = 200, lr: float = 0.05,
@@ -202,20 +205,21 @@ class Posterior:
             samples = self.sample(n_init, xt, generator=gen)                   # (n, k, D)
             lp = self.log_prob(samples, xt, outside="-inf")                      # (n, k)
             best = samples[lp.argmax(0), torch.arange(k)]                        # (k, D)
-            v0, _ = est.theta_to_latent(best)
+            v0, _ = est.parameter_map(best, log_det=False)
         h = h.clone()
+
+        def objective(v: Tensor) -> tuple[Tensor, Tensor]:
+            # log q(theta | x) = log q_INN(v | h) + log|dv/dtheta| = log q_INN(v | h) - log|dtheta/dv|
+            theta, ld_inv = est.parameter_map.inverse(v)
+            return est.inn_flow.log_prob(v, h) - ld_inv, theta
+
         v = v0.clone().requires_grad_(True)
         opt = torch.optim.Adam([v], lr=lr)
         for _ in range(steps):
-            _, ld_inv = est.latent_to_theta(v)
-            # log p(theta | x) = log q_INN(v | h) + log|dv/dtheta| = log q_INN(v | h) - log|dtheta/dv|
-            obj = est.flow.log_prob(v, h) - ld_inv
-            (grad,) = torch.autograd.grad(-obj.sum(), v)
+            (grad,) = torch.autograd.grad(-objective(v)[0].sum(), v)
             v.grad = grad
             opt.step()
         with torch.no_grad():
-            theta, ld_inv = est.latent_to_theta(v)
-            final = est.flow.log_prob(v, h) - ld_inv
-            v0_obj = est.flow.log_prob(v0, h) - est.latent_to_theta(v0)[1]
-            result = torch.where((final >= v0_obj).unsqueeze(-1), theta, best)
+            final, theta = objective(v)
+            result = torch.where((final >= objective(v0)[0]).unsqueeze(-1), theta, best)
         return result[0] if single else result

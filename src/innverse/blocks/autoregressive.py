@@ -73,7 +73,7 @@ class MaskedAutoregressive(AbstractInvertible):
         return f"{super().extra_repr()}, transformer={self.transformer!r}"
 
 
-def MaskedAffineAutoregressive(features: int, hidden: Sequence[int] = (64, 64), context_features: int = 0,  # noqa: N802
+def MaskedAffineAutoregressive(features: int, hidden: Sequence[int] = (64, 64), context_features: int = 0,
                                activation: Callable[[], nn.Module] = nn.ReLU, linear_skip: bool = True,
                                clamp: float | None = 2.0) -> MaskedAutoregressive:
     r"""Masked autoregressive flow layer (MAF): :math:`y_i = x_i e^{s_i} + t_i`, :math:`(s_i, t_i)` from :math:`x_{<i}, c`.
@@ -89,7 +89,7 @@ def MaskedAffineAutoregressive(features: int, hidden: Sequence[int] = (64, 64), 
                                 name="MaskedAffineAutoregressive")
 
 
-def MaskedSplineAutoregressive(features: int, hidden: Sequence[int] = (64, 64), context_features: int = 0,  # noqa: N802
+def MaskedSplineAutoregressive(features: int, hidden: Sequence[int] = (64, 64), context_features: int = 0,
                                activation: Callable[[], nn.Module] = nn.ReLU, linear_skip: bool = True,
                                bins: int = 8, bound: float = 3.0) -> MaskedAutoregressive:
     """Autoregressive rational-quadratic spline layer (RQ-NSF (AR)), identity outside ``[-bound, bound]``.

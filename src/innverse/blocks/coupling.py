@@ -133,7 +133,7 @@ class Coupling(AbstractInvertible):
         return f"{super().extra_repr()}, split={self.sizes}, transformer={self.transformer!r}"
 
 
-def AffineCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructor | None = None,  # noqa: N802
+def AffineCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructor | None = None,
                    context_shape: EventShape | None = None, split: int | None = None,
                    clamp: float | None = 2.0) -> Coupling:
     r"""Affine coupling in the GLOW form: one subnetwork emits both log-scale and shift.
@@ -152,7 +152,7 @@ def AffineCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructo
                     name="AffineCoupling")
 
 
-def RealNVPCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructor | None = None,  # noqa: N802
+def RealNVPCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructor | None = None,
                     context_shape: EventShape | None = None, split: int | None = None,
                     clamp: float | None = 2.0) -> Coupling:
     r"""Affine coupling in the RealNVP form: separate subnetworks for log-scale and shift.
@@ -169,7 +169,7 @@ def RealNVPCoupling(event_shape: EventShape, subnet_constructor: SubnetConstruct
                     name="RealNVPCoupling")
 
 
-def AdditiveCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructor | None = None,  # noqa: N802
+def AdditiveCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructor | None = None,
                      context_shape: EventShape | None = None, split: int | None = None) -> Coupling:
     r"""Additive coupling (NICE): :math:`y_2 = x_2 + t(x_1, c)`, log-det 0.
 
@@ -180,7 +180,7 @@ def AdditiveCoupling(event_shape: EventShape, subnet_constructor: SubnetConstruc
                     name="AdditiveCoupling")
 
 
-def GINCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructor | None = None,  # noqa: N802
+def GINCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructor | None = None,
                 context_shape: EventShape | None = None, split: int | None = None,
                 clamp: float | None = 2.0) -> Coupling:
     r"""Volume-preserving affine coupling (GIN): log-scales centred to sum to zero.
@@ -201,7 +201,7 @@ def GINCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructor |
     return block
 
 
-def SplineCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructor | None = None,  # noqa: N802
+def SplineCoupling(event_shape: EventShape, subnet_constructor: SubnetConstructor | None = None,
                    context_shape: EventShape | None = None, split: int | None = None, bins: int = 8,
                    bound: float = 3.0, affine: bool = False, clamp: float = 2.0) -> Coupling:
     r"""Rational-quadratic spline coupling (RQ-NSF) with identity tails outside ``[-bound, bound]``.

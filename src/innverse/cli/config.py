@@ -56,7 +56,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "learning_rate": Key("number", None, minimum=0.0, example="learning_rate = 5e-4"),
         "validation_fraction": Key("number", None, minimum=0.0, example="validation_fraction = 0.1"),
         "patience": Key("integer", None, minimum=1, example="patience = 10",
-                        help="early stopping after this many epochs without improvement"),
+                        help="early stopping after at most this many epochs without improvement (default 20)"),
+        "min_patience": Key("integer", None, minimum=1, example="min_patience = 10",
+                            help="...but at least this many, else as many as it took to reach the best epoch "
+                                 "(default 10; equal to patience: fixed)"),
         "seed": Key("integer", 0, example="seed = 0"),
     },
     "diagnostics": {

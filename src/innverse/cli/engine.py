@@ -102,8 +102,9 @@ def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout:
     if resume and checkpoint.is_file():
         resumed_from = int(load_checkpoint(checkpoint)["epoch"])
         console.note(f"resuming from the checkpoint after epoch {resumed_from}")
-    overrides = {"epochs": training["epochs"], "lr": training["learning_rate"],
-                 "patience": training["patience"], "seed": training["seed"]}
+    overrides = {"epochs": training["epochs"], "lr": training["learning_rate"], "patience": training["patience"],
+                 "min_patience": training["min_patience"], "seed": training["seed"],
+                 "batch_size": training["batch_size"]}
     # "auto": the library's defaults, including the choice between candidate flows
     options = {k: v for k, v in flow.items() if v is not None and not (k == "coupling" and v == "auto")}
     try:
@@ -112,30 +113,37 @@ def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout:
             summary=summary["network"],
             summary_options={"out_features": summary["output"]} if summary["output"] else None,
             flow=options or None, training={k: v for k, v in overrides.items() if v is not None},
-            batch_size=training["batch_size"],
             validation_fraction=training["validation_fraction"] if training["validation_fraction"] else 0.1,
             seed=training["seed"], checkpoint=checkpoint, resume=resume, log_path=layout.training_log,
             progress=console.show_progress)
     except NonFiniteLossError as err:
         raise JobError(str(err)) from err
-    h = posterior.history
-    stats = {"epochs": h.epochs, "best_epoch": h.best_epoch, "best_val_loss": h.best_val_loss,
-             "stopped_early": h.stopped_early, "skipped_steps": h.skipped_steps,
-             "training_seconds": round(h.seconds, 2), "resumed_from_epoch": resumed_from,
-             "x_shape": list(posterior.x_shape),
-             "flow": posterior.estimator.flow_options.coupling,
-             **{k: v for k, v in posterior.info.items() if k in ("training_pairs", "batch_size", "mode", "log_features")}}
-    sel = posterior.info.get("flow_selection")
-    if sel is not None:
-        # several candidate flows were trained: name them, and point the report at the kept one's log
-        stats["flow_selection"] = {"candidates": [c["coupling"] for c in sel["candidates"]],
-                                   "val_loss": [None if v is None else round(v, 4) for v in sel["val_loss"]],
-                                   "kept": sel["candidates"][sel["chosen"]]["coupling"]}
-        stats["training_log"] = Path(sel["log_paths"][sel["chosen"]]).name
     from ..report.run import update_run_json
 
     update_run_json(layout, x_shape=list(posterior.x_shape))
-    return posterior, stats
+    return posterior, _fit_stats(posterior, resumed_from)
+
+
+def _fit_stats(posterior: Any, resumed_from: int) -> dict[str, Any]:
+    """What run.json records of a fit, read from the posterior's typed training report."""
+    report = posterior.report
+    h = report.history
+    stats = {"epochs": h.epochs, "best_epoch": h.best_epoch, "best_val_loss": h.best_val_loss,
+             "stopped_early": h.stopped_early, "skipped_steps": h.skipped_steps,
+             "training_seconds": round(h.seconds, 2), "resumed_from_epoch": resumed_from,
+             "x_shape": list(posterior.x_shape), "flow": posterior.estimator.flow_options.coupling,
+             "training_pairs": report.training_pairs, "batch_size": report.batch_size, "mode": report.mode,
+             "log_features": report.log_features, "training": report.training.to_dict()}
+    if report.compared_flows:
+        # several candidate flows were trained: name them, and point the report at the kept one's log
+        stats["flow_selection"] = {"candidates": [c.flow["coupling"] for c in report.candidates],
+                                   "val_loss": [None if c.val_loss is None else round(c.val_loss, 4)
+                                                for c in report.candidates],
+                                   "kept": report.candidates[report.chosen].flow["coupling"]}
+        log = report.candidates[report.chosen].log_path
+        if log is not None:
+            stats["training_log"] = Path(log).name
+    return stats
 
 
 def x_shape_of(model: Any) -> tuple[int, ...]:

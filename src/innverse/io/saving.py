@@ -36,7 +36,8 @@ BUILTIN_KINDS: Mapping[str, tuple[str, str]] = {
     "Posterior": ("innverse.amortized", "Posterior"),
 }
 #: kinds that wrap a module rather than being one: kind -> (attribute holding it, kind of that module).
-#: Their file holds the wrapped module's config and tensors, plus the wrapper's ``info`` dict.
+#: Their file holds the wrapped module's config and tensors, plus the wrapper's training report
+#: (``FitReport.to_dict()`` under the key ``info``, the name innverse 0.1 used for its untyped dict).
 _WRAPPERS: Mapping[str, tuple[str, str]] = {"Posterior": ("estimator", "PosteriorEstimator")}
 #: tensor-name prefix of a posterior's attached outlier detector
 _DETECTOR = "detector."
@@ -102,7 +103,8 @@ def save(obj: Any, path: str | os.PathLike[str], *, kinds: Mapping[str, type] | 
                         f"got {type(config).__name__}")
     tensors = dict(inner.state_dict())
     if inner is not obj:
-        config = {_WRAPPERS[kind][0]: config, "info": _jsonable(getattr(obj, "info", {}))}
+        report = getattr(obj, "report", None)
+        config = {_WRAPPERS[kind][0]: config, "info": None if report is None else _jsonable(report.to_dict())}
         detector = getattr(obj, "detector", None)
         if detector is not None:
             if type(detector).__name__ != "SummaryOutlierDetector":
@@ -162,12 +164,22 @@ def load(path: str | os.PathLike[str], *, kinds: Mapping[str, type] | None = Non
     if isinstance(obj, torch.nn.Module):
         obj.to(device).eval()
     if wrapper is not None:
-        obj = wrapper(obj)
-        if isinstance(getattr(obj, "info", None), dict) and isinstance(info, dict):
-            obj.info.update(info)
+        obj = wrapper(obj, report=_report(info, path))
         if detector_kind is not None:
             obj.attach_detector(_load_detector(detector_kind, detector_state, path))
     return obj
+
+
+def _report(info: Any, path: Path) -> Any:
+    """The training report stored with a posterior (``None`` when the file has none)."""
+    if not info:
+        return None
+    from ..amortized import FitReport
+
+    try:
+        return FitReport.from_dict(info)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"innverse.load: the training report in {path} is invalid: {err}") from err
 
 
 def _load_detector(kind: Any, state: dict[str, torch.Tensor], path: Path) -> Any:

@@ -1,0 +1,83 @@
+"""Architecture options of the amortized posterior's conditional INN, and the INN they build."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..blocks import AffineTransformer, ContextElementwise, RationalQuadraticSpline
+from ..core import AbstractInvertible
+from ..core import Sequence as InvSequence
+from ..flows import COUPLINGS, coupling_flow
+from ..nets.sets import ACTIVATIONS
+from ..nets.subnets import mlp_constructor
+
+__all__ = ["FlowOptions", "build_inn"]
+
+
+@dataclass
+class FlowOptions:
+    """Architecture of the conditional INN (see :func:`innverse.flows.coupling_flow`)."""
+
+    #: ``"spline"``, ``"affine"``, ``"additive"``, ``"gin"`` couplings, or masked autoregressive
+    #: blocks ``"autoregressive"`` (affine, MAF) / ``"autoregressive_spline"``
+    coupling: str = "spline"
+    blocks: int = 6
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    bins: int = 8
+    bound: float = 4.0
+    #: spline couplings put a conditional affine map (log-scale clamped at ``clamp``) in front of the spline
+    spline_affine: bool = False
+    permutation: str = "random"
+    actnorm: bool = False
+    clamp: float = 2.0
+    activation: str = "relu"
+    seed: int = 0
+    #: conditional elementwise affine map applied first (data side): ``u = v e^{s(h)} + t(h)``
+    head: str = "affine"
+    head_clamp: float = 7.0
+    #: the head's conditioner is linear + MLP (:class:`~innverse.nets.LinearSkipMLP`), so the
+    #: head alone can be a conditional Gaussian linear in the summaries (see
+    #: :mod:`innverse.amortized.gaussian_start`)
+    head_linear: bool = True
+    #: soft bound ``b tanh(h / b)`` on the standardised summaries the linear part sees (None: off)
+    head_input_bound: float | None = 10.0
+
+    def __post_init__(self) -> None:
+        self.hidden = [int(h) for h in self.hidden]
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"FlowOptions: activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
+        if self.coupling not in COUPLINGS:
+            raise ValueError(f"FlowOptions: coupling must be one of {COUPLINGS}, got {self.coupling!r}")
+        if self.head not in ("affine", "none"):
+            raise ValueError(f"FlowOptions: head must be 'affine' or 'none', got {self.head!r}")
+
+    @property
+    def gaussian_head(self) -> bool:
+        """Whether the INN starts with a head that alone is a conditional Gaussian (linear conditioner)."""
+        return self.head == "affine" and self.head_linear
+
+
+def build_inn(theta_dim: int, context_features: int, o: FlowOptions) -> InvSequence:
+    """The conditional INN ``v -> z`` given summaries ``(C,)``: [affine head] then ``o.blocks`` blocks.
+
+    With one parameter couplings cannot split, so every block is a :class:`ContextElementwise`
+    conditioned on the summaries alone. The head is a conditional location-scale map: the blocks
+    after it see parameters standardised by the posterior's own (learned) location and scale, so
+    splines keep their resolution however much the posterior contracts relative to the prior.
+    """
+    act = ACTIVATIONS[o.activation]
+    blocks: list[AbstractInvertible]
+    if theta_dim >= 2:
+        blocks = list(coupling_flow(theta_dim, context_features, blocks=o.blocks, hidden=o.hidden,
+                                    coupling=o.coupling, permutation=o.permutation, actnorm=o.actnorm,
+                                    clamp=o.clamp, bins=o.bins, bound=o.bound, spline_affine=o.spline_affine,
+                                    activation=act, seed=o.seed).transform)
+    else:
+        sub = mlp_constructor(o.hidden, act)
+        blocks = [ContextElementwise(1, RationalQuadraticSpline(o.bins, o.bound) if "spline" in o.coupling
+                                     else AffineTransformer(o.clamp), context_features, sub) for _ in range(o.blocks)]
+    if o.head == "affine":
+        head_sub = mlp_constructor(o.hidden, act, linear_skip=o.head_linear, input_bound=o.head_input_bound)
+        blocks.insert(0, ContextElementwise(theta_dim, AffineTransformer(o.head_clamp), context_features, head_sub,
+                                            name="GaussianHead" if o.head_linear else "AffineHead"))
+    return InvSequence(blocks)
