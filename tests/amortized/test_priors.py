@@ -30,7 +30,7 @@ from innverse.amortized import (
     prior_to_config,
     product,
 )
-from innverse.amortized.priors import sample_gamma, sample_truncated_normal, sample_with_generator
+from innverse.amortized.prior_sampling import sample_gamma, sample_truncated_normal, sample_with_generator
 
 
 def _priors():

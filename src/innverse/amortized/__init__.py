@@ -19,6 +19,7 @@ from .online import OnlineBatches
 from .options import FlowOptions
 from .posterior import Posterior
 from .prior_config import PRIOR_TYPES, prior_from_config, prior_to_config
+from .prior_sampling import sample_with_generator
 from .priors import ProductPrior, as_prior, box_uniform, gaussian, log_normal, prior_bounds, product
 from .simulation import batch_seed, calling_style, pad_rows
 from .store import SimulationStore, StoreBatches
@@ -56,5 +57,6 @@ __all__ = [
     "prior_to_config",
     "product",
     "sample_prior",
+    "sample_with_generator",
     "simulate",
 ]

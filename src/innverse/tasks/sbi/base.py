@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from ..._tensors import to_tensor
-from ...amortized.priors import sample_with_generator
+from ...amortized.prior_sampling import sample_with_generator
 from ..base import AbstractTask
 from ..cache import load_reference, reference_cache_dir, reference_path, save_references
 

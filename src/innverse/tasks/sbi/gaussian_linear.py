@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, MultivariateNormal
 
-from ...amortized.priors import box_uniform, sample_truncated_normal
+from ...amortized.prior_sampling import sample_truncated_normal
+from ...amortized.priors import box_uniform
 from .base import AbstractSBITask
 
 __all__ = ["GaussianLinear", "GaussianLinearUniform"]

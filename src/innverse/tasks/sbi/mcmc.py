@@ -56,7 +56,7 @@ import torch
 from torch import Tensor
 from torch.distributions import biject_to
 
-from ...amortized.priors import sample_with_generator
+from ...amortized.prior_sampling import sample_with_generator
 from .convergence import bulk_ess, split_rhat
 from .proposal import StudentTMixture
 

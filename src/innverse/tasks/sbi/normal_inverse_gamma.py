@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
-from ...amortized.priors import sample_gamma
+from ...amortized.prior_sampling import sample_gamma
 
 __all__ = ["NormalInverseGamma"]
 
