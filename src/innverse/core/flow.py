@@ -50,9 +50,8 @@ class Flow(nn.Module):
             checks always run.
         chunk_size: large batches are pushed through the transform in chunks of this many rows
             (activations of a chunk stay in cache, which is markedly faster on CPUs for sampling
-            and evaluation); ``None`` disables chunking. Results do not depend on it. The default
-            4096 sampled the benchmark tasks' posterior flows (spline couplings, MAF) 1.2-1.35x
-            faster than 1024 rows and at least as fast as 2048 or 8192 (one CPU thread, x86-64).
+            and evaluation); ``None`` disables chunking. Results do not depend on it; the default
+            was chosen with ``benchmarks/maf_sampling.py``.
     """
 
     def __init__(self, transform: AbstractInvertible, base: AbstractBase | None = None,
