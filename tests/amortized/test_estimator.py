@@ -258,7 +258,8 @@ def test_wide_positive_features_are_standardised_on_the_log_scale():
     assert wide_positive_features(sets, (10, 2)).tolist() == [True, False]
 
     theta = torch.randn(500, 2, generator=gen)
-    est = PosteriorEstimator(2, (4,), gaussian(0.0, 1.0, dim=2), None, {"blocks": 2, "hidden": [8]})
+    est = PosteriorEstimator(2, (4,), gaussian(0.0, 1.0, dim=2), None, {"blocks": 2, "hidden": [8]},
+                             x_scaling="moments")
     est.fit_standardization(theta, x)
     assert est.embedding.log_features.tolist() == [True, False, False, False]
     z = est.embedding.standardize(x)

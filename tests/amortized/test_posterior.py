@@ -47,9 +47,9 @@ def test_batched_samples_match_per_observation_samples_in_distribution():
     for j in range(2):
         single = post.sample(4000, xs[j], seed=10 + j)
         for d in range(2):
-            assert stats.ks_2samp(batched[:, j, d].numpy(), single[:, d].numpy()).pvalue > 1e-3
+            assert stats.ks_2samp(batched[:, j, d].numpy(), single[:, d].numpy(), method="asymp").pvalue > 1e-3
     # the two observations' posteriors do differ, so the test above could fail
-    assert stats.ks_2samp(batched[:, 0, 0].numpy(), batched[:, 1, 0].numpy()).pvalue < 1e-6
+    assert stats.ks_2samp(batched[:, 0, 0].numpy(), batched[:, 1, 0].numpy(), method="asymp").pvalue < 1e-6
 
 
 def test_log_prob_shapes_and_consistency():

@@ -84,11 +84,13 @@ class PosteriorEstimator(nn.Module):
             ``variable_size = True`` it accepts NaN-padded sets / series of any size.
         flow: :class:`FlowOptions` or a dict of its fields.
         reference_size: rows of the buffer of reference training summaries.
+        x_scaling: how observations are scaled: ``"robust"`` or ``"moments"`` (see
+            :class:`ObservationEmbedding`); recorded in :meth:`config`.
     """
 
     def __init__(self, theta_dim: int, x_shape: tuple[int, ...] | list[int], prior: Distribution | None = None,
                  summary: nn.Module | None = None, flow: FlowOptions | dict[str, Any] | None = None,
-                 reference_size: int = 0) -> None:
+                 reference_size: int = 0, x_scaling: str = "robust") -> None:
         super().__init__()
         self.theta_dim = int(theta_dim)
         self.x_shape = tuple(int(s) for s in x_shape)
@@ -100,7 +102,7 @@ class PosteriorEstimator(nn.Module):
             raise ValueError(f"PosteriorEstimator: the prior has {self.prior.event_shape[0]} components but "
                              f"theta_dim is {self.theta_dim}")
         self.flow_options = flow if isinstance(flow, FlowOptions) else FlowOptions(**(flow or {}))
-        self.embedding = ObservationEmbedding(self.x_shape, summary)
+        self.embedding = ObservationEmbedding(self.x_shape, summary, x_scaling)
         parameter_map = InvSequence(_support_of(self.prior, self.theta_dim),
                                     Standardization(self.theta_dim, name="Standardization(theta)"))
         self.flow = Flow(InvSequence(parameter_map, build_inn(self.theta_dim, self.context_features, self.flow_options)))
@@ -167,7 +169,8 @@ class PosteriorEstimator(nn.Module):
                 "x_shape": list(self.x_shape), "prior": prior_cfg,
                 "prior_type": None if self.prior is None else type(self.prior).__name__,
                 "support": {"lower": bound(self.support.lower), "upper": bound(self.support.upper)},
-                "summary": self.embedding.summary_config(), "flow": asdict(self.flow_options),
+                "summary": self.embedding.summary_config(), "x_scaling": self.embedding.scaling,
+                "flow": asdict(self.flow_options),
                 "reference_size": int(self.reference_summaries.shape[0])}
 
     @classmethod
@@ -196,8 +199,9 @@ class PosteriorEstimator(nn.Module):
             summary = summary_from_config(config["summary"])
         # files written before these options existed
         flow = {"head_linear": False, "head_input_bound": None, "spline_affine": False, **config["flow"]}
+        # files written before robust scaling existed used the moments
         est = cls(config["theta_dim"], tuple(config["x_shape"]), prior, summary, FlowOptions(**flow),
-                  config["reference_size"])
+                  config["reference_size"], config.get("x_scaling", "moments"))
         if prior is None:
             lo = [-math.inf if v is None else v for v in config["support"]["lower"]]
             hi = [math.inf if v is None else v for v in config["support"]["upper"]]

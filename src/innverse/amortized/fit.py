@@ -94,7 +94,7 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
                   training: TrainConfig | dict[str, Any] | None = None, validation_fraction: float = 0.1,
                   simulations_per_epoch: int | None = None, validation_simulations: int | None = None,
                   workers: int = 0, seed: int = 0, drop_invalid: bool = False, reference_size: int = 2000,
-                  gaussian_start: bool | None = None, log_x: bool | str = "auto",
+                  gaussian_start: bool | None = None, log_x: bool | str = "auto", x_scaling: str = "robust",
                   checkpoint: str | os.PathLike | None = None, resume: bool = False,
                   log_path: str | os.PathLike | None = None, callbacks: Sequence[EpochCallback] = (),
                   progress: bool = True) -> Posterior:
@@ -139,6 +139,9 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         log_x: ``"auto"``: data features that are strictly positive and span more than three
             decades are standardised on the log scale (see :meth:`ObservationEmbedding.fit`);
             ``False``: none.
+        x_scaling: ``"robust"`` (median, robust scale and a soft bound: rare extreme simulations
+            neither set the scale nor overflow the networks) or ``"moments"`` (mean and standard
+            deviation); see :class:`ObservationEmbedding`.
         checkpoint / resume / log_path / callbacks / progress: see :func:`innverse.train.train`.
     """
     if not 0 <= validation_fraction < 1:
@@ -156,7 +159,7 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
                 torch.manual_seed(seed)
                 return PosteriorEstimator(theta_dim, x_shape, prior,
                                           build_summary(summary, x_shape, theta_dim, summary_options), options,
-                                          reference_size=min(reference_size, max(source.rows, 1)))
+                                          reference_size=min(reference_size, max(source.rows, 1)), x_scaling=x_scaling)
 
         generator = torch.Generator().manual_seed(seed)
         est = make_estimator(flow_candidates(flow, theta_dim, False, False, False)[0])

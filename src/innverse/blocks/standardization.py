@@ -13,6 +13,34 @@ from ..core.module import AbstractInvertible, Context, as_shape
 __all__ = ["Standardization"]
 
 
+def _moments(v: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and standard deviation of each column of ``v`` over its finite entries."""
+    count = finite.sum(0)
+    mean = torch.where(finite, v, 0.0).sum(0) / count.clamp_min(1)
+    var = torch.where(finite, (v - mean).square(), 0.0).sum(0) / (count - 1).clamp_min(1)
+    return mean, var.sqrt()
+
+
+#: at most this many values per quantile computation (torch.nanquantile's limit is 2**24)
+_QUANTILE_VALUES = 2**23
+
+
+def _robust(v: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
+    """Median and a robust scale of each column of ``v`` over its finite entries (see ``Standardization.fit``)."""
+    if v.numel() > _QUANTILE_VALUES:  # evenly spaced rows: the statistics need no more
+        rows = torch.linspace(0, v.shape[0] - 1, max(2, _QUANTILE_VALUES // v.shape[1])).round().long()
+        v, finite = v[rows], finite[rows]
+    x = torch.where(finite, v, torch.nan)
+    q = torch.nanquantile(x, torch.tensor([0.01, 0.25, 0.5, 0.75, 0.99], dtype=v.dtype), dim=0)
+    median = torch.nan_to_num(q[2])
+    iqr = torch.nan_to_num(q[3] - q[1]) / 1.349
+    central = finite & (v >= q[0]) & (v <= q[4])
+    _, central_sd = _moments(v, central)
+    _, sd = _moments(v, finite)
+    scale = torch.where(iqr > 0, iqr, torch.where(central_sd > 0, central_sd, sd))
+    return median, scale
+
+
 class Standardization(AbstractInvertible):
     r"""Elementwise affine standardisation :math:`y = (x - \mu) / \sigma` with buffers :math:`\mu, \sigma` set by :meth:`fit`.
 
@@ -52,24 +80,32 @@ class Standardization(AbstractInvertible):
         self.register_buffer("scale", torch.ones(stat))
 
     @torch.no_grad()
-    def fit(self, data: Tensor) -> Standardization:
-        r"""Set :math:`\mu, \sigma` to the mean and standard deviation of ``data (n, *event)`` per statistic.
+    def fit(self, data: Tensor, method: str = "moments") -> Standardization:
+        r"""Set :math:`\mu, \sigma` from ``data (n, *event)``, per statistic, over the finite values only.
 
-        Computed in float64 over the finite values only (NaN padding of sets is ignored). A
-        statistic without spread — no finite value, a single one, or a standard deviation below
-        :math:`10^{-12}|\mu|` (round-off around a constant) — gets :math:`\sigma = 1`, so a constant
-        input maps to zero instead of dividing by zero; any real spread, at whatever scale (data
-        in units of :math:`10^{-12}` included), is kept.
+        * ``"moments"``: mean and standard deviation.
+        * ``"robust"``: median and :math:`\mathrm{IQR} / 1.349` (the standard deviation of a
+          normal distribution with that interquartile range); where the IQR is zero (discrete
+          data with a dominant value) the standard deviation of the values between the 1st and
+          99th percentile, and only then the plain standard deviation. A small fraction of
+          extreme values (a simulator that occasionally blows up) then moves neither location
+          nor scale.
+
+        Computed in float64; NaN padding of sets is ignored. A statistic without spread — no
+        finite value, a single one, or a scale below :math:`10^{-12}|\mu|` (round-off around a
+        constant) — gets :math:`\sigma = 1`, so a constant input maps to zero instead of dividing
+        by zero; any real spread, at whatever scale (data in units of :math:`10^{-12}` included),
+        is kept.
         """
+        if method not in ("moments", "robust"):
+            raise ValueError(f"{self.name}.fit: method must be 'moments' or 'robust', got {method!r}")
         v = data.detach().to(torch.float64).reshape(-1, math.prod(self.stat_shape))
         finite = torch.isfinite(v)
         count = finite.sum(0)
-        mean = torch.where(finite, v, 0.0).sum(0) / count.clamp_min(1)
-        var = torch.where(finite, (v - mean).square(), 0.0).sum(0) / (count - 1).clamp_min(1)
-        std = var.sqrt()
-        spread = (count > 1) & (std > 1e-12 * mean.abs()) & (std > 0)
-        self.shift.copy_(mean.reshape(self.stat_shape))
-        self.scale.copy_(torch.where(spread, std, torch.ones_like(std)).reshape(self.stat_shape))
+        loc, scale = _moments(v, finite) if method == "moments" else _robust(v, finite)
+        spread = (count > 1) & (scale > 1e-12 * loc.abs()) & (scale > 0)
+        self.shift.copy_(loc.reshape(self.stat_shape))
+        self.scale.copy_(torch.where(spread, scale, torch.ones_like(scale)).reshape(self.stat_shape))
         return self
 
     def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
