@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..train import EpochCallback, History, Step, TrainConfig, adam, train
@@ -120,6 +122,37 @@ def _train_one(est: PosteriorEstimator, data: Batches, run: RunOptions, start: b
     return history, report, val_loss
 
 
+def _baseline_loss(data: Batches) -> float | None:
+    r"""Validation loss of the flow that learned nothing: :math:`\mathcal N(0, I)` on the standardised parameters.
+
+    The INN starts as the identity, so this is its loss before training; beating it is the least a
+    trained posterior must do (a Gaussian fit of the prior in the networks' units).
+    """
+    if data.val is None:
+        return None
+    total, rows = 0.0, 0
+    for v, _ in data.val.epoch(0, torch.Generator()):
+        total += float((0.5 * v.double().square().sum(1) + 0.5 * v.shape[1] * math.log(2 * math.pi)).sum())
+        rows += v.shape[0]
+    return total / max(rows, 1)
+
+
+#: a kept flow must beat the baseline by this many nats per parameter, else fit_posterior warns
+MIN_GAIN_PER_PARAMETER = 0.05
+
+
+def _warn_if_nothing_learned(report: FitReport, theta_dim: int) -> None:
+    kept, baseline = report.candidates[report.chosen].val_loss, report.baseline_val_loss
+    if kept is None or baseline is None:
+        return
+    gain = (baseline - kept) / theta_dim
+    if not gain >= MIN_GAIN_PER_PARAMETER:
+        warnings.warn(f"fit_posterior: the posterior did not beat a Gaussian fit of the prior on the validation pairs "
+                      f"(a gain of {gain:.3g} nats per parameter; loss {kept:.4g} vs {baseline:.4g}): training failed "
+                      "(diverged? lower the learning rate) or the data carry (almost) no information about the "
+                      "parameters; check it with innverse.diagnostics.check", RuntimeWarning, stacklevel=3)
+
+
 def train_candidates(first: PosteriorEstimator, candidates: list[FlowOptions],
                      make: Callable[[FlowOptions], PosteriorEstimator], source: AbstractSource,
                      run: RunOptions) -> tuple[PosteriorEstimator, FitReport]:
@@ -129,6 +162,7 @@ def train_candidates(first: PosteriorEstimator, candidates: list[FlowOptions],
     ``make``. Every estimator's standardisation is fitted on the same pairs.
     """
     runs: list[tuple[PosteriorEstimator, History, GaussianStartReport | None, float | None]] = []
+    baselines: list[float | None] = []
     for i, options in enumerate(candidates):
         est = first if i == 0 else make(options)
         est.fit_standardization(source.theta, source.x, run.log_x)
@@ -138,14 +172,18 @@ def train_candidates(first: PosteriorEstimator, candidates: list[FlowOptions],
         elif len(candidates) > 1:  # an explicit gaussian_start=True applies to the candidates with the head
             start = start and options.gaussian_head
         label = "fit_posterior" if len(candidates) == 1 else f"fit_posterior ({options.coupling})"
-        runs.append((est, *_train_one(est, source.batches(est, run.training.batch_size), run, start, i, label)))  # type: ignore[arg-type]
+        data = source.batches(est, run.training.batch_size)  # type: ignore[arg-type]
+        baselines.append(_baseline_loss(data))
+        runs.append((est, *_train_one(est, data, run, start, i, label)))
     best = min(range(len(runs)), key=lambda i: math.inf if runs[i][3] is None else runs[i][3])
     kept, history, start_report, _ = runs[best]
     records = tuple(CandidateRun(asdict(est.flow_options), loss, h.epochs,
                                  h.seconds + (s.seconds if s else 0.0),
                                  None if run.log_path is None else str(_candidate_path(run.log_path, i)))
                     for i, (est, h, s, loss) in enumerate(runs))
-    return kept, FitReport(mode=source.mode, training_pairs=source.rows, dropped_invalid=source.dropped,
-                           training=run.training, log_features=kept.embedding.log_features.flatten().nonzero()
-                           .flatten().tolist(), history=history, gaussian_start=start_report,
-                           candidates=records, chosen=best)
+    report = FitReport(mode=source.mode, training_pairs=source.rows, dropped_invalid=source.dropped,
+                       training=run.training, log_features=kept.embedding.log_features.flatten().nonzero()
+                       .flatten().tolist(), history=history, gaussian_start=start_report, candidates=records,
+                       chosen=best, baseline_val_loss=baselines[best])
+    _warn_if_nothing_learned(report, kept.theta_dim)
+    return kept, report

@@ -64,6 +64,9 @@ class FitReport:
         gaussian_start: the kept flow's Gaussian start, if it had one.
         candidates: every candidate flow trained, in order (one unless several were compared).
         chosen: index of the kept candidate.
+        baseline_val_loss: validation loss of the flow that learned nothing (standard normal on the
+            standardised parameters, the INN's start); a kept validation loss not below it means
+            training failed or the data are uninformative (``fit_posterior`` warns).
     """
 
     mode: str
@@ -75,6 +78,7 @@ class FitReport:
     gaussian_start: GaussianStartReport | None = None
     candidates: tuple[CandidateRun, ...] = ()
     chosen: int = 0
+    baseline_val_loss: float | None = None
 
     @property
     def batch_size(self) -> int | None:
@@ -103,7 +107,8 @@ class FitReport:
                    training=TrainConfig.from_dict(d["training"]), log_features=list(d["log_features"]),
                    history=History.from_dict(d["history"]),
                    gaussian_start=None if start is None else GaussianStartReport(**start),
-                   candidates=tuple(CandidateRun(**c) for c in d.get("candidates", ())), chosen=int(d.get("chosen", 0)))
+                   candidates=tuple(CandidateRun(**c) for c in d.get("candidates", ())), chosen=int(d.get("chosen", 0)),
+                   baseline_val_loss=d.get("baseline_val_loss"))
 
     @classmethod
     def _from_v1_info(cls, info: dict[str, Any]) -> FitReport:

@@ -36,6 +36,8 @@ logger = logging.getLogger("innverse")
 STORE_FIT_ROWS = 50_000
 #: rows per validation batch
 VALIDATION_BATCH = 4096
+#: fewer valid training pairs than this cannot train a posterior (nor split off validation pairs)
+MIN_PAIRS = 10
 
 
 def checked_pairs(theta: Tensor, x: Tensor, support: SupportTransform, variable_size: bool,
@@ -43,8 +45,8 @@ def checked_pairs(theta: Tensor, x: Tensor, support: SupportTransform, variable_
     """Training pairs without NaN/Inf (dropped and logged with ``drop_invalid``, else an error).
 
     Raises:
-        ValueError: mismatched rows, parameters outside the prior's support, or invalid pairs
-            without ``drop_invalid``.
+        ValueError: mismatched rows, parameters outside the prior's support, invalid pairs
+            without ``drop_invalid``, or fewer than :data:`MIN_PAIRS` valid pairs.
     """
     if theta.dim() != 2:
         raise ValueError(f"fit_posterior: theta must be (n, D), got shape {tuple(theta.shape)}")
@@ -64,6 +66,10 @@ def checked_pairs(theta: Tensor, x: Tensor, support: SupportTransform, variable_
             raise ValueError(f"fit_posterior: {dropped} training pairs contain NaN/Inf (rows {rows}"
                              f"{'...' if dropped > 10 else ''}); remove them or pass drop_invalid=True")
         logger.warning("fit_posterior: dropped %d of %d training pairs with NaN/Inf", dropped, len(bad))
+    kept = len(bad) - dropped
+    if kept < MIN_PAIRS:
+        raise ValueError(f"fit_posterior: {kept} valid training pairs ({len(bad)} given, {dropped} dropped for NaN/Inf);"
+                         f" at least {MIN_PAIRS} are needed to train a posterior")
     return theta[~bad], x[~bad], dropped
 
 
