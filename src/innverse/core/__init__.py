@@ -4,6 +4,7 @@ from .adapter import TorchTransform
 from .conditional import ConditionalDensity
 from .distributions import AbstractBase, DiagonalGaussian, GaussianMixture, StandardNormal
 from .flow import Flow
+from .flow_distribution import FlowDistribution
 from .graph import ConditionPort, Graph, GraphBuilder, Port
 from .module import AbstractInvertible, Inverse
 from .sequence import Sequence
@@ -15,6 +16,7 @@ __all__ = [
     "ConditionPort",
     "DiagonalGaussian",
     "Flow",
+    "FlowDistribution",
     "GaussianMixture",
     "Graph",
     "GraphBuilder",

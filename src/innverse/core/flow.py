@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import constraints
 
-from .conditional import broadcast_value, check_count
+from .conditional import broadcast_value
 from .distributions import AbstractBase, StandardNormal
+from .flow_distribution import FlowDistribution, SampleShape, as_sample_shape
 from .module import AbstractInvertible, Context
 
-__all__ = ["Flow"]
+__all__ = ["Flow", "FlowDistribution"]
+
+
+def _sample_shape(sample_shape: SampleShape) -> torch.Size:
+    """The number or shape of samples, checked (``sample(n, c)``: the count comes first)."""
+    if isinstance(sample_shape, Tensor) or hasattr(sample_shape, "__array__"):
+        raise TypeError(f"Flow.sample: expected the number of samples first, got a {type(sample_shape).__name__}; "
+                        "the order is sample(n, condition)")
+    try:
+        shape = as_sample_shape(sample_shape)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"Flow.sample: n must be a positive int or a shape, got {sample_shape!r}") from err
+    if isinstance(sample_shape, int) and sample_shape < 1:
+        raise ValueError(f"Flow.sample: n must be a positive int, got {sample_shape!r}")
+    return shape
 
 
 def _check_finite(owner: str, what: str, t: Tensor) -> None:
@@ -37,7 +54,11 @@ class Flow(nn.Module):
     Follows the library's conditional-density contract (:mod:`innverse.core.conditional`): one
     context ``context_shape`` gives samples ``(n, *event)``, ``k`` contexts ``(k, *context_shape)``
     give ``(n, k, *event)``; ``log_prob(x, c)`` broadcasts ``x (*s, k, *event)`` over the ``k``
-    contexts (``x (k, *event)``: row ``i`` under context ``i``, the training case).
+    contexts (``x (k, *event)``: row ``i`` under context ``i``, the training case). Sample counts
+    may be shapes, as in ``torch.distributions``: ``sample((a, b))`` gives ``(a, b, *event)``.
+    Calling the flow fixes its context and returns a ``torch.distributions.Distribution``
+    (:class:`FlowDistribution`, zuko's convention): ``flow(c).sample((n,))``,
+    ``flow(c).log_prob(x)``, ``pyro.sample("x", flow(c))``, ``flow()`` for an unconditional flow.
 
     Args:
         transform: the invertible module ``f`` (data -> latent).
@@ -87,6 +108,19 @@ class Flow(nn.Module):
     @property
     def conditional(self) -> bool:
         return self.transform.conditional
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """``()``: a flow without a fixed context is one distribution (``flow(c)`` has the contexts' batch shape)."""
+        return torch.Size()
+
+    @property
+    def support(self) -> constraints.Constraint:
+        return constraints.independent(constraints.real, len(self.event_shape))
+
+    def expand(self, batch_shape: SampleShape) -> FlowDistribution:
+        """Independent copies of an unconditional flow with batch shape ``batch_shape`` (a ``FlowDistribution``)."""
+        return FlowDistribution(self, None, batch_shape)
 
     # -- contexts -------------------------------------------------------------------------------
     def _check_raw_context(self, context: Tensor | None, what: str = "context") -> None:
@@ -159,9 +193,9 @@ class Flow(nn.Module):
         z, log_det = self._run("forward", rows, emb, True)
         return (self.base.log_prob(z) + log_det).reshape(shape)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """Same as :meth:`log_prob` (so the flow can be called like a module)."""
-        return self.log_prob(x, context)
+    def forward(self, context: Tensor | None = None) -> FlowDistribution:
+        """The distribution given contexts ``(*batch, *context_shape)`` (none for an unconditional flow)."""
+        return FlowDistribution(self, context)
 
     # -- sampling -------------------------------------------------------------------------------
     def _expanded(self, n: int, context: Tensor | None) -> tuple[int, Context]:
@@ -176,42 +210,43 @@ class Flow(nn.Module):
 
         return n * k, (rep(emb) if isinstance(emb, Tensor) else [rep(t) for t in emb])
 
-    def _shaped(self, n: int, batch: tuple[int, ...], *tensors: Tensor) -> list[Tensor]:
-        """Rows ``(n * k, ...)`` as ``(n, *batch, ...)``."""
-        return [t.reshape(n, *batch, *t.shape[1:]) for t in tensors]
+    @staticmethod
+    def _shaped(shape: torch.Size, batch: tuple[int, ...], *tensors: Tensor) -> list[Tensor]:
+        """Rows ``(n * k, ...)`` as ``(*shape, *batch, ...)``."""
+        return [t.reshape((*shape, *batch, *t.shape[1:])) for t in tensors]
 
-    def rsample_and_log_prob(self, n: int, context: Tensor | None = None,
+    def _draw(self, sample_shape: SampleShape, context: Tensor | None, generator: torch.Generator | None,
+              log_det: bool) -> tuple[torch.Size, tuple[int, ...], Tensor, Tensor | None]:
+        shape = _sample_shape(sample_shape)
+        ctx, batch = self._contexts(context)
+        m, emb = self._expanded(math.prod(shape), ctx)
+        z = self.base.rsample(m, generator)
+        x, ld = self._run("inverse", z, emb, log_det)
+        return shape, batch, x, (self.base.log_prob(z) - ld if log_det else None)
+
+    def rsample_and_log_prob(self, sample_shape: SampleShape, context: Tensor | None = None,
                              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Reparametrised samples and their log-densities: ``(n, *batch, *event)`` and ``(n, *batch)``.
+        """Reparametrised samples and their log-densities: ``(*sample_shape, *batch, *event)`` and ``(*sample_shape, *batch)``.
 
         ``batch`` is ``()`` without a context or for a single one, ``(k,)`` for ``k`` contexts.
         """
-        n = check_count("Flow.sample", n)
-        ctx, batch = self._contexts(context)
-        m, emb = self._expanded(n, ctx)
-        z = self.base.rsample(m, generator)
-        base_lp = self.base.log_prob(z)
-        x, log_det = self._run("inverse", z, emb, True)
-        x, lp = self._shaped(n, batch, x, base_lp - log_det)
+        shape, batch, x, lp = self._draw(sample_shape, context, generator, True)
+        x, lp = self._shaped(shape, batch, x, lp)  # type: ignore[arg-type]
         return x, lp
 
-    def rsample(self, n: int, context: Tensor | None = None,
+    def rsample(self, sample_shape: SampleShape, context: Tensor | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
-        """Reparametrised samples: ``(n, *event)``, or ``(n, k, *event)`` for ``k`` contexts."""
-        n = check_count("Flow.sample", n)
-        ctx, batch = self._contexts(context)
-        m, emb = self._expanded(n, ctx)
-        z = self.base.rsample(m, generator)
-        x, _ = self._run("inverse", z, emb, False)
-        return self._shaped(n, batch, x)[0]
+        """Reparametrised samples: ``(n, *event)``, or ``(n, k, *event)`` for ``k`` contexts (``n`` may be a shape)."""
+        shape, batch, x, _ = self._draw(sample_shape, context, generator, False)
+        return self._shaped(shape, batch, x)[0]
 
     @torch.no_grad()
-    def sample(self, n: int, context: Tensor | None = None,
+    def sample(self, sample_shape: SampleShape, context: Tensor | None = None,
                generator: torch.Generator | None = None) -> Tensor:
         """Samples without gradient; shapes as :meth:`rsample`."""
-        return self.rsample(n, context, generator)
+        return self.rsample(sample_shape, context, generator)
 
     @torch.no_grad()
-    def sample_and_log_prob(self, n: int, context: Tensor | None = None,
+    def sample_and_log_prob(self, sample_shape: SampleShape, context: Tensor | None = None,
                             generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        return self.rsample_and_log_prob(n, context, generator)
+        return self.rsample_and_log_prob(sample_shape, context, generator)
