@@ -138,8 +138,16 @@ class Flow(nn.Module):
                 tuple(context.shape) != self.context_shape):
             raise ValueError(f"Flow: expected a context of shape (batch, *{self.context_shape}) or "
                              f"{self.context_shape}, got {tuple(context.shape)}")
+        self._check_dtype(what, context)
         if self.validate_args:
             _check_finite("Flow", what, context)
+
+    def _check_dtype(self, what: str, t: Tensor) -> None:
+        """A tensor of another floating dtype than the flow's would fail deep inside torch: say so here."""
+        want = self.base.dtype
+        if t.dtype != want and self.context_net is None:
+            raise ValueError(f"Flow: {what} has dtype {t.dtype} but the flow computes in {want}; convert the data "
+                             f"(.to({want})) or the flow (.to({t.dtype}))")
 
     def embed(self, context: Tensor | None) -> Context:
         """Apply the conditioning network (if any) to a batch of raw contexts."""
@@ -180,13 +188,15 @@ class Flow(nn.Module):
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Log-density of ``x (*s, *batch, *event)`` given contexts of batch shape ``batch`` -> ``(*s, *batch)``."""
         ctx, batch = self._contexts(context)
-        if self.validate_args and isinstance(x, Tensor) and x.is_floating_point():
-            _check_finite("Flow.log_prob", "x", x.reshape(-1, *self.event_shape) if x.dim() else x)
-        if not isinstance(x, Tensor):
-            raise ValueError(f"Flow.log_prob: expected x as a tensor, got {type(x).__name__}")
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise ValueError(f"Flow.log_prob: expected x as a floating-point tensor, got "
+                             f"{getattr(x, 'dtype', type(x).__name__)}")
+        self._check_dtype("x", x)
         if ctx is not None and x.dim() == len(self.event_shape) + 1 and x.shape[0] != ctx.shape[0] and batch:
             raise ValueError(f"Flow.log_prob: x has batch size {x.shape[0]} but the context has {ctx.shape[0]}")
         rows, index, shape = broadcast_value("Flow.log_prob", x, self.event_shape, batch, "x", "context")
+        if self.validate_args:
+            _check_finite("Flow.log_prob", "x", rows)
         emb = self.embed(ctx)
         if ctx is not None and rows.shape[0] != ctx.shape[0]:
             emb = self._rows(emb, index)
