@@ -38,7 +38,7 @@ def leaves(module: AbstractInvertible, x: Tensor, c: Context, prefix: str = "") 
             return out
         if isinstance(module, Graph):
             return _graph_leaves(module, x, c, prefix)
-        return [Leaf(prefix.rstrip(".") or type(module).__name__, module, x, c)]
+        return [Leaf(prefix.rstrip(".") or module.name, module, x, c)]
 
 
 def _graph_leaves(graph: Graph, x: Tensor, c: Context, prefix: str) -> list[Leaf]:

@@ -279,7 +279,7 @@ def _blocks(f, px, pc, dtype, rtol, max_condition, points, iters, seed) -> list[
             reasons.append(f"round-trip error {float(torch.cat([fi, iff]).max()):.3g} is {err_ratio:.3g}x the allowed")
         if not cond <= max_condition:
             reasons.append(f"condition number {cond:.3g}")
-        out.append((BlockInvertibility(leaf.name, type(b).__name__, bool(b.exact_inverse), _finite_max(fi),
+        out.append((BlockInvertibility(leaf.name, b.name, bool(b.exact_inverse), _finite_max(fi),
                                        _finite_max(iff), err_ratio, tol, _finite_max(lf), _finite_max(li), cond,
                                        certified, not reasons, reasons), tol_allowance))
     return out
