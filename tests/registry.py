@@ -124,4 +124,6 @@ CASES: dict[str, Factory] = {
     "residual_newton": lambda s: B.ResidualBlock(3, hidden=(16,), coeff=0.9, solver=B.FixedPointSolver(method="newton")),
     "residual_flow": lambda s: residual_flow(3, context_features=2, blocks=2, hidden=(16,), coeff=0.9).transform,
     "reversible_sequence_cond": _reversible,
+    "continuous_flow_cond": lambda s: B.ContinuousFlow(3, 2, B.VelocityField(3, 2, hidden=(16, 16)), steps=48),
+    "continuous_flow": lambda s: B.ContinuousFlow(2, steps=48),
 }

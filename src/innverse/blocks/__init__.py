@@ -2,6 +2,7 @@
 
 from .affine import AllInOne
 from .autoregressive import MaskedAffineAutoregressive, MaskedAutoregressive, MaskedSplineAutoregressive
+from .continuous import ContinuousFlow, VelocityField
 from .coupling import (
     AdditiveCoupling,
     AffineCoupling,
@@ -38,6 +39,7 @@ __all__ = [
     "AutoLogDet",
     "ConditionalAffine",
     "ContextElementwise",
+    "ContinuousFlow",
     "Coupling",
     "ExactLogDet",
     "FixedPointError",
@@ -64,6 +66,7 @@ __all__ = [
     "Standardization",
     "SupportTransform",
     "Unflatten",
+    "VelocityField",
     "default_subnet",
     "lipschitz_bounds",
     "log_det_estimator",
