@@ -19,6 +19,7 @@ from .average import WeightAverage
 from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import BatchSource
+from .distributed import DataParallel
 from .history import EpochCallback, History, append_jsonl
 from .progress import progress_bar
 from .schedule import learning_rate
@@ -108,6 +109,7 @@ class _Loop:
         self.device = self.params[0].device
         for group in opt.param_groups:
             group.setdefault("base_lr", group["lr"])
+        self.dp = DataParallel(self.device)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 2)
         self.average = WeightAverage(self.params, cfg.ema) if cfg.ema else None
@@ -160,13 +162,28 @@ class _Loop:
             group["lr"] = group["base_lr"] * factor
         return float(self.opt.param_groups[0]["lr"])
 
-    def _optimizer_step(self, batch: tuple[Tensor, ...], step: Step) -> Tensor | None:
-        """Loss, backward, clipping and the update; the loss, or None for a skipped non-finite step."""
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(batch, step)
-        ok = bool(torch.isfinite(loss))
-        if ok:
+    def _backward(self, batch: tuple[Tensor, ...], step: Step) -> tuple[float, int, bool]:
+        """Loss and gradients of the global batch: ``(mean loss, rows, finite)``; with several processes
+        each takes its slice and the gradients are combined (:class:`DataParallel`)."""
+        local, n_local, n_global = self.dp.shard(batch)
+        loss = self.loss_fn(local, step) if n_local else None
+        if self.dp.world == 1:
+            ok = bool(torch.isfinite(loss))  # type: ignore[arg-type]
+            if ok:
+                loss.backward()  # type: ignore[union-attr]
+            return (float(loss.detach()) if ok else math.nan), n_global, ok  # type: ignore[union-attr]
+        value = 0.0 if loss is None else float(loss.detach())
+        if loss is not None and math.isfinite(value):
             loss.backward()
+        (total,) = self.dp.sum(value * n_local)
+        self.dp.reduce_gradients(self.params, n_local / n_global)
+        return total / n_global, n_global, math.isfinite(total)
+
+    def _optimizer_step(self, batch: tuple[Tensor, ...], step: Step) -> tuple[float, int] | None:
+        """Loss, backward, clipping and the update: ``(mean loss, rows)``, or None for a skipped non-finite step."""
+        self.opt.zero_grad(set_to_none=True)
+        value, rows, ok = self._backward(batch, step)
+        if ok:
             grads = [p for p in self.params if p.grad is not None]
             max_norm = self.cfg.clip_grad if self.cfg.clip_grad is not None else math.inf
             ok = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(grads, max_norm)))
@@ -185,27 +202,32 @@ class _Loop:
             self.scheduler.step()
         if self.average is not None:
             self.average.update()
-        return loss
+        return value, rows
 
     def train_epoch(self) -> tuple[float, int, float, dict[str, float]]:
         """One pass over the training data: ``(mean loss, skipped steps, last lr, mean logged terms)``."""
         self.model.train()
         total, rows, skipped, lr = 0.0, 0, 0, float(self.opt.param_groups[0]["lr"])
         terms: dict[str, Tensor | float] = {}
+        term_rows = 0
         for raw in self.train_data.epoch(self.epoch, self.gen):
             batch = self._batch(raw)
             lr = self._set_lr()
             step = Step(self.epoch, self.step, min(1.0, self.step / max(1, self.total_steps)), self.noise)
-            loss = self._optimizer_step(batch, step)
-            if loss is None:
+            done = self._optimizer_step(batch, step)
+            if done is None:
                 skipped += 1
                 continue
-            n = batch[0].shape[0]
-            total += float(loss.detach()) * n
-            rows += n
+            total += done[0] * done[1]
+            rows += done[1]
+            n = self.dp.shard(batch)[1]  # the terms were logged on this process's rows
+            term_rows += n
             for name, value in step.terms.items():
                 terms[name] = terms.get(name, 0.0) + value * n
-        return (total / rows if rows else math.nan), skipped, lr, {k: float(v) / rows for k, v in terms.items()}
+        names = sorted(terms)
+        sums = self.dp.sum(*[float(terms[k]) for k in names], float(term_rows))
+        means = {k: v / max(sums[-1], 1.0) for k, v in zip(names, sums)}
+        return (total / rows if rows else math.nan), skipped, lr, means
 
     @torch.no_grad()
     def validate(self) -> float | None:
@@ -215,10 +237,11 @@ class _Loop:
         noise = torch.Generator(self.device).manual_seed(self.cfg.seed + 3)
         total, rows = 0.0, 0
         for raw in self.val_data.epoch(0, torch.Generator().manual_seed(self.cfg.seed + 1)):
-            batch = self._batch(raw)
-            n = batch[0].shape[0]
-            total += float(self.loss_fn(batch, Step(self.epoch, self.step, 1.0, noise, training=False))) * n
-            rows += n
+            batch, n, _ = self.dp.shard(self._batch(raw))
+            if n:
+                total += float(self.loss_fn(batch, Step(self.epoch, self.step, 1.0, noise, training=False))) * n
+                rows += n
+        total, rows = self.dp.sum(total, float(rows))
         return total / max(rows, 1)
 
     def judge(self, train_loss: float, val_loss: float | None) -> bool:
@@ -257,6 +280,46 @@ def _record(loop: _Loop, epoch_result: tuple[float, int, float, dict[str, float]
     if clash:
         raise ValueError(f"train: the loss logged terms named {sorted(clash)}, which the epoch record uses itself")
     return {**record, **{k: _finite_or_none(v) for k, v in terms.items()}}
+
+
+def _short(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _start(loop: _Loop, checkpoint: str | Path | None, resume: bool, log_path: str | Path | None) -> None:
+    """Resume from the checkpoint if asked and it exists; start (or rewrite, on resume) the log."""
+    resumed = resume and checkpoint is not None and Path(checkpoint).exists()
+    if resumed:
+        loop.load(checkpoint)  # type: ignore[arg-type]
+    if log_path is None or not loop.dp.main:
+        return
+    if resumed:
+        _write_log(Path(log_path), loop.history.records)
+    elif Path(log_path).exists():
+        Path(log_path).unlink()
+
+
+def _epoch(loop: _Loop, log_path: str | Path | None, callbacks: Sequence[EpochCallback]) -> tuple[dict[str, Any], bool]:
+    """One epoch: training, validation (with the weight average), bookkeeping, log, callbacks; ``(record, stop)``."""
+    t0 = time.perf_counter()
+    result = loop.train_epoch()
+    with loop.average.applied() if loop.average is not None else nullcontext():
+        val_loss = loop.validate()
+        improved = loop.judge(result[0], val_loss)
+    seconds = time.perf_counter() - t0
+    loop.history.seconds += seconds
+    loop.history.skipped_steps += result[1]
+    record = _record(loop, result, val_loss, improved, seconds)
+    loop.history.records.append(record)
+    if log_path is not None and loop.dp.main:
+        append_jsonl(log_path, record)
+    asked = any([bool(cb(dict(record))) for cb in callbacks])
+    stop = loop.dp.sum(float(asked))[0] > 0  # every process stops when any callback asks
+    patience = loop.cfg.patience_after(loop.history.best_epoch)
+    if loop.val_data is not None and patience is not None and loop.bad_epochs >= patience:
+        stop = loop.history.stopped_early = True
+    loop.epoch += 1
+    return record, stop
 
 
 def train(model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: BatchSource | None = None,
@@ -303,37 +366,17 @@ def train(model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: 
     if len(train_data) == 0:
         raise ValueError("train: the training data yield no batches")
     loop = _Loop(model, loss_fn, train_data, val_data, cfg, optimizer or adam(model.parameters(), cfg), scheduler)
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        loop.load(checkpoint)
-        if log_path is not None:
-            _write_log(Path(log_path), loop.history.records)
-    elif log_path is not None and Path(log_path).exists():
-        Path(log_path).unlink()
+    _start(loop, checkpoint, resume, log_path)
     stop = loop.history.stopped_early
-    bar = progress_bar(cfg.epochs, progress if isinstance(progress, str) else "training", bool(progress), unit="epoch",
-                       initial=loop.epoch)
+    bar = progress_bar(cfg.epochs, progress if isinstance(progress, str) else "training",
+                       bool(progress) and loop.dp.main, unit="epoch", initial=loop.epoch)
     try:
         while loop.epoch < cfg.epochs and not stop:  # type: ignore[operator]
-            t0 = time.perf_counter()
-            result = loop.train_epoch()
-            with loop.average.applied() if loop.average is not None else nullcontext():
-                val_loss = loop.validate()
-                improved = loop.judge(result[0], val_loss)
-            seconds = time.perf_counter() - t0
-            loop.history.seconds += seconds
-            loop.history.skipped_steps += result[1]
-            record = _record(loop, result, val_loss, improved, seconds)
-            loop.history.records.append(record)
-            if log_path is not None:
-                append_jsonl(log_path, record)
-            stop = any([bool(cb(dict(record))) for cb in callbacks])
-            patience = cfg.patience_after(loop.history.best_epoch)
-            if val_data is not None and patience is not None and loop.bad_epochs >= patience:
-                stop = loop.history.stopped_early = True
-            loop.epoch += 1
+            record, stop = _epoch(loop, log_path, callbacks)
             bar.update(1)
-            bar.set_postfix(train=f"{result[0]:.3f}", val="-" if val_loss is None else f"{val_loss:.3f}")
-            if checkpoint is not None and (loop.epoch % cfg.checkpoint_every == 0 or stop or loop.epoch == cfg.epochs):
+            bar.set_postfix(train=_short(record["train_loss"]), val=_short(record["val_loss"]))
+            due = loop.epoch % cfg.checkpoint_every == 0 or stop or loop.epoch == cfg.epochs
+            if checkpoint is not None and due and loop.dp.main:
                 save_checkpoint(checkpoint, loop.state())
     finally:
         bar.close()
