@@ -31,7 +31,9 @@ class BlockInvertibility:
     """Worst case of one block over all probe points (data and latent samples).
 
     Errors are relative, :math:`\\lVert a - b\\rVert_\\infty / \\max(1, \\lVert b\\rVert_\\infty)`;
-    ``error_ratio`` is the worst error divided by its allowance (> 1 fails).
+    ``error_ratio`` is the worst error divided by its allowance (> 1 fails). ``kind`` is what
+    errors call the block (e.g. ``AffineCoupling`` for a :class:`~innverse.blocks.Coupling` made
+    by that factory).
     """
 
     name: str
@@ -113,6 +115,30 @@ def _finite_max(t: Tensor) -> float:
     return float(t.max()) if t.numel() and bool(torch.isfinite(t).all()) else math.inf
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """What one check runs with, defaults resolved."""
+
+    dtype: torch.dtype
+    device: torch.device
+    rows: int                    # rows of the condition; latent probes reuse them cyclically
+    samples: int                 # latent probes per scale
+    scales: tuple[float, ...]
+    points: int                  # Lipschitz probe points
+    iterations: int              # power iterations
+    rtol: float
+    max_condition: float
+    seed: int
+
+
+def _probe_rows(x: Tensor | None, c: Context) -> int:
+    if x is not None:
+        return x.shape[0]
+    if c is None:
+        return 1
+    return c.shape[0] if isinstance(c, Tensor) else c[0].shape[0]
+
+
 def check_invertibility(module: AbstractInvertible | Flow, x: Tensor | None = None, c: Context = None, *,
                         samples: int = 256, latent_scales: SequenceABC[float] = (1.0, 2.0),
                         lipschitz_points: int = 32, power_iterations: int = 20, rtol: float | None = None,
@@ -165,121 +191,139 @@ def check_invertibility(module: AbstractInvertible | Flow, x: Tensor | None = No
     if isinstance(module, Flow) and c is not None:
         with torch.no_grad():
             c = module.embed(c)
-    param = next(f.parameters(), None)
-    dtype = x.dtype if x is not None else (param.dtype if param is not None else torch.get_default_dtype())
-    device = x.device if x is not None else (param.device if param is not None else torch.device("cpu"))
     if f.conditional and c is None:
         raise ValueError("check_invertibility: the module is conditional; pass its condition c")
     if x is not None and not isinstance(x, Tensor):
         raise TypeError(f"check_invertibility: x must be a tensor, got {type(x).__name__}")
-    if x is not None:
-        rows = x.shape[0]
-    elif c is None:
-        rows = 1
-    else:
-        rows = c.shape[0] if isinstance(c, Tensor) else c[0].shape[0]
-    rtol = _RTOL.get(dtype, 1e-2) if rtol is None else float(rtol)
-    max_condition = 0.01 / torch.finfo(dtype).eps if max_condition is None else float(max_condition)
+    param = next(f.parameters(), None)
+    dtype = x.dtype if x is not None else (param.dtype if param is not None else torch.get_default_dtype())
+    device = x.device if x is not None else (param.device if param is not None else torch.device("cpu"))
+    settings = _Settings(dtype, device, _probe_rows(x, c), samples, tuple(latent_scales), lipschitz_points,
+                         power_iterations, _RTOL.get(dtype, 1e-2) if rtol is None else float(rtol),
+                         0.01 / torch.finfo(dtype).eps if max_condition is None else float(max_condition), seed)
     was_training = f.training
     f.eval()
     try:
-        return _check(f, x, c, rows, dtype, device, samples, tuple(latent_scales), lipschitz_points,
-                      power_iterations, rtol, max_condition, per_block, warn, seed)
+        report = _check(f, x, c, settings, per_block)
     finally:
         f.train(was_training)
+    if warn and report.reasons:
+        warnings.warn(InvertibilityWarning("numerically unstable inverse: " + " | ".join(report.reasons)),
+                      stacklevel=2)
+    return report
 
 
-def _check(f, x, c, rows, dtype, device, samples, scales, points, iters, rtol, max_condition, per_block, warn,
-           seed) -> InvertibilityReport:
-    gen = torch.Generator().manual_seed(seed)
-    reasons: list[str] = []
-    probes_x, probes_c, data = [], [], None
-    if x is not None:
-        fi, iff, _ = _round_trips(f, x, c)
-        data = {"points": x.shape[0], "forward_inverse_error": _finite_max(fi),
-                "forward_inverse_error_mean": float(fi.mean()), "inverse_forward_error": _finite_max(iff)}
-        probes_x.append(x)
-        probes_c.append(c)
-    sample_rows = []
-    for s in scales:
-        z = s * torch.randn((samples, *f.output_shape), generator=gen, dtype=dtype).to(device)
-        cs = _take(c, torch.arange(samples, device=device) % rows)
+def _data_errors(f: AbstractInvertible, x: Tensor, c: Context) -> dict[str, Any]:
+    fi, iff, _ = _round_trips(f, x, c)
+    return {"points": x.shape[0], "forward_inverse_error": _finite_max(fi),
+            "forward_inverse_error_mean": float(fi.mean()), "inverse_forward_error": _finite_max(iff)}
+
+
+def _latent_probes(f: AbstractInvertible, c: Context,
+                   s: _Settings) -> tuple[list[dict[str, Any]], list[tuple[Tensor, Context]]]:
+    """Round trips from latent samples ``z ~ N(0, scale^2 I)``: a row per scale, and the finite inverses."""
+    gen = torch.Generator().manual_seed(s.seed)
+    rows, probes = [], []
+    for scale in s.scales:
+        z = scale * torch.randn((s.samples, *f.output_shape), generator=gen, dtype=s.dtype).to(s.device)
+        cs = _take(c, torch.arange(s.samples, device=s.device) % s.rows)
         with torch.no_grad():
             xs = f.inverse(z, cs, log_det=False)[0]
             back = f.forward(xs, cs, log_det=False)[0]
         iff, finite = _rel_err(back, z), torch.isfinite(xs.flatten(1)).all(1)
         fi = _round_trips(f, xs[finite], _take(cs, finite))[0] if bool(finite.any()) else torch.zeros(0)
-        sample_rows.append({"scale": float(s), "points": samples, "nonfinite_inverse": int((~finite).sum()),
-                            "inverse_forward_error": _finite_max(iff), "forward_inverse_error": _finite_max(fi)})
-        probes_x.append(xs[finite])
-        probes_c.append(_take(cs, finite))
-    px = torch.cat(probes_x)
-    pc = None if c is None else (torch.cat(probes_c) if isinstance(c, Tensor)
-                                 else [torch.cat(parts) for parts in zip(*probes_c)])
-    found = _blocks(f, px, pc, dtype, rtol, max_condition, points, iters, seed) if per_block else []
-    blocks = [b for b, _ in found]
-    allow = rtol + 10 * max([a for _, a in found] or [0.0])
-    # Lipschitz and condition of the whole module, on a spread of probe points.
-    pick = torch.linspace(0, px.shape[0] - 1, min(points, px.shape[0])).round().long().to(device)
-    with torch.no_grad():
-        py = f.forward(px[pick], _take(pc, pick), log_det=False)[0]
-    lf, li = _lipschitz(f, px[pick], py, _take(pc, pick), iters, seed)
+        rows.append({"scale": float(scale), "points": s.samples, "nonfinite_inverse": int((~finite).sum()),
+                     "inverse_forward_error": _finite_max(iff), "forward_inverse_error": _finite_max(fi)})
+        probes.append((xs[finite], _take(cs, finite)))
+    return rows, probes
+
+
+def _concat(probes: list[tuple[Tensor, Context]], c: Context) -> tuple[Tensor, Context]:
+    px = torch.cat([p for p, _ in probes])
+    if c is None:
+        return px, None
+    if isinstance(c, Tensor):
+        return px, torch.cat([pc for _, pc in probes])  # type: ignore[misc]
+    return px, [torch.cat(parts) for parts in zip(*[pc for _, pc in probes])]  # type: ignore[misc]
+
+
+def _spread(rows: int, points: int, device: torch.device) -> Tensor:
+    """Indices of ``min(points, rows)`` probe rows spread evenly over ``rows``."""
+    return torch.linspace(0, rows - 1, min(points, rows)).round().long().to(device)
+
+
+def _reasons(data: dict[str, Any] | None, sample_rows: list[dict[str, Any]], allow: float, lip: tuple[Tensor, Tensor],
+             blocks: list[BlockInvertibility], s: _Settings) -> list[str]:
+    """Why the module is unstable (empty: stable)."""
+    reasons = []
+    lf, li = lip
     cond = _finite_max(lf * li)
     worst = [data["forward_inverse_error"], data["inverse_forward_error"]] if data else []
     worst += [r[k] for r in sample_rows for k in ("forward_inverse_error", "inverse_forward_error")]
     if any(r["nonfinite_inverse"] for r in sample_rows):
         reasons.append("the inverse returned NaN/Inf for some latent samples "
-                       f"({[r['nonfinite_inverse'] for r in sample_rows]} at scales {list(scales)})")
+                       f"({[r['nonfinite_inverse'] for r in sample_rows]} at scales {list(s.scales)})")
     if max(worst) > allow:
         reasons.append(f"round-trip error {max(worst):.3g} exceeds the allowed {allow:.3g}")
-    if not cond <= max_condition:
-        reasons.append(f"local condition number {cond:.3g} exceeds {max_condition:.3g} "
+    if not cond <= s.max_condition:
+        reasons.append(f"local condition number {cond:.3g} exceeds {s.max_condition:.3g} "
                        f"(Lip(f) ~ {_finite_max(lf):.3g}, Lip(f^-1) ~ {_finite_max(li):.3g})")
     bad = [b for b in blocks if not b.stable]
     if bad:
         reasons.append(f"{len(bad)} unstable block(s): " + "; ".join(f"{b.name} ({', '.join(b.reasons)})"
                                                                      for b in bad[:3]))
+    return reasons
+
+
+def _check(f: AbstractInvertible, x: Tensor | None, c: Context, s: _Settings, per_block: bool) -> InvertibilityReport:
+    data = None if x is None else _data_errors(f, x, c)
+    sample_rows, probes = _latent_probes(f, c, s)
+    px, pc = _concat(([] if x is None else [(x, c)]) + probes, c)
+    found = _blocks(f, px, pc, s) if per_block else []
+    blocks = [b for b, _ in found]
+    allow = s.rtol + 10 * max([a for _, a in found] or [0.0])
+    # Lipschitz and condition of the whole module, on a spread of probe points.
+    pick = _spread(px.shape[0], s.points, s.device)
+    with torch.no_grad():
+        py = f.forward(px[pick], _take(pc, pick), log_det=False)[0]
+    lf, li = _lipschitz(f, px[pick], py, _take(pc, pick), s.iterations, s.seed)
+    reasons = _reasons(data, sample_rows, allow, (lf, li), blocks, s)
     worst_block = max(blocks, key=lambda b: (b.error_ratio, b.condition)).name if blocks else None
-    report = InvertibilityReport(not reasons, reasons, str(dtype).replace("torch.", ""), rtol, max_condition, data,
-                                 sample_rows, _finite_max(lf), _finite_max(li), cond, blocks, worst_block)
-    if warn and reasons:
-        warnings.warn(InvertibilityWarning("numerically unstable inverse: " + " | ".join(reasons)), stacklevel=3)
-    return report
+    return InvertibilityReport(not reasons, reasons, str(s.dtype).replace("torch.", ""), s.rtol, s.max_condition,
+                               data, sample_rows, _finite_max(lf), _finite_max(li), _finite_max(lf * li), blocks,
+                               worst_block)
 
 
-def _blocks(f, px, pc, dtype, rtol, max_condition, points, iters, seed) -> list[tuple[BlockInvertibility, float]]:
+def _blocks(f: AbstractInvertible, px: Tensor, pc: Context, s: _Settings) -> list[tuple[BlockInvertibility, float]]:
     """Per-leaf reports, each with the block's relative tolerance allowance (0 for exact inverses)."""
-    out = []
-    for leaf in leaves(f, px, pc):
-        b, xb, cb = leaf.block, leaf.x, leaf.c
-        finite = torch.isfinite(xb.flatten(1)).all(1)
-        xb, cb = xb[finite], _take(cb, finite)
-        fi, iff, yb = _round_trips(b, xb, cb)
-        tol, lip_g = block_tolerance(b, dtype), residual_lipschitz(b)
-        d = math.prod(b.event_shape)
-        allow_fi = torch.full_like(fi, rtol)
-        allow_if = torch.full_like(iff, rtol)
-        tol_allowance = 0.0
-        if not b.exact_inverse:
-            tau = tol if tol is not None else 1e-3
-            amp = 1.0 / (1.0 - lip_g) if lip_g is not None and lip_g < 1 else 10.0
-            ratio = yb.flatten(1).abs().amax(1).clamp_min(1) / xb.flatten(1).abs().amax(1).clamp_min(1)
-            allow_fi = allow_fi + math.sqrt(d) * tau * amp * ratio
-            allow_if = allow_if + tau
-            tol_allowance = math.sqrt(d) * tau * amp
-        err_ratio = float(torch.cat([fi / allow_fi, iff / allow_if]).max()) if fi.numel() else 0.0
-        pick = torch.linspace(0, xb.shape[0] - 1, min(points, xb.shape[0])).round().long().to(xb.device)
-        lf, li = _lipschitz(b, xb[pick], yb[pick], _take(cb, pick), iters, seed)
-        cond = _finite_max(lf * li)
-        certified = None if lip_g is None else (1 + lip_g, 1 / (1 - lip_g) if lip_g < 1 else math.inf)
-        reasons = []
-        if not bool(finite.all()):
-            reasons.append(f"{int((~finite).sum())} non-finite inputs")
-        if not err_ratio <= 1.0:
-            reasons.append(f"round-trip error {float(torch.cat([fi, iff]).max()):.3g} is {err_ratio:.3g}x the allowed")
-        if not cond <= max_condition:
-            reasons.append(f"condition number {cond:.3g}")
-        out.append((BlockInvertibility(leaf.name, b.name, bool(b.exact_inverse), _finite_max(fi),
-                                       _finite_max(iff), err_ratio, tol, _finite_max(lf), _finite_max(li), cond,
-                                       certified, not reasons, reasons), tol_allowance))
-    return out
+    return [_block(leaf.name, leaf.block, leaf.x, leaf.c, s) for leaf in leaves(f, px, pc)]
+
+
+def _block(name: str, b: AbstractInvertible, xb: Tensor, cb: Context, s: _Settings) -> tuple[BlockInvertibility, float]:
+    """One leaf's report on its (finite) probe inputs, and its tolerance allowance."""
+    finite = torch.isfinite(xb.flatten(1)).all(1)
+    xb, cb = xb[finite], _take(cb, finite)
+    fi, iff, yb = _round_trips(b, xb, cb)
+    tol, lip_g = block_tolerance(b, s.dtype), residual_lipschitz(b)
+    allow_fi, allow_if = torch.full_like(fi, s.rtol), torch.full_like(iff, s.rtol)
+    tol_allowance = 0.0
+    if not b.exact_inverse:
+        tau = tol if tol is not None else 1e-3
+        amp = 1.0 / (1.0 - lip_g) if lip_g is not None and lip_g < 1 else 10.0
+        ratio = yb.flatten(1).abs().amax(1).clamp_min(1) / xb.flatten(1).abs().amax(1).clamp_min(1)
+        tol_allowance = math.sqrt(math.prod(b.event_shape)) * tau * amp
+        allow_fi, allow_if = allow_fi + tol_allowance * ratio, allow_if + tau
+    err_ratio = float(torch.cat([fi / allow_fi, iff / allow_if]).max()) if fi.numel() else 0.0
+    pick = _spread(xb.shape[0], s.points, xb.device)
+    lf, li = _lipschitz(b, xb[pick], yb[pick], _take(cb, pick), s.iterations, s.seed)
+    cond = _finite_max(lf * li)
+    certified = None if lip_g is None else (1 + lip_g, 1 / (1 - lip_g) if lip_g < 1 else math.inf)
+    reasons = []
+    if not bool(finite.all()):
+        reasons.append(f"{int((~finite).sum())} non-finite inputs")
+    if not err_ratio <= 1.0:
+        reasons.append(f"round-trip error {float(torch.cat([fi, iff]).max()):.3g} is {err_ratio:.3g}x the allowed")
+    if not cond <= s.max_condition:
+        reasons.append(f"condition number {cond:.3g}")
+    return BlockInvertibility(name, b.name, bool(b.exact_inverse), _finite_max(fi), _finite_max(iff), err_ratio, tol,
+                              _finite_max(lf), _finite_max(li), cond, certified, not reasons, reasons), tol_allowance
