@@ -12,9 +12,14 @@ and with plots), and ``mmd_test``.
 
     PYTHONPATH=src nice /work/main/.venv-peers/bin/python benchmarks/diagnostics_c2st.py [--quick]
 
+A small run of innverse alone (no sbi, no battery, nothing written), e.g. to time a change:
+
+    nice .venv/bin/python benchmarks/diagnostics_c2st.py --sizes 1000 --no-sbi --no-battery --no-save
+
 Runs are interleaved (sbi, innverse, innverse with another seed) so load on the shared machine
-hits both alike; both are timed with one intra-op thread (the fair setting on a shared 2-core
-machine: several threads thrash when other jobs run).
+hits both alike, after one untimed warm-up call of each (first-use imports, e.g. the
+``torch._dynamo`` that ``torch.optim`` loads, are not timed); both are timed with one intra-op
+thread (the fair setting on a shared 2-core machine: several threads thrash when other jobs run).
 """
 
 from __future__ import annotations
@@ -73,17 +78,24 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t
 
 
-def c2st_rows(sizes: list[int]) -> list[dict]:
-    from sbi.utils.metrics import c2st as sbi_c2st
-
+def c2st_rows(sizes: list[int], with_sbi: bool = True) -> list[dict]:
+    sbi_c2st = None
+    if with_sbi:
+        from sbi.utils.metrics import c2st as sbi_c2st
+    warm = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+    for fn in (c2st, sbi_c2st):  # one untimed call each: first-use imports are not part of a C2ST's cost
+        if fn is not None:
+            fn(warm, warm + 1)
     rows = []
     for name, (p, q) in CASES.items():
         bayes = bayes_accuracy(p, q)
         for n in sizes:
             g = torch.Generator().manual_seed(n)
             a, b = p[0](n, g), q[0](n, g)
-            ref, t_ref = timed(sbi_c2st, a, b, classifier="mlp")
-            ref, c_ref = float(ref), timed.cpu
+            ref = t_ref = c_ref = float("nan")
+            if sbi_c2st is not None:
+                ref, t_ref = timed(sbi_c2st, a, b, classifier="mlp")
+                ref, c_ref = float(ref), timed.cpu
             ours0, t0 = timed(c2st, a, b, seed=0)
             c0 = timed.cpu
             ours1, t1 = timed(c2st, a, b, seed=1)
@@ -94,7 +106,7 @@ def c2st_rows(sizes: list[int]) -> list[dict]:
                          "speedup_wall": t_ref / ((t0 + t1) / 2)})
             r = rows[-1]
             print(f"{name:24s} n={n:6d} bayes={bayes:.3f} sbi={ref:.3f} ({t_ref:6.1f}s, cpu {c_ref:6.1f}s) "
-                  f"innverse={ours0:.3f}/{ours1:.3f} ({r['time_innverse']:5.1f}s, cpu {r['cpu_innverse']:5.1f}s) "
+                  f"innverse={ours0:.3f}/{ours1:.3f} ({r['time_innverse']:5.2f}s, cpu {r['cpu_innverse']:5.2f}s) "
                   f"x{r['speedup_cpu']:.1f} (cpu)", flush=True)
     return rows
 
@@ -128,13 +140,19 @@ def check_rows(n: int, samples: int, out_dir: str) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="n = 1000 only")
+    ap.add_argument("--sizes", type=int, nargs="+", help="samples per side (default 1000 10000; --quick: 1000)")
+    ap.add_argument("--no-sbi", action="store_true", help="skip sbi's C2ST (its columns are NaN)")
+    ap.add_argument("--no-battery", action="store_true", help="skip the timings of check and mmd_test")
+    ap.add_argument("--no-save", action="store_true", help="print the table only; write nothing under results/")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    sizes = [1000] if args.quick else [1000, 10000]
-    crow = c2st_rows(sizes)
-    with tempfile.TemporaryDirectory() as tmp:
-        krow = check_rows(200, 1000, tmp)
+    sizes = args.sizes or ([1000] if args.quick else [1000, 10000])
+    crow = c2st_rows(sizes, with_sbi=not args.no_sbi)
+    krow = []
+    if not args.no_battery:
+        with tempfile.TemporaryDirectory() as tmp:
+            krow = check_rows(200, 1000, tmp)
     diffs = np.array([abs(r["innverse"] - r["sbi_mlp"]) for r in crow])
     gap_ours = np.array([r["bayes"] - max(r["innverse"], 0.5) for r in crow])
     gap_ref = np.array([r["bayes"] - max(r["sbi_mlp"], 0.5) for r in crow])
@@ -157,6 +175,8 @@ def main() -> None:
               "single-threaded); runs are interleaved."]
     table = "\n".join(lines)
     print(table)
+    if args.no_save:
+        return
     write_results("diagnostics_c2st", {"machine": machine_tag(), "threads": args.threads, "c2st": crow,
                                        "battery": krow, "summary": {"mean_abs_diff": float(diffs.mean()),
                                                                     "max_abs_diff": float(diffs.max())}}, table)

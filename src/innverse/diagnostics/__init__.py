@@ -20,7 +20,7 @@ Protocols used by :func:`check` (see :mod:`innverse.diagnostics.protocol`):
 """
 
 from .battery import check
-from .classifier_test import c2st
+from .classifier_test import ClassifierOptions, c2st
 from .conformal import ScoreCalibrator
 from .coverage import (
     LEVELS,
@@ -52,6 +52,7 @@ __all__ = [
     "local_lipschitz",
     "LEVELS",
     "CheckResult",
+    "ClassifierOptions",
     "check",
     "coverage_curve",
     "coverage_plot",

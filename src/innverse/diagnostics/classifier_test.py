@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,53 @@ from torch import Tensor
 
 from ._inputs import paired_samples
 
-__all__ = ["c2st"]
+__all__ = ["ClassifierOptions", "c2st"]
+
+
+@dataclass(frozen=True)
+class ClassifierOptions:
+    r"""How :func:`c2st` trains its classifiers (an MLP, like scikit-learn's ``MLPClassifier`` as sbibm sets it).
+
+    Attributes:
+        hidden: hidden layer widths; default ``(10 d, 10 d)`` for ``d`` features.
+        max_epochs: most passes over the training folds.
+        batch_size: minibatch size (the torch backend; scikit-learn uses its own ``min(200, rows)``).
+        lr: Adam's learning rate.
+        alpha: L2 penalty on the weights, :math:`\tfrac{\alpha}{2B}\lVert W\rVert^2` per minibatch of ``B``.
+        patience: epochs without improvement before stopping; default 10 (torch), 50 (sklearn).
+        tol: the least improvement that counts.
+        validation_fraction: share of the training folds held out for early stopping.
+    """
+
+    hidden: tuple[int, ...] | None = None
+    max_epochs: int = 1000
+    batch_size: int = 200
+    lr: float = 1e-3
+    alpha: float = 1e-4
+    patience: int | None = None
+    tol: float = 1e-4
+    validation_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        owner = "ClassifierOptions"
+        if self.hidden is not None:
+            hidden = tuple(int(h) for h in self.hidden)
+            if not hidden or any(h <= 0 for h in hidden):
+                raise ValueError(f"{owner}: hidden must be a non-empty sequence of positive widths, got {hidden}")
+            object.__setattr__(self, "hidden", hidden)
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"{owner}: validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.batch_size < 1 or self.max_epochs < 1 or (self.patience is not None and self.patience < 0):
+            raise ValueError(f"{owner}: batch_size and max_epochs must be >= 1 and patience >= 0, got "
+                             f"{self.batch_size}, {self.max_epochs}, {self.patience}")
+        if not self.lr > 0 or not self.alpha >= 0:
+            raise ValueError(f"{owner}: lr must be > 0 and alpha >= 0, got {self.lr}, {self.alpha}")
+
+    def resolved(self, features: int, patience: int) -> ClassifierOptions:
+        """These options with the defaults of ``hidden`` and ``patience`` filled in."""
+        width = 10 * features
+        return dataclasses.replace(self, hidden=self.hidden or (width, width),
+                                   patience=patience if self.patience is None else self.patience)
 
 
 def _standardise(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -41,74 +89,80 @@ def _pad(rows: list[Tensor], gen: torch.Generator) -> Tensor:
     return torch.stack(out)
 
 
+def _adam(params: list[Tensor], lr: float) -> torch.optim.Adam:
+    """PyTorch's Adam: the fused kernel where the device and dtype have one, else the multi-tensor one."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except RuntimeError:
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 class _FoldMLPs:
     """``F`` independent ReLU MLPs trained together with batched matrix products (one per fold).
 
-    Forward and backward passes are written out by hand and Adam runs on fused ``_foreach``
-    operations: the networks are tiny, so the cost of a step is the number of tensor operations,
-    not arithmetic, and this halves it compared with autograd and ``torch.optim.Adam``.
+    The networks are tiny, so a step costs as many tensor operations as it runs, whatever their
+    size: the forward and backward passes are written out by hand (autograd would add
+    operations), and the parameters and their gradients are views of two flat tensors, which
+    PyTorch's Adam updates in one operation.
     """
 
     def __init__(self, folds: int, d: int, hidden: tuple[int, ...], gen: torch.Generator,
                  device: torch.device, lr: float, alpha: float) -> None:
-        self.weights: list[Tensor] = []
-        self.biases: list[Tensor] = []
+        weights, biases = [], []
         sizes = (d, *hidden, 1)
         for fan_in, fan_out in itertools.pairwise(sizes):
             # Glorot-uniform initialisation, as scikit-learn's MLPClassifier.
             bound = math.sqrt((2.0 if fan_out == 1 else 6.0) / (fan_in + fan_out))
-            self.weights.append(((torch.rand(folds, fan_in, fan_out, generator=gen) * 2 - 1) * bound).to(device))
-            self.biases.append(((torch.rand(folds, 1, fan_out, generator=gen) * 2 - 1) * bound).to(device))
-        self.lr, self.alpha, self.t = lr, alpha, 0
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
+            weights.append((torch.rand(folds, fan_in, fan_out, generator=gen) * 2 - 1) * bound)
+            biases.append((torch.rand(folds, 1, fan_out, generator=gen) * 2 - 1) * bound)
+        shapes = [t.shape for t in weights + biases]
+        self.flat = torch.cat([t.reshape(-1) for t in weights + biases]).to(device)
+        self.flat.grad = torch.zeros_like(self.flat)
+        params, self.grads = _views(self.flat, shapes), _views(self.flat.grad, shapes)
+        self.weights, self.biases = params[:len(weights)], params[len(weights):]
+        self.alpha = alpha
+        self.optimizer = _adam([self.flat], lr)
 
     @property
     def params(self) -> list[Tensor]:
         return self.weights + self.biases
 
+    def _layers(self, x: Tensor) -> list[Tensor]:
+        """The input of every layer, then the output ``(F, B, 1)``, for ``x (F, B, d)``."""
+        out = [x]
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, out[-1], w)
+            out.append(h.clamp_min_(0.0) if i < len(self.weights) - 1 else h)
+        return out
+
     def logits(self, x: Tensor) -> Tensor:
         """``x (F, B, d) -> (F, B)``."""
-        h = x
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
-            if i < len(self.weights) - 1:
-                h = h.clamp_min_(0.0)
-        return h.squeeze(-1)
+        return self._layers(x)[-1].squeeze(-1)
 
-    def gradients(self, x: Tensor, y: Tensor, weight: Tensor) -> list[Tensor]:
-        """Gradients (weights, then biases) of ``sum w BCE(logits, y) / B + alpha/2 ||W||^2 / B``."""
-        batch = x.shape[1]
-        acts = [x]
-        h = x
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
-            if i < len(self.weights) - 1:
-                h = h.clamp_min_(0.0)
-                acts.append(h)
-        delta = (torch.sigmoid(h) - y[..., None]).mul_(weight[..., None] / batch)  # dL/dz
-        gw: list[Tensor] = []
-        gb: list[Tensor] = []
-        for i in range(len(self.weights) - 1, -1, -1):
-            gw.append(torch.baddbmm(self.weights[i], acts[i].transpose(1, 2), delta,
-                                    beta=self.alpha / batch))  # + L2 gradient alpha W / B
-            gb.append(delta.sum(1, keepdim=True))
+    def gradients(self, x: Tensor, y: Tensor, weight: Tensor, out: list[Tensor] | None = None) -> list[Tensor]:
+        """Gradients (weights, then biases) of ``sum w BCE(logits, y) / B + alpha/2 ||W||^2 / B``.
+
+        Written into ``out`` (tensors of the parameters' shapes) when given.
+        """
+        batch, layers = x.shape[1], len(self.weights)
+        acts = self._layers(x)
+        delta = (torch.sigmoid(acts.pop()) - y[..., None]).mul_(weight[..., None] / batch)  # dL/dz
+        grads: list[Tensor] = [torch.empty(0)] * (2 * layers) if out is None else out
+        for i in range(layers - 1, -1, -1):
+            # + the L2 gradient alpha W / B
+            grads[i] = torch.baddbmm(self.weights[i], acts[i].transpose(1, 2), delta, beta=self.alpha / batch,
+                                     out=None if out is None else out[i])
+            grads[layers + i] = torch.sum(delta, 1, keepdim=True, out=None if out is None else out[layers + i])
             if i > 0:
-                delta = torch.bmm(delta, self.weights[i].transpose(1, 2)).mul_(acts[i] > 0)
-        return gw[::-1] + gb[::-1]
+                # ReLU: zero where the unit was off (one operation instead of a mask and a product)
+                delta = torch.ops.aten.threshold_backward(torch.bmm(delta, self.weights[i].transpose(1, 2)),
+                                                          acts[i], 0.0)
+        return grads
 
     def step(self, x: Tensor, y: Tensor, weight: Tensor) -> None:
-        """One Adam step (PyTorch's Adam with default betas, eps 1e-8, bias correction)."""
-        grads = self.gradients(x, y, weight)
-        self.t += 1
-        beta1, beta2, eps = 0.9, 0.999, 1e-8
-        torch._foreach_lerp_(self.m, grads, 1 - beta1)
-        torch._foreach_mul_(self.v, beta2)
-        torch._foreach_addcmul_(self.v, grads, grads, 1 - beta2)
-        denom = torch._foreach_sqrt(self.v)
-        torch._foreach_div_(denom, math.sqrt(1 - beta2**self.t))
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(self.params, self.m, denom, -self.lr / (1 - beta1**self.t))
+        """One Adam step on the minibatch ``x (F, B, d)``, labels and weights ``(F, B)``."""
+        self.gradients(x, y, weight, out=self.grads)
+        self.optimizer.step()
 
     def snapshot(self) -> list[Tensor]:
         return [p.clone() for p in self.params]
@@ -117,6 +171,11 @@ class _FoldMLPs:
         """Copy the current parameters of the folds in ``improved`` into ``best``."""
         for keep, p in zip(best, self.params):
             keep[improved] = p[improved]
+
+
+def _views(flat: Tensor, shapes: list[torch.Size]) -> list[Tensor]:
+    """Consecutive views of ``flat`` with the given shapes."""
+    return [v.view(shape) for v, shape in zip(flat.split([math.prod(s) for s in shapes]), shapes)]
 
 
 def _balanced_accuracy(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
@@ -129,10 +188,58 @@ def _balanced_accuracy(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     return (accs[0] + accs[1]) / 2
 
 
+def _fit_and_validation_rows(tests: list[Tensor], n_a: int, validation_fraction: float, gen: torch.Generator,
+                             device: torch.device) -> tuple[Tensor, Tensor]:
+    """Per fold ``(F, n)``: its training rows (the other folds), split per class into fitting and validation rows."""
+    fit_rows, val_rows = [], []
+    for f in range(len(tests)):
+        train = torch.cat([t for g, t in enumerate(tests) if g != f])
+        fit, val = [], []
+        for cls_rows in (train[train < n_a], train[train >= n_a]):
+            shuffled = cls_rows[torch.randperm(len(cls_rows), generator=gen)]
+            n_val = max(1, round(validation_fraction * len(cls_rows)))
+            val.append(shuffled[:n_val])
+            fit.append(shuffled[n_val:])
+        fit_rows.append(torch.cat(fit))
+        val_rows.append(torch.cat(val))
+    return _pad(fit_rows, gen).to(device), _pad(val_rows, gen).to(device)
+
+
+def _train(net: _FoldMLPs, data: tuple[Tensor, Tensor, Tensor], fit_idx: Tensor, val_idx: Tensor,
+           opts: ClassifierOptions, gen: torch.Generator) -> None:
+    """Minibatch Adam on ``data = (x, labels, class weights)`` with early stopping per fold.
+
+    The ``F`` fold classifiers are one batched model in which each fold stops on its own and keeps
+    its own best weights; the library's training loop (:func:`innverse.train.train`) trains one
+    model with one stopping rule, hence this loop.
+    """
+    x, y, w = data
+    folds, n_fit = fit_idx.shape
+    best = net.snapshot()
+    best_score = torch.full((folds,), -math.inf, device=x.device)
+    stale = torch.zeros(folds, dtype=torch.long, device=x.device)
+    xv, yv, wv = x[val_idx], y[val_idx], w[val_idx]
+    for _ in range(opts.max_epochs):
+        order = torch.argsort(torch.rand(folds, n_fit, generator=gen), dim=1).to(x.device)
+        idx = fit_idx.gather(1, order)
+        for xb, yb, wb in zip(*(t[idx].split(opts.batch_size, 1) for t in data)):
+            net.step(xb, yb, wb)
+        # Early stopping on the validation loss: smoother than validation accuracy, so a short
+        # patience suffices (checked against scikit-learn's accuracy-based stopping).
+        score = -F.binary_cross_entropy_with_logits(net.logits(xv), yv, wv, reduction="none").mean(1)
+        stale = torch.where(score < best_score + opts.tol, stale + 1, torch.zeros_like(stale))
+        improved = score > best_score
+        if improved.any():
+            best_score = torch.where(improved, score, best_score)
+            net.restore(best, improved)
+        if bool((stale > opts.patience).all()):
+            break
+    for p, keep in zip(net.params, best):
+        p.copy_(keep)
+
+
 @torch.no_grad()
-def _c2st_torch(a: Tensor, b: Tensor, folds: int, seed: int, hidden: tuple[int, ...], max_epochs: int,
-                batch_size: int, lr: float, alpha: float, patience: int, tol: float,
-                validation_fraction: float) -> float:
+def _c2st_torch(a: Tensor, b: Tensor, folds: int, seed: int, opts: ClassifierOptions) -> float:
     device = a.device
     gen = torch.Generator().manual_seed(seed)
     x = torch.cat([a, b]).to(torch.float32)
@@ -140,46 +247,9 @@ def _c2st_torch(a: Tensor, b: Tensor, folds: int, seed: int, hidden: tuple[int, 
     # Class weights so that unequal sample sizes still give chance level 0.5.
     w = torch.where(y > 0, len(x) / (2.0 * len(b)), len(x) / (2.0 * len(a)))
     tests = _stratified_folds(len(a), len(b), folds, gen)
-    fit_rows, val_rows = [], []
-    for f in range(folds):
-        train = torch.cat([t for g, t in enumerate(tests) if g != f])
-        fit, val = [], []
-        for cls_rows in (train[train < len(a)], train[train >= len(a)]):
-            shuffled = cls_rows[torch.randperm(len(cls_rows), generator=gen)]
-            n_val = max(1, round(validation_fraction * len(cls_rows)))
-            val.append(shuffled[:n_val])
-            fit.append(shuffled[n_val:])
-        fit_rows.append(torch.cat(fit))
-        val_rows.append(torch.cat(val))
-    fit_idx = _pad(fit_rows, gen).to(device)
-    val_idx = _pad(val_rows, gen).to(device)
-    n_fit = fit_idx.shape[1]
-
-    net = _FoldMLPs(folds, x.shape[1], hidden, gen, device, lr, alpha)
-    best = net.snapshot()
-    best_score = torch.full((folds,), -math.inf, device=device)
-    stale = torch.zeros(folds, dtype=torch.long, device=device)
-    xv, yv, wv = x[val_idx], y[val_idx], w[val_idx]
-    steps = math.ceil(n_fit / batch_size)
-    for _ in range(max_epochs):
-        order = torch.argsort(torch.rand(folds, n_fit, generator=gen), dim=1).to(device)
-        idx = fit_idx.gather(1, order)
-        xe, ye, we = x[idx], y[idx], w[idx]
-        for s in range(steps):
-            sl = slice(s * batch_size, (s + 1) * batch_size)
-            net.step(xe[:, sl], ye[:, sl], we[:, sl])
-        # Early stopping on the validation loss: smoother than validation accuracy, so a short
-        # patience suffices (checked against scikit-learn's accuracy-based stopping).
-        score = -F.binary_cross_entropy_with_logits(net.logits(xv), yv, wv, reduction="none").mean(1)
-        stale = torch.where(score < best_score + tol, stale + 1, torch.zeros_like(stale))
-        improved = score > best_score
-        if improved.any():
-            best_score = torch.where(improved, score, best_score)
-            net.restore(best, improved)
-        if bool((stale > patience).all()):
-            break
-    for p, keep in zip(net.params, best):
-        p.copy_(keep)
+    fit_idx, val_idx = _fit_and_validation_rows(tests, len(a), opts.validation_fraction, gen, device)
+    net = _FoldMLPs(folds, x.shape[1], opts.hidden, gen, device, opts.lr, opts.alpha)  # type: ignore[arg-type]
+    _train(net, (x, y, w), fit_idx, val_idx, opts, gen)
     test_idx = _pad(tests, gen).to(device)
     lengths = torch.tensor([len(t) for t in tests], device=device)
     mask = torch.arange(test_idx.shape[1], device=device)[None] < lengths[:, None]
@@ -187,8 +257,7 @@ def _c2st_torch(a: Tensor, b: Tensor, folds: int, seed: int, hidden: tuple[int, 
     return float(acc.mean())
 
 
-def _c2st_sklearn(a: Tensor, b: Tensor, folds: int, seed: int, hidden: tuple[int, ...], max_epochs: int,
-                  patience: int) -> float:
+def _c2st_sklearn(a: Tensor, b: Tensor, folds: int, seed: int, opts: ClassifierOptions) -> float:
     try:
         from sklearn.model_selection import KFold, cross_val_score
         from sklearn.neural_network import MLPClassifier
@@ -199,23 +268,23 @@ def _c2st_sklearn(a: Tensor, b: Tensor, folds: int, seed: int, hidden: tuple[int
         ) from err
     data = torch.cat([a, b]).cpu().numpy()
     target = np.concatenate([np.zeros(len(a)), np.ones(len(b))])
-    clf = MLPClassifier(activation="relu", hidden_layer_sizes=hidden, max_iter=max_epochs, solver="adam",
-                        early_stopping=True, n_iter_no_change=patience, random_state=seed)
+    clf = MLPClassifier(activation="relu", hidden_layer_sizes=opts.hidden, max_iter=opts.max_epochs, solver="adam",
+                        learning_rate_init=opts.lr, alpha=opts.alpha, tol=opts.tol,
+                        validation_fraction=opts.validation_fraction, early_stopping=True,
+                        n_iter_no_change=opts.patience, random_state=seed)
     cv = KFold(n_splits=folds, shuffle=True, random_state=seed)
     return float(np.mean(cross_val_score(clf, data, target, cv=cv, scoring="balanced_accuracy")))
 
 
-def c2st(a: Any, b: Any, *, folds: int = 5, seed: int = 0, hidden: tuple[int, ...] | None = None,
-         z_score: bool = True, max_epochs: int = 1000, batch_size: int = 200, lr: float = 1e-3,
-         alpha: float = 1e-4, patience: int | None = None, tol: float = 1e-4, validation_fraction: float = 0.1,
-         backend: str = "torch") -> float:
+def c2st(a: Any, b: Any, *, folds: int = 5, seed: int = 0, z_score: bool = True,
+         classifier: ClassifierOptions | None = None, backend: str = "torch") -> float:
     r"""Classifier two-sample test: cross-validated accuracy of an MLP telling ``a`` from ``b``.
 
     Both samples are standardised with the mean and standard deviation of ``a`` (pass the
     reference as ``a``), labelled 0 (``a``) and 1 (``b``), and split into ``folds`` stratified
     folds. For each fold an MLP (ReLU, two hidden layers of ``10 d`` units by default) is trained
-    with Adam on the other folds, with early stopping on a held-out ``validation_fraction`` of
-    them, and scored on the fold; the result is the mean balanced accuracy
+    with Adam on the other folds, with early stopping on a held-out share of them
+    (:class:`ClassifierOptions`), and scored on the fold; the result is the mean balanced accuracy
 
     .. math::
         \mathrm{C2ST} = \frac{1}{K}\sum_{k=1}^K \tfrac12\big(\mathrm{acc}_k(a) + \mathrm{acc}_k(b)\big),
@@ -230,21 +299,18 @@ def c2st(a: Any, b: Any, *, folds: int = 5, seed: int = 0, hidden: tuple[int, ..
     best weights restored), except that early stopping watches the validation *loss* (stop after
     ``patience`` epochs without a gain of ``tol``) rather than the noisier validation accuracy,
     which allows a patience of 10 instead of 50 epochs. ``backend="sklearn"`` runs the reference
-    (scikit-learn MLP, accuracy-based stopping, patience 50 unless given) and needs scikit-learn;
-    on pairs of distributions with known Bayes-optimal accuracy the two differ by about 0.01 on
-    average (at most 0.04, where scikit-learn's accuracy-based stopping under-trains), and the
-    torch version is the closer of the two to the Bayes accuracy, several times faster
-    (``benchmarks/diagnostics_c2st.py``, ``tests/diagnostics/test_two_sample.py``).
+    (scikit-learn MLP, accuracy-based stopping, patience 50 unless given) and needs scikit-learn.
+    How closely the two agree, how close each comes to the Bayes-optimal accuracy and how long
+    each takes: ``benchmarks/diagnostics_c2st.py`` (agreement is also tested in
+    ``tests/diagnostics/test_two_sample.py``).
 
     Args:
         a: samples ``(n, d)`` (tensor or array), the reference.
         b: samples ``(m, d)``.
         folds: number of cross-validation folds (>= 2).
         seed: seed of fold split, initialisation and minibatch order.
-        hidden: hidden layer widths; default ``(10 d, 10 d)``.
         z_score: standardise with the statistics of ``a``.
-        max_epochs, batch_size, lr, alpha, tol, validation_fraction: training options.
-        patience: epochs without improvement before stopping; default 10 (torch), 50 (sklearn).
+        classifier: how the classifiers are trained (default ``ClassifierOptions()``).
         backend: ``"torch"`` (default) or ``"sklearn"``.
 
     Returns:
@@ -252,6 +318,7 @@ def c2st(a: Any, b: Any, *, folds: int = 5, seed: int = 0, hidden: tuple[int, ..
 
     Raises:
         ValueError: shape mismatch, NaN/Inf, fewer than ``2 * folds`` samples in ``a`` or ``b``.
+        TypeError: ``classifier`` is not a :class:`ClassifierOptions`.
 
     References:
         Lopez-Paz, Oquab. "Revisiting Classifier Two-Sample Tests". ICLR 2017.
@@ -259,21 +326,14 @@ def c2st(a: Any, b: Any, *, folds: int = 5, seed: int = 0, hidden: tuple[int, ..
     """
     if not isinstance(folds, int) or folds < 2:
         raise ValueError(f"c2st: folds must be an integer >= 2, got {folds!r}")
+    if classifier is not None and not isinstance(classifier, ClassifierOptions):
+        raise TypeError(f"c2st: classifier must be a ClassifierOptions, got {type(classifier).__name__}")
+    if backend not in ("torch", "sklearn"):
+        raise ValueError(f"c2st: backend must be 'torch' or 'sklearn', got {backend!r}")
     ta, tb = paired_samples(a, b, "c2st", min_rows=2 * folds)
-    width = 10 * ta.shape[1]
-    hidden = (width, width) if hidden is None else tuple(int(h) for h in hidden)
-    if not hidden or any(h <= 0 for h in hidden):
-        raise ValueError(f"c2st: hidden must be a non-empty sequence of positive widths, got {hidden}")
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"c2st: validation_fraction must be in (0, 1), got {validation_fraction}")
-    if batch_size < 1 or max_epochs < 1 or (patience is not None and patience < 0):
-        raise ValueError(f"c2st: batch_size and max_epochs must be >= 1 and patience >= 0, got "
-                         f"{batch_size}, {max_epochs}, {patience}")
+    opts = (classifier or ClassifierOptions()).resolved(ta.shape[1], patience=10 if backend == "torch" else 50)
     if z_score:
         ta, tb = _standardise(ta, tb)
     if backend == "torch":
-        return _c2st_torch(ta, tb, folds, seed, hidden, max_epochs, batch_size, lr, alpha,
-                           10 if patience is None else patience, tol, validation_fraction)
-    if backend == "sklearn":
-        return _c2st_sklearn(ta, tb, folds, seed, hidden, max_epochs, 50 if patience is None else patience)
-    raise ValueError(f"c2st: backend must be 'torch' or 'sklearn', got {backend!r}")
+        return _c2st_torch(ta, tb, folds, seed, opts)
+    return _c2st_sklearn(ta, tb, folds, seed, opts)
