@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from innverse.diagnostics import c2st, gaussian_kernel, median_bandwidth, mmd, mmd_test
+from innverse.diagnostics import ClassifierOptions, c2st, gaussian_kernel, median_bandwidth, mmd, mmd_test
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -79,8 +79,33 @@ def test_c2st_bad_options():
         c2st(a, a, folds=1)
     with pytest.raises(ValueError, match="backend"):
         c2st(a, a, backend="xgboost")
-    with pytest.raises(TypeError, match="torch tensor or numpy array"):
+    with pytest.raises(TypeError, match="c2st: a must hold real numbers"):
         c2st("abc", a)
+    with pytest.raises(TypeError, match="c2st: classifier must be a ClassifierOptions"):
+        c2st(a, a, classifier="mlp")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"hidden": ()}, "hidden must be a non-empty"),
+    ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\)"),
+    ({"batch_size": 0}, "batch_size and max_epochs must be >= 1"),
+    ({"patience": -1}, "batch_size and max_epochs must be >= 1 and patience >= 0"),
+    ({"lr": 0.0}, "lr must be > 0"),
+])
+def test_classifier_options_are_checked(options, match):
+    with pytest.raises(ValueError, match=f"ClassifierOptions: {match}"):
+        ClassifierOptions(**options)
+
+
+def test_classifier_options_reach_the_classifier():
+    g = _gen(12)
+    a, b = torch.randn(200, 2, generator=g), torch.randn(200, 2, generator=g) + 1.0
+    default = c2st(a, b)
+    assert c2st(a, b, classifier=ClassifierOptions()) == default
+    # one epoch of a tiny network with a tiny step barely learns: a different (lower) accuracy
+    weak = c2st(a, b, classifier=ClassifierOptions(hidden=(2,), max_epochs=1, lr=1e-5))
+    assert weak != default and weak < default
+    assert ClassifierOptions(hidden=[4.0, 3]).hidden == (4, 3)  # type: ignore[list-item]
 
 
 # -- MMD ----------------------------------------------------------------------------------------

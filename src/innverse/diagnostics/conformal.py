@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._inputs import as_tensor, check_finite
+from .._tensors import check_finite, to_tensor
 
 __all__ = ["ScoreCalibrator"]
 
@@ -58,7 +58,8 @@ class ScoreCalibrator(nn.Module):
         if calibration_scores is None:
             scores = torch.zeros(0, dtype=torch.float64)
         else:
-            scores = as_tensor(calibration_scores, "calibration_scores", "ScoreCalibrator", torch.float64)
+            scores = to_tensor(calibration_scores, "calibration_scores", "ScoreCalibrator", torch.float64)
+            scores = scores.detach()
             if scores.dim() != 1 or scores.numel() < 1:
                 raise ValueError("ScoreCalibrator: calibration_scores must be a non-empty 1-D tensor, "
                                  f"got shape {tuple(scores.shape)}")

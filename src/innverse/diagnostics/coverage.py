@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._inputs import as_tensor, check_finite
+from .._tensors import check_finite, to_tensor
 from .ecdf import ECDFBand, uniformity_test
 from .sbc import _rank_with_ties, check_samples_truth, randomized_pit
 
@@ -66,8 +66,8 @@ def credibility_hpd(log_prob_samples: Any, log_prob_truth: Any, *, seed: int = 0
         Approximations Can Be Unfaithful". TMLR 2022.
     """
     owner = "credibility_hpd"
-    lp = as_tensor(log_prob_samples, "log_prob_samples", owner, torch.float64)
-    lt = as_tensor(log_prob_truth, "log_prob_truth", owner, torch.float64).to(lp.device)
+    lp = to_tensor(log_prob_samples, "log_prob_samples", owner, torch.float64).detach()
+    lt = to_tensor(log_prob_truth, "log_prob_truth", owner, torch.float64).detach().to(lp.device)
     if lp.dim() != 2 or lt.dim() != 1 or lp.shape[1] != lt.shape[0]:
         raise ValueError(f"{owner}: expected log_prob_samples (L, k) and log_prob_truth (k,), got "
                          f"{tuple(lp.shape)} and {tuple(lt.shape)}")
@@ -120,7 +120,7 @@ def credibility_tarp(samples: Any, truth: Any, *, references: Any = None, seed: 
         gen = torch.Generator().manual_seed(seed + 104729)  # not the PIT's or the ties' stream
         ref = torch.rand(t.shape, generator=gen, dtype=torch.float64).to(t.device)
     else:
-        ref = as_tensor(references, "references", "credibility_tarp", torch.float64).to(t.device)
+        ref = to_tensor(references, "references", "credibility_tarp", torch.float64).detach().to(t.device)
         if ref.shape != t.shape:
             raise ValueError(f"credibility_tarp: references must have the truth's shape {tuple(t.shape)}, "
                              f"got {tuple(ref.shape)}")
@@ -133,7 +133,7 @@ def credibility_tarp(samples: Any, truth: Any, *, references: Any = None, seed: 
 
 def coverage_curve(credibility: Any, levels: Any = None) -> np.ndarray:
     """Empirical coverage :math:`P(v \\le q)` at each level ``q``: ``(len(levels), D)`` from ``(k, D)``."""
-    v = as_tensor(credibility, "credibility", "coverage_curve", torch.float64).cpu().numpy()
+    v = to_tensor(credibility, "credibility", "coverage_curve", torch.float64).detach().cpu().numpy()
     v = v[:, None] if v.ndim == 1 else v
     q = LEVELS if levels is None else np.asarray(levels, dtype=float)
     return (v[None, :, :] <= q[:, None, None]).mean(1)
@@ -153,7 +153,7 @@ def coverage_test(credibility: Any, *, level: float = 0.05, band: ECDFBand | Non
         ``{"levels", "coverage" (per column), "max_deviation", "mean_deviation", "p_value",
         "passed_per_parameter", "passed", "level"}``.
     """
-    v = as_tensor(credibility, "credibility", "coverage_test", torch.float64)
+    v = to_tensor(credibility, "credibility", "coverage_test", torch.float64).detach()
     v = v[:, None] if v.dim() == 1 else v
     curve = coverage_curve(v)
     dev = curve - LEVELS[:, None]

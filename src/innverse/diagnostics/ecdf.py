@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ._inputs import as_tensor, check_finite
+from .._tensors import check_finite, to_tensor
 
 __all__ = ["ECDFBand", "ecdf_band", "uniformity_test"]
 
@@ -110,7 +110,7 @@ def uniformity_test(u: Any, *, level: float = 0.05, band: ECDFBand | None = None
     Returns:
         ``{"p_value": [...], "inside_band": [...], "max_deviation": [...], "gamma": float}``.
     """
-    t = as_tensor(u, "u", "uniformity_test")
+    t = to_tensor(u, "u", "uniformity_test").detach()
     t = t[:, None] if t.dim() == 1 else t
     if t.dim() != 2:
         raise ValueError(f"uniformity_test: u must have shape (n,) or (n, D), got {tuple(t.shape)}")

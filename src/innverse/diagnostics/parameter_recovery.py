@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 from scipy import stats
+from torch import Tensor
 
-from ._inputs import as_tensor, check_finite
+from .._tensors import check_finite, to_tensor
 from .sbc import check_samples_truth
 
 __all__ = ["recovery"]
@@ -55,41 +56,26 @@ def recovery(samples: Any, truth: Any, *, prior_variance: Any = None, level: flo
     if s.shape[0] < 2:
         raise ValueError(f"recovery: needs at least 2 posterior samples per data set, got {s.shape[0]}")
     k, dims = t.shape
-    if prior_variance is None:
-        pv = t.var(0)
-    else:
-        pv = as_tensor(prior_variance, "prior_variance", "recovery", torch.float64).to(t.device).reshape(-1)
-        if pv.shape != (dims,):
-            raise ValueError(f"recovery: prior_variance must have shape ({dims},), got {tuple(pv.shape)}")
-        check_finite(pv, "prior_variance", "recovery")
-    pv = torch.where(pv > 0, pv, torch.full_like(pv, torch.nan))
+    pv = _prior_variance(prior_variance, t)
     mean, std = s.mean(0), s.std(0)
     std_safe = torch.where(std > 0, std, torch.full_like(std, torch.finfo(std.dtype).tiny))
     z = (mean - t) / std_safe
     contraction = 1 - std**2 / pv
-    err = mean - t
-    sse = err.square().sum(0)
+    sse = (mean - t).square().sum(0)
     sst = (t - t.mean(0)).square().sum(0)
     rmse = (sse / k).sqrt()
     zn, z2 = z.cpu().numpy(), (z**2).cpu().numpy()
-    se_z = zn.std(0, ddof=1) / np.sqrt(k)
-    se_z2 = z2.std(0, ddof=1) / np.sqrt(k)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p_z = 2 * stats.norm.sf(np.abs(zn.mean(0)) / se_z)
-        p_z2 = 2 * stats.norm.sf(np.abs(z2.mean(0) - 1) / se_z2)
-    p_z, p_z2 = np.nan_to_num(p_z, nan=0.0), np.nan_to_num(p_z2, nan=0.0)
+    p_z, p_z2 = _calibration_p_values(zn, z2)
     ok = [bool(a >= level / (2 * dims) and b >= level / (2 * dims)) for a, b in zip(p_z, p_z2)]
-    corr = [float(np.corrcoef(mean[:, d].cpu().numpy(), t[:, d].cpu().numpy())[0, 1])
-            if float(sst[d]) > 0 and float(mean[:, d].std()) > 0 else float("nan") for d in range(dims)]
 
-    def lst(x: torch.Tensor) -> list:
+    def lst(x: Tensor) -> list:
         return x.cpu().tolist()
 
     return {
         "rmse": lst(rmse),
         "nrmse": lst(rmse / pv.sqrt()),
         "r2": lst(1 - sse / sst),
-        "correlation": corr,
+        "correlation": _correlations(mean, t, sst),
         "mean_z": zn.mean(0).tolist(),
         "mean_z2": z2.mean(0).tolist(),
         "mean_contraction": lst(contraction.mean(0)),
@@ -105,3 +91,32 @@ def recovery(samples: Any, truth: Any, *, prior_variance: Any = None, level: flo
         "truth": lst(t),
         "prior_variance": lst(pv),
     }
+
+
+def _prior_variance(prior_variance: Any, t: Tensor) -> Tensor:
+    """``(D,)`` prior variances (default: the variance of the truth); non-positive ones become NaN."""
+    if prior_variance is None:
+        pv = t.var(0)
+    else:
+        pv = to_tensor(prior_variance, "prior_variance", "recovery", torch.float64).detach().to(t.device).reshape(-1)
+        if pv.shape != t.shape[1:]:
+            raise ValueError(f"recovery: prior_variance must have shape ({t.shape[1]},), got {tuple(pv.shape)}")
+        check_finite(pv, "prior_variance", "recovery")
+    return torch.where(pv > 0, pv, torch.full_like(pv, torch.nan))
+
+
+def _calibration_p_values(z: np.ndarray, z2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided CLT p-values of ``E[z] = 0`` and ``E[z^2] = 1`` per parameter (NaN -> 0)."""
+    k = z.shape[0]
+    se_z = z.std(0, ddof=1) / np.sqrt(k)
+    se_z2 = z2.std(0, ddof=1) / np.sqrt(k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_z = 2 * stats.norm.sf(np.abs(z.mean(0)) / se_z)
+        p_z2 = 2 * stats.norm.sf(np.abs(z2.mean(0) - 1) / se_z2)
+    return np.nan_to_num(p_z, nan=0.0), np.nan_to_num(p_z2, nan=0.0)
+
+
+def _correlations(mean: Tensor, t: Tensor, sst: Tensor) -> list[float]:
+    """Correlation of posterior mean and truth per parameter (NaN where either is constant)."""
+    return [float(np.corrcoef(mean[:, d].cpu().numpy(), t[:, d].cpu().numpy())[0, 1])
+            if float(sst[d]) > 0 and float(mean[:, d].std()) > 0 else float("nan") for d in range(t.shape[1])]

@@ -20,15 +20,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._tensors import to_tensor
+
 __all__ = ["simulate", "posterior_sample", "posterior_log_prob", "prior_variance"]
 
 
-def _to_tensor(x: Any, what: str) -> Tensor:
-    if isinstance(x, Tensor):
-        return x.detach()
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(x)
-    raise TypeError(f"check: {what} must return a torch tensor or numpy array, got {type(x).__name__}")
+def _numeric(out: Any) -> Any:
+    """Boolean outcomes as 0/1 (the simulation store reads them so too); anything else unchanged."""
+    if isinstance(out, Tensor) and out.dtype == torch.bool:
+        return out.to(torch.uint8)
+    if isinstance(out, np.ndarray) and out.dtype == np.bool_:
+        return out.astype(np.uint8)
+    return out
+
+
+def _output(out: Any, what: str) -> Tensor:
+    """A called object's output as a detached real tensor; errors name ``check`` and ``what``."""
+    return to_tensor(out, what, "check").detach()
 
 
 def simulate(simulator: Callable[[Tensor], Any], theta: Tensor) -> tuple[Tensor, Tensor, int]:
@@ -37,13 +45,10 @@ def simulate(simulator: Callable[[Tensor], Any], theta: Tensor) -> tuple[Tensor,
     Returns:
         ``(theta_kept, x_kept, dropped)``.
     """
-    x = _to_tensor(simulator(theta), "the simulator")
+    x = _output(_numeric(simulator(theta)), "the simulator's output")
     if x.dim() == 0 or x.shape[0] != theta.shape[0]:
         raise ValueError(f"check: the simulator returned shape {tuple(x.shape)} for {theta.shape[0]} "
                          "parameter sets; expected (m, *x_shape) with one row per parameter set")
-    if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64, torch.bool)):
-        raise TypeError(f"check: the simulator returned dtype {x.dtype}; expected a real dtype")
-    x = x.to(torch.get_default_dtype()) if not x.is_floating_point() else x
     ok = torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
     return theta[ok.to(theta.device)], x[ok], int((~ok).sum())
 
@@ -59,7 +64,7 @@ def posterior_sample(posterior: Any, n: int, x: Tensor, theta_dim: int, max_rows
     k = x.shape[0]
     out = []
     for sl in _chunks(k, max(1, max_rows // n)):
-        s = _to_tensor(posterior.sample(n, x[sl]), "posterior.sample")
+        s = _output(posterior.sample(n, x[sl]), "posterior.sample's output")
         m = sl.stop - sl.start
         if tuple(s.shape) != (n, m, theta_dim):
             raise ValueError(f"check: posterior.sample({n}, x) with x of shape {tuple(x[sl].shape)} "
@@ -72,7 +77,7 @@ def _log_prob_call(posterior: Any, theta: Tensor, x: Tensor) -> Tensor:
     """One batched call; falls back to flattened rows for objects like ``Flow.log_prob(theta, c)``."""
     n, m, _ = theta.shape
     try:
-        lp = _to_tensor(posterior.log_prob(theta, x), "posterior.log_prob")
+        lp = _output(posterior.log_prob(theta, x), "posterior.log_prob's output")
         if tuple(lp.shape) == (n, m):
             return lp
         first: Exception = ValueError(f"check: posterior.log_prob(theta {tuple(theta.shape)}, x) returned "
@@ -81,7 +86,7 @@ def _log_prob_call(posterior: Any, theta: Tensor, x: Tensor) -> Tensor:
         first = err
     try:
         flat_x = x.repeat(n, *([1] * (x.dim() - 1)))
-        lp = _to_tensor(posterior.log_prob(theta.reshape(n * m, -1), flat_x), "posterior.log_prob")
+        lp = _output(posterior.log_prob(theta.reshape(n * m, -1), flat_x), "posterior.log_prob's output")
         if lp.numel() == n * m:
             return lp.reshape(n, m)
     except (ValueError, RuntimeError, TypeError):

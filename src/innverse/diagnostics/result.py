@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._files import atomic_write
 
 __all__ = ["CheckResult", "json_safe", "write_json"]
 
@@ -36,18 +36,7 @@ def json_safe(value: Any) -> Any:
 
 def write_json(data: Any, path: str | os.PathLike) -> None:
     """Write ``data`` as JSON atomically (temporary file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(json_safe(data), fh, indent=1, allow_nan=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: json.dump(json_safe(data), fh, indent=1, allow_nan=False), mode="w", shared=True)
 
 
 @dataclass

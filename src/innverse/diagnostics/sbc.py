@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from ._inputs import as_tensor, check_finite
+from .._tensors import check_finite, to_tensor
 from .ecdf import ECDFBand, uniformity_test
 
 __all__ = ["sbc_ranks", "sbc_test", "randomized_pit", "rank_histogram", "check_samples_truth"]
@@ -20,8 +20,8 @@ def check_samples_truth(samples: Any, truth: Any, owner: str) -> tuple[Tensor, T
 
     ``(L, k)`` with ``(k,)`` is read as one parameter.
     """
-    s = as_tensor(samples, "samples", owner, torch.float64)
-    t = as_tensor(truth, "truth", owner, torch.float64).to(s.device)
+    s = to_tensor(samples, "samples", owner, torch.float64).detach()
+    t = to_tensor(truth, "truth", owner, torch.float64).detach().to(s.device)
     if s.dim() == 2 and t.dim() == 1:
         s, t = s[..., None], t[:, None]
     if s.dim() != 3 or t.dim() != 2:
@@ -84,7 +84,7 @@ def randomized_pit(ranks: Tensor, num_samples: int, *, seed: int = 0) -> Tensor:
 
 
 def _check_ranks(ranks: Any, num_samples: int, owner: str) -> Tensor:
-    r = as_tensor(ranks, "ranks", owner)
+    r = to_tensor(ranks, "ranks", owner).detach()
     r = r[:, None] if r.dim() == 1 else r
     if r.dim() != 2:
         raise ValueError(f"{owner}: ranks must have shape (k, D), got {tuple(r.shape)}")
