@@ -96,6 +96,21 @@ def test_loss_plot_accepts_every_history_format(history, tmp_path):
     _check_png(loss_plot(history, save=path), path)
 
 
+def test_loss_plot_reads_a_training_history_with_its_learning_rate(tmp_path):
+    from innverse.train import History
+
+    records = [{"epoch": i, "train_loss": 3.0 / (i + 1), "val_loss": None if i == 0 else 3.2 / (i + 1),
+                "lr": 1e-3 * 0.9**i, "seconds": 0.1, "best": i > 0} for i in range(12)]
+    path = tmp_path / "loss.png"
+    fig = loss_plot(History(records=records), save=path)
+    _check_png(fig, path)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss (negative log-likelihood)", "learning rate"]
+    assert "best validation (epoch 12)" in fig.axes[0].get_legend_handles_labels()[1]
+    no_validation = [{"train_loss": r["train_loss"], "val_loss": None} for r in records]
+    fig = loss_plot(no_validation)
+    assert len(fig.axes) == 1 and fig.axes[0].get_legend_handles_labels()[1] == ["training"]
+
+
 def test_loss_plot_bad_history():
     with pytest.raises(ValueError, match="no training loss"):
         loss_plot([{"epoch": 1, "accuracy": 0.5}])

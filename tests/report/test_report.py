@@ -110,3 +110,20 @@ def test_training_curves_come_from_the_kept_candidates_log(synthetic_run: Path) 
     kept.unlink()
     text = build_report(synthetic_run).read_text()
     assert len([t for t, _ in _parse(text) if t == "img"]) == 5           # and come from that file
+
+
+def test_a_log_without_losses_and_samples_without_reference(synthetic_run: Path) -> None:
+    """A log without a training loss draws no curves; samples without a reference say only what is drawn."""
+    import json
+
+    import numpy as np
+
+    (synthetic_run / "training_log.jsonl").write_text(json.dumps({"epoch": 0, "accuracy": 0.5}) + "\n")
+    file = synthetic_run / "samples" / "task_observations.npz"
+    with np.load(file) as z:
+        kept = {k: z[k] for k in z.files if k != "reference"}
+    np.savez(file, **kept)
+    text = build_report(synthetic_run).read_text()
+    assert len([t for t, _ in _parse(text) if t == "img"]) == 5           # 2 pair plots, SBC, coverage, recovery
+    assert "observation 0: 500 samples; red: true parameters</figcaption>" in text
+    assert "reference posterior" not in text

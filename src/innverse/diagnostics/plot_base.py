@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from .._files import atomic_write
+from .._tensors import to_tensor
 
-__all__ = ["new_figure", "save_figure", "as_numpy", "parameter_labels", "grid_shape", "COLORS"]
+__all__ = ["new_figure", "save_figure", "as_numpy", "parameter_labels", "panel_grid", "COLORS"]
 
 #: colours used consistently by every plot
 COLORS = {
@@ -22,6 +23,7 @@ COLORS = {
     "band": "#b0b0b0",
     "train": "#1f77b4",
     "val": "#ff7f0e",
+    "schedule": "#7f7f7f",
 }
 DPI = 100
 
@@ -51,13 +53,8 @@ def save_figure(fig: Any, save: str | os.PathLike | None) -> None:
 
 
 def as_numpy(x: Any, name: str, owner: str) -> np.ndarray:
-    """A float64 numpy copy of a tensor or array, with a clear error otherwise."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().to(torch.float64).cpu().numpy()
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{owner}: {name} must be a tensor or array of numbers") from err
+    """A float64 numpy array (no copy where possible) of a tensor, array or nested list; clear errors otherwise."""
+    return to_tensor(x, name, owner, torch.float64).detach().cpu().numpy()
 
 
 def parameter_labels(labels: Any, dims: int, owner: str) -> list[str]:
@@ -70,6 +67,16 @@ def parameter_labels(labels: Any, dims: int, owner: str) -> list[str]:
     return labels
 
 
-def grid_shape(panels: int, max_cols: int = 4) -> tuple[int, int]:
-    cols = min(panels, max_cols)
-    return math.ceil(panels / cols), cols
+def panel_grid(panels: int, width: float, height: float, *, sharey: bool = False) -> tuple[Any, list[Any]]:
+    """A figure of ``panels`` axes of ``width x height`` inches, at most 4 a row (spare cells hidden).
+
+    Returns:
+        The figure and its ``panels`` axes, row by row.
+    """
+    cols = min(panels, 4)
+    rows = math.ceil(panels / cols)
+    fig = new_figure(width * cols, height * rows)
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey)
+    for ax in axes.flat[panels:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:panels])

@@ -11,7 +11,7 @@ import torch
 
 from .coverage import LEVELS, coverage_curve
 from .ecdf import ECDFBand, ecdf_band
-from .plot_base import COLORS, as_numpy, grid_shape, new_figure, parameter_labels, save_figure
+from .plot_base import COLORS, as_numpy, new_figure, panel_grid, parameter_labels, save_figure
 from .sbc import randomized_pit, rank_histogram
 
 __all__ = ["rank_histogram_plot", "ecdf_difference_plot", "sbc_ecdf_plot", "coverage_plot"]
@@ -40,15 +40,9 @@ def rank_histogram_plot(ranks: Any, num_samples: int, *, bins: int | None = None
     counts = np.asarray(hist["counts"])
     dims = counts.shape[0]
     names = parameter_labels(labels, dims, "rank_histogram_plot")
-    rows, cols = grid_shape(dims)
-    fig = new_figure(3.2 * cols, 2.6 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig, axes = panel_grid(dims, 3.2, 2.6)
     edges = np.asarray(hist["edges"], dtype=float)
-    for d in range(rows * cols):
-        ax = axes.flat[d]
-        if d >= dims:
-            ax.set_visible(False)
-            continue
+    for d, ax in enumerate(axes):
         ax.fill_between(edges, np.r_[hist["lower"], hist["lower"][-1]], np.r_[hist["upper"], hist["upper"][-1]],
                         step="post", color=COLORS["band"], alpha=0.5, lw=0,
                         label=f"{100 * (1 - level):.0f}% band (uniform)")
@@ -59,7 +53,7 @@ def rank_histogram_plot(ranks: Any, num_samples: int, *, bins: int | None = None
         ax.set_xlabel(f"rank of true value among {num_samples} samples")
         ax.set_ylabel("number of data sets")
         ax.set_xlim(edges[0], edges[-1])
-    handles, texts = axes.flat[0].get_legend_handles_labels()
+    handles, texts = axes[0].get_legend_handles_labels()
     fig.legend(handles, texts, loc="outside lower center", ncols=3, fontsize=9, frameon=False)
     fig.suptitle(f"SBC rank histograms ({int(counts[0].sum())} simulated data sets)")
     save_figure(fig, save)
@@ -84,16 +78,10 @@ def ecdf_difference_plot(values: Any, *, level: float = 0.05, band: ECDFBand | N
     k, dims = u.shape
     band = ecdf_band(k, level=level, seed=seed) if band is None else band
     names = parameter_labels(labels, dims, "ecdf_difference_plot")
-    rows, cols = grid_shape(dims)
-    fig = new_figure(3.2 * cols, 2.6 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    fig, axes = panel_grid(dims, 3.2, 2.6, sharey=True)
     z = np.r_[0.0, band.z, 1.0]
     lo, hi = np.r_[0.0, band.lower - band.z, 0.0], np.r_[0.0, band.upper - band.z, 0.0]
-    for d in range(rows * cols):
-        ax = axes.flat[d]
-        if d >= dims:
-            ax.set_visible(False)
-            continue
+    for d, ax in enumerate(axes):
         ecdf = np.r_[0.0, (u[:, d][None, :] < band.z[:, None]).mean(1), 1.0]
         inside = bool(np.all((ecdf[1:-1] >= band.lower - 1e-12) & (ecdf[1:-1] <= band.upper + 1e-12)))
         ax.fill_between(z, lo, hi, color=COLORS["band"], alpha=0.5, lw=0,
@@ -104,9 +92,9 @@ def ecdf_difference_plot(values: Any, *, level: float = 0.05, band: ECDFBand | N
         ax.set_title(f"{names[d]}" + ("" if inside else "  (outside band)"), fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_xlim(0, 1)
-        if d % cols == 0:
+        if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("ECDF difference")
-    handles, texts = axes.flat[0].get_legend_handles_labels()
+    handles, texts = axes[0].get_legend_handles_labels()
     fig.legend(handles, texts, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
     fig.suptitle(f"{title} ({k} data sets)")
     save_figure(fig, save)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .plot_base import COLORS, as_numpy, grid_shape, new_figure, parameter_labels, save_figure
+from .plot_base import COLORS, as_numpy, panel_grid, parameter_labels, save_figure
 
 __all__ = ["recovery_plot", "zscore_contraction_plot"]
 
@@ -36,14 +36,8 @@ def recovery_plot(truth: Any, posterior_mean: Any, posterior_std: Any = None, *,
     sd = None if posterior_std is None else _kd(posterior_std, "posterior_std", "recovery_plot", t.shape)
     dims = t.shape[1]
     names = parameter_labels(labels, dims, "recovery_plot")
-    rows, cols = grid_shape(dims)
-    fig = new_figure(3.2 * cols, 3.2 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for d in range(rows * cols):
-        ax = axes.flat[d]
-        if d >= dims:
-            ax.set_visible(False)
-            continue
+    fig, axes = panel_grid(dims, 3.2, 3.2)
+    for d, ax in enumerate(axes):
         lo = min(t[:, d].min(), m[:, d].min())
         hi = max(t[:, d].max(), m[:, d].max())
         ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, ls="--", label="ideal")
@@ -56,7 +50,7 @@ def recovery_plot(truth: Any, posterior_mean: Any, posterior_std: Any = None, *,
         ax.set_title(f"{names[d]}: R² = {r2:.3f}, RMSE = {np.sqrt(sse / len(t)):.3g}", fontsize=10)
         ax.set_xlabel(f"true {names[d]}")
         ax.set_ylabel(f"estimated {names[d]}")
-    axes.flat[0].legend(fontsize=8, loc="upper left")
+    axes[0].legend(fontsize=8, loc="upper left")
     fig.suptitle(f"Parameter recovery ({t.shape[0]} simulated data sets)")
     save_figure(fig, save)
     return fig
@@ -73,15 +67,9 @@ def zscore_contraction_plot(z_score: Any, contraction: Any, *, labels: Any = Non
     c = _kd(contraction, "contraction", "zscore_contraction_plot", z.shape)
     dims = z.shape[1]
     names = parameter_labels(labels, dims, "zscore_contraction_plot")
-    rows, cols = grid_shape(dims)
-    fig = new_figure(3.2 * cols, 3.0 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    fig, axes = panel_grid(dims, 3.2, 3.0, sharey=True)
     zmax = max(3.5, float(np.nanmax(np.abs(z))) * 1.05)
-    for d in range(rows * cols):
-        ax = axes.flat[d]
-        if d >= dims:
-            ax.set_visible(False)
-            continue
+    for d, ax in enumerate(axes):
         ax.axhspan(-2, 2, color=COLORS["band"], alpha=0.35, lw=0, label="|z| ≤ 2")
         ax.axhline(0, color="k", lw=0.8, ls="--")
         outside = np.abs(z[:, d]) > 2
@@ -92,7 +80,7 @@ def zscore_contraction_plot(z_score: Any, contraction: Any, *, labels: Any = Non
         ax.set_ylim(-zmax, zmax)
         ax.set_title(names[d], fontsize=10)
         ax.set_xlabel("posterior contraction")
-        if d % cols == 0:
+        if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("posterior z-score")
         ax.legend(fontsize=7, loc="lower left")
     fig.suptitle("Posterior z-score vs contraction")

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..diagnostics.plot_posterior import pair_plot
+from ..diagnostics.plot_training import loss_plot
 from .diagnostics_tables import (
     CALIBRATION_WORDS,
     RECOVERY_WORDS,
@@ -24,11 +26,9 @@ from .diagnostics_tables import (
 )
 from .figures import figure_to_data_uri, file_to_data_uri
 from .page import Code, Figure, Pass, Section, Table, Text, Verdict, render_page
-from .plots import pair_plot, training_curves
 from .run import RunLayout, atomic_write_text, read_json, read_jsonl
 
 __all__ = ["build_report", "verdicts_from_diagnostics"]
-
 
 
 _CAPTIONS = {
@@ -92,12 +92,11 @@ def _posterior_sections(layout: RunLayout, names: list[str], misspec: list[dict]
         n, k, d = samples.shape
         for i in range(k):
             label = f"{file.stem}, observation {i}" if len(files) > 1 else f"observation {i}"
-            fig = pair_plot(samples[:, i], pnames, None if truth is None else truth[i],
-                            None if ref is None else ref[:, i], title=f"Posterior, {label}")
+            fig = pair_plot(samples[:, i], truth=None if truth is None else truth[i],
+                            reference=None if ref is None else ref[:, i], labels=pnames, title=f"Posterior, {label}")
             blocks.append(Figure(figure_to_data_uri(fig), f"Posterior pair plot for {label}: {n} samples"
-                                 + (" (grey: reference posterior" if ref is not None else "")
-                                 + (", red: true parameters" if truth is not None else "")
-                                 + (")" if ref is not None else "")))
+                                 + ("; dashed: reference posterior" if ref is not None else "")
+                                 + ("; red: true parameters" if truth is not None else "")))
             s = samples[:, i]
             q05, q50, q95 = np.quantile(s, [0.05, 0.5, 0.95], axis=0)
             rows = [[pnames[j], float(s[:, j].mean()), float(s[:, j].std()), float(q05[j]), float(q50[j]),
@@ -120,12 +119,22 @@ def _posterior_sections(layout: RunLayout, names: list[str], misspec: list[dict]
     return blocks
 
 
+def _loss_figure(rows: list[dict[str, Any]]) -> Any:
+    """The training curves of a log, or None for an empty log or one without a training loss."""
+    if not rows:
+        return None
+    try:
+        return loss_plot(rows)
+    except ValueError:  # no train_loss column: a foreign or damaged log has nothing to draw
+        return None
+
+
 def _training_blocks(layout: RunLayout, fit: dict[str, Any]) -> list[Any]:
     # with several candidate flows the kept one's log (a file of the run directory)
     kept = fit.get("training_log")
     rows = read_jsonl(layout.root / Path(kept).name if kept else layout.training_log)
     blocks: list[Any] = []
-    fig = training_curves(rows) if rows else None
+    fig = _loss_figure(rows)
     if fig is not None:
         blocks.append(Figure(figure_to_data_uri(fig), "Loss per epoch (lower is better) and learning rate"))
     facts = [[k.replace("_", " "), v if not isinstance(v, dict | list) else json.dumps(v)]

@@ -14,13 +14,13 @@ _MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".j
 
 
 def figure_to_data_uri(fig: Any, fmt: str = "png", dpi: int = 110, close: bool = True) -> str:
-    """Render a matplotlib Figure to a base64 ``data:`` URI (PNG or SVG) and close it."""
+    """Render a matplotlib Figure to a base64 ``data:`` URI (PNG or SVG); a pyplot figure is closed (``close``)."""
     if fmt not in ("png", "svg"):
         raise ValueError(f"figure_to_data_uri: fmt must be 'png' or 'svg', got {fmt!r}")
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", facecolor="white",
                 metadata={"Software": None} if fmt == "png" else {"Creator": None, "Date": None})
-    if close:
+    if close and getattr(fig.canvas, "manager", None) is not None:  # a pyplot figure: release it
         import matplotlib.pyplot as plt
 
         plt.close(fig)
