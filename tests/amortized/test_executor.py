@@ -66,12 +66,26 @@ def test_every_simulation_failing_is_an_error():
         simulate(S.flaky, torch.full((4, 2), 0.9), batch_size=2, progress=False)
 
 
-def test_crashing_worker_fails_only_its_batch():
-    theta = torch.zeros(40, 2)
-    theta[13, 0] = 0.95
-    sims = simulate(S.crashing, theta, batch_size=5, workers=2, progress=False, retry_rows=False)
-    assert sims.report.exceptions == 5 and sims.report.succeeded == 35
-    assert "worker process died" in str(sims.report)
+def test_a_batch_that_crashes_alone_is_rerun_row_by_row_or_lost_whole():
+    """The pool's bookkeeping (the real crash: tests/amortized/test_simulation_safety.py)."""
+    from innverse.amortized.process_pool import _Units
+    from innverse.amortized.simulation import BatchResult
+
+    def row(r: int) -> BatchResult:
+        return BatchResult(0, np.full((1, 2), float(r)), np.ones(1, bool))
+
+    units = _Units(range(2), retry_rows=True)
+    units.crashed((0, None), 3)
+    assert units.suspects == [(0, 0), (0, 1), (0, 2)] and 0 not in units.done
+    units.finish((0, 0), row(0), 3)
+    units.crashed((0, 1), 3)
+    units.finish((0, 2), row(2), 3)
+    res = units.done[0]
+    assert res.kept.tolist() == [True, False, True] and res.exceptions == 1
+    assert np.array_equal(res.x, [[0.0, 0.0], [2.0, 2.0]]) and "worker process died" in next(iter(res.errors))
+    lossy = _Units(range(1), retry_rows=False)
+    lossy.crashed((0, None), 3)
+    assert lossy.done[0].exceptions == 3 and not lossy.done[0].kept.any() and not lossy.suspects
 
 
 def test_ragged_sets_are_nan_padded():

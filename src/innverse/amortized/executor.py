@@ -9,12 +9,9 @@ resumed run restarts. Failed simulations are counted in a :class:`SimulationRepo
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +20,18 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .._tensors import to_tensor
+from .._tensors import check_finite, to_tensor
 from ..train.progress import progress_bar
-from .simulation import BatchResult, batch_seed, calling_style, pad_rows, run_batch
+from .process_pool import ProcessPool, run_pool
+from .simulation import (
+    BatchResult,
+    batch_seed,
+    calling_style,
+    pad_rows,
+    run_batch,
+    same_simulator,
+    simulator_name,
+)
 from .store import SimulationStore
 
 __all__ = ["ProcessPool", "simulate", "SimulationReport", "Simulations", "sample_prior"]
@@ -84,11 +90,6 @@ def sample_prior(prior: Distribution, n: int, seed: int) -> Tensor:
     return t.reshape(n, -1)
 
 
-def _pool(workers: int, start_method: str) -> ProcessPoolExecutor:
-    ctx = multiprocessing.get_context(start_method)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-
-
 def _merge_x(parts: list[np.ndarray]) -> np.ndarray:
     """Concatenate batches, NaN-padding sets / series to the largest row count seen."""
     if len({p.shape[1:] for p in parts}) == 1:
@@ -99,41 +100,47 @@ def _merge_x(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([pad_rows(list(p), n) for p in parts])
 
 
-@dataclass(frozen=True)
-class ProcessPool:
-    """Run simulation batches on a pool of ``workers`` processes started by ``start_method``.
-
-    ``simulate(..., workers=k)`` is ``simulate(..., workers=ProcessPool(k))``; give the object to
-    choose the start method (``"spawn"``, the safe default, or ``"forkserver"``).
-    """
-
-    workers: int
-    start_method: str = "spawn"
-
-    def __post_init__(self) -> None:
-        if self.start_method not in ("spawn", "forkserver"):
-            raise ValueError(f"simulate: start_method must be 'spawn' or 'forkserver', got {self.start_method!r}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
-            raise ValueError(f"simulate: workers must be an int >= 0, got {self.workers!r}")
-
-
 def _plan(theta: Any, prior: Distribution | None, n: int | None, batch_size: int,
           seed: int) -> tuple[int, Callable[[int, int], Tensor]]:
     """The number of simulations and ``draw(batch index, rows) -> theta`` of each batch."""
     if theta is None:
         if prior is None or n is None:
             raise ValueError("simulate: give theta, or prior and n")
+        if not _is_int(n) or n < 1:
+            raise ValueError(f"simulate: n must be a positive integer, got {n!r}")
         return int(n), lambda i, m: sample_prior(prior, m, batch_seed(seed, i, 1))
     th_all = to_tensor(theta, "theta", "simulate")
-    if th_all.dim() != 2:
-        raise ValueError(f"simulate: theta must be (N, D), got shape {tuple(th_all.shape)}")
+    if th_all.dim() != 2 or th_all.shape[0] == 0:
+        raise ValueError(f"simulate: theta must be (N, D) with N >= 1, got shape {tuple(th_all.shape)}")
+    check_finite(th_all, "theta", "simulate")
     return th_all.shape[0], lambda i, m: th_all[i * batch_size:i * batch_size + m]
 
 
-def _resume_point(store: SimulationStore | None, seed: int, batch_size: int, total: int) -> int:
-    """The first batch still to simulate (from the store's progress); the store's settings must match."""
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _check_arguments(theta_format: str, batch_size: Any, seed: Any, dtype: Any) -> None:
+    if theta_format not in ("torch", "numpy"):
+        raise ValueError(f"simulate: theta_format must be 'torch' or 'numpy', got {theta_format!r}")
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"simulate: batch_size must be a positive integer, got {batch_size!r}")
+    if not _is_int(seed) or not 0 <= seed < 2**63:
+        raise ValueError(f"simulate: seed must be an integer in [0, 2**63), got {seed!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"simulate: dtype must be torch.float32 or torch.float64, got {dtype!r}")
+
+
+def _resume_point(store: SimulationStore | None, seed: int, batch_size: int, total: int, name: str) -> int:
+    """The first batch still to simulate (from the store's progress); the store's settings must match,
+    and so must the simulator (``name``, recorded in the store when it has none)."""
     if store is None:
         return 0
+    if not same_simulator(store.simulator, name):
+        raise ValueError(f"simulate: the store {store.path} holds simulations of {store.simulator!r}, not of "
+                         f"{name!r}; fill another store (or continue with the simulator that filled it)")
+    if store.simulator is None:
+        store.set_simulator(name)
     first = store.progress["batches_done"]
     settings = {"seed": seed, "batch_size": batch_size, "n": total}
     if store.settings and first and {k: store.settings.get(k) for k in settings} != settings:
@@ -148,6 +155,9 @@ class _Collector:
 
     def __init__(self, store: SimulationStore | None, dtype: torch.dtype, workers: int, bar: Any) -> None:
         self.store, self.dtype, self.bar = store, dtype, bar
+        #: the dtype rows are kept in: the store's, else the returned tensors'
+        self.np_dtype = store.dtype if store is not None else np.dtype(str(dtype).replace("torch.", ""))
+        self.x_shape: tuple[int, ...] | None = store.x_shape if store is not None else None
         self.report = SimulationReport(requested=0, workers=workers)
         self.errors: Counter = Counter(store.errors if store is not None else {})
         self.thetas: dict[int, np.ndarray] = {}
@@ -161,8 +171,10 @@ class _Collector:
         report.exceptions += res.exceptions
         report.nonfinite += res.nonfinite
         self.errors.update(res.errors)
-        keep_t = th[res.kept].astype(np.float32 if self.dtype == torch.float32 else np.float64)
+        keep_t = th[res.kept].astype(self.np_dtype)
         keep_x = res.x.astype(keep_t.dtype) if res.x is not None else None
+        if keep_x is not None:
+            self._check_shape(res.index, tuple(keep_x.shape[1:]))
         report.succeeded += keep_t.shape[0]
         if self.store is not None:
             if keep_x is None:
@@ -173,6 +185,20 @@ class _Collector:
             self.kept_theta.append(keep_t)
             self.kept_x.append(keep_x)
         self.bar.update(th.shape[0])
+
+    def _check_shape(self, index: int, shape: tuple[int, ...]) -> None:
+        """The shape of one simulation stays the same (sets and series: up to their number of rows)."""
+        known = self.x_shape
+        if known is None:
+            self.x_shape = shape
+            return
+        if shape == known or (len(shape) >= 2 and len(shape) == len(known) and shape[1:] == known[1:]):
+            return
+        where = (f"the store {self.store.path} holds data of shape {known}" if self.store is not None
+                 else f"earlier batches returned {known}")
+        raise ValueError(f"simulate: batch {index} returned data of shape {shape} per simulation, but {where}: "
+                         "the simulator's output shape changed between batches (or the store was filled by "
+                         "another simulator)")
 
     def result(self) -> Simulations:
         report, store, dtype = self.report, self.store, self.dtype
@@ -205,22 +231,30 @@ def simulate(simulator: Callable[..., Any], theta: Any = None, *, prior: Distrib
         seed: master seed; results are identical for any ``workers``.
         store: append each finished batch (in order) to this store and resume from its progress.
         theta_format: ``"torch"`` or ``"numpy"``: what the simulator receives.
-        dtype: dtype of the returned tensors.
-        retry_rows: when a batch raises, simulate its rows one by one to keep the good ones.
+        dtype: dtype of the returned tensors. A simulation whose finite values this dtype (with a
+            store: the store's dtype) cannot represent counts as failed (non-finite): a float64
+            value beyond the float32 maximum would be kept as Inf.
+        retry_rows: when a batch raises, simulate its rows one by one to keep the good ones; on a
+            pool, also when a batch kills its worker (a crash in native code): only the crashing
+            simulations are lost, at the cost of pool restarts (see
+            :func:`~innverse.amortized.process_pool.run_pool`).
         progress: show a tqdm bar.
+
+    Raises:
+        ValueError: invalid arguments; a store filled by another simulator or with other settings;
+            a simulator whose output shape changes between batches.
+        TypeError: ``simulator`` is not callable.
+        RuntimeError: every simulation failed (the report says why).
 
     Returns:
         :class:`Simulations` ``(theta, x, report)`` of the kept rows (with a store: the rows added
         in this call).
     """
     pool = workers if isinstance(workers, ProcessPool) else ProcessPool(workers)
-    if theta_format not in ("torch", "numpy"):
-        raise ValueError(f"simulate: theta_format must be 'torch' or 'numpy', got {theta_format!r}")
-    if batch_size < 1:
-        raise ValueError(f"simulate: need batch_size >= 1, got {batch_size}")
+    _check_arguments(theta_format, batch_size, seed, dtype)
     style = calling_style(simulator)
     total, draw = _plan(theta, prior, n, batch_size, seed)
-    first = _resume_point(store, seed, batch_size, total)
+    first = _resume_point(store, seed, batch_size, total, simulator_name(simulator))
     t0 = time.perf_counter()
 
     def job(i: int) -> tuple[np.ndarray, int]:
@@ -235,9 +269,10 @@ def simulate(simulator: Callable[..., Any], theta: Any = None, *, prior: Distrib
             for i in batches:
                 th, s = job(i)
                 collect.thetas[i] = th
-                collect(run_batch(simulator, th, s, i, style, theta_format, retry_rows, in_process=True))
+                collect(run_batch(simulator, th, s, i, style, theta_format, retry_rows, True, collect.np_dtype))
         else:
-            _run_pool(simulator, job, collect, batches, pool, (style, theta_format, retry_rows))
+            run_pool(simulator, job, collect, collect.thetas, batches, pool,
+                     (style, theta_format, retry_rows, collect.np_dtype))
     finally:
         bar.close()
         collect.report.seconds = time.perf_counter() - t0
@@ -245,66 +280,3 @@ def simulate(simulator: Callable[..., Any], theta: Any = None, *, prior: Distrib
         if store is not None:
             store.set_errors(collect.report.errors)
     return collect.result()
-
-
-def _died(i: int, b: int) -> BatchResult:
-    msg = "worker process died while simulating this batch (BrokenProcessPool)"
-    return BatchResult(i, None, np.zeros(b, bool), exceptions=b, errors=Counter({msg: b}))
-
-
-def _run_pool(simulator: Callable[..., Any], job: Callable[[int], tuple[np.ndarray, int]], consume: _Collector,
-              indices: range, pool_options: ProcessPool, call: tuple[str, str, bool]) -> None:
-    """Submit batches with bounded look-ahead; hand results to ``consume`` in batch order.
-
-    A worker that dies (e.g. a crash in native code) breaks the pool: the batches that were in
-    flight are then re-run one at a time in a fresh pool, so only the batch that kills its
-    worker again is failed (counted as exceptions) and the others are kept.
-    """
-    thetas, workers, start_method = consume.thetas, pool_options.workers, pool_options.start_method
-    style, theta_format, retry_rows = call
-    pending = list(indices)
-    seeds: dict[int, int] = {}
-    suspects: list[int] = []
-    done: dict[int, BatchResult] = {}
-    nxt = pending[0] if pending else 0
-    pool = _pool(workers, start_method)
-    futures: dict[Future, int] = {}
-
-    def submit(i: int) -> None:
-        if i not in thetas:
-            thetas[i], seeds[i] = job(i)
-        futures[pool.submit(run_batch, simulator, thetas[i], seeds[i], i, style, theta_format, retry_rows, False)] = i
-
-    isolated: int | None = None
-    try:
-        while pending or futures or suspects:
-            if not futures and suspects:
-                isolated = suspects.pop(0)
-                submit(isolated)
-            if isolated is None:
-                while pending and len(futures) < 2 * workers:
-                    submit(pending.pop(0))
-            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-            broken = False
-            for fut in finished:
-                i = futures.pop(fut)
-                try:
-                    done[i] = fut.result()
-                except BrokenProcessPool:
-                    broken = True
-                    if i == isolated:
-                        done[i] = _died(i, thetas[i].shape[0])
-                    else:
-                        suspects.append(i)
-            if broken:
-                suspects = sorted(set(suspects) | set(futures.values()))
-                futures.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = _pool(workers, start_method)
-            if isolated is not None and isolated not in futures.values():
-                isolated = None
-            while nxt in done:
-                consume(done.pop(nxt))
-                nxt += 1
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)

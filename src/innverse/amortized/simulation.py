@@ -16,7 +16,9 @@ This module only uses numpy arrays across process boundaries (no shared memory, 
 
 from __future__ import annotations
 
+import functools
 import inspect
+import types
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["batch_seed", "calling_style", "run_batch", "BatchResult", "pad_rows", "invalid_mask"]
+__all__ = ["batch_seed", "calling_style", "run_batch", "BatchResult", "pad_rows", "invalid_mask", "same_simulator",
+           "simulator_name"]
 
 Simulator = Callable[..., Any]
 
@@ -34,6 +37,36 @@ def batch_seed(master: int, *keys: int) -> int:
     """A 63-bit seed derived from ``master`` and ``keys`` (independent streams per key, via SeedSequence)."""
     state = np.random.SeedSequence(entropy=int(master), spawn_key=tuple(int(k) for k in keys)).generate_state(2)
     return int((int(state[0]) << 32 | int(state[1])) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def simulator_name(simulator: Simulator) -> str:
+    """The simulator's identity as ``module:qualified.name`` (what a store records it was filled by).
+
+    A bound method is named by its class (``pkg.tasks:TwoMoons.simulate``), a ``functools.partial``
+    by the function it wraps, a callable object by its class.
+    """
+    f = simulator
+    while isinstance(f, functools.partial):
+        f = f.func
+    owner = getattr(f, "__self__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType) and hasattr(f, "__name__"):
+        cls = owner if isinstance(owner, type) else type(owner)
+        return f"{cls.__module__}:{cls.__qualname__}.{f.__name__}"
+    if not hasattr(f, "__qualname__"):
+        f = type(f)
+    return f"{getattr(f, '__module__', None) or '?'}:{f.__qualname__}"
+
+
+def same_simulator(recorded: str | None, name: str) -> bool:
+    """Whether a store that records ``recorded`` may be filled by the simulator named ``name``.
+
+    Equal names agree, and so does an unrecorded one; a name recorded from a script run as
+    ``__main__`` agrees with the same function imported from its module.
+    """
+    if recorded is None or recorded == name:
+        return True
+    module, _, qualname = recorded.partition(":")
+    return module in ("__main__", "__mp_main__") and qualname == name.partition(":")[2]
 
 
 def calling_style(simulator: Simulator) -> str:
@@ -135,12 +168,27 @@ class BatchResult:
     errors: Counter = field(default_factory=Counter)
 
 
+def _in_dtype(x: np.ndarray, theta: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` converted to ``dtype``, and the rows ``(B,)`` whose finite values (of ``x`` or ``theta``) it
+    cannot hold: a float64 value beyond the float32 maximum is Inf once stored, so it is a failure."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        xs = x.astype(dtype, copy=False)
+        ts = theta.astype(dtype, copy=False)
+    lost = (np.isfinite(x) & ~np.isfinite(xs)).reshape(len(x), -1).any(1)
+    lost |= (np.isfinite(theta) & ~np.isfinite(ts)).reshape(len(theta), -1).any(1)
+    return xs, lost
+
+
 def run_batch(simulator: Simulator, theta: np.ndarray, seed: int, index: int, style: str,
-              theta_format: str = "torch", retry_rows: bool = True, in_process: bool = True) -> BatchResult:
+              theta_format: str = "torch", retry_rows: bool = True, in_process: bool = True,
+              dtype: np.dtype | str = "float32") -> BatchResult:
     """Simulate one batch; on an exception retry row by row (each row with its own derived seed).
 
     Rows whose simulation raised are counted in ``exceptions``; rows with Inf or non-padding NaN
-    in ``nonfinite``; both are dropped. Never raises for simulator failures.
+    in ``nonfinite``, and so are rows with finite values that ``dtype`` (the dtype the data are
+    stored in) cannot represent (e.g. ``|x| > 3.4e38`` for float32, which would be stored as
+    Inf); all are dropped. The kept rows' data are returned in ``dtype``. Never raises for
+    simulator failures.
     """
     b = theta.shape[0]
     errors: Counter = Counter()
@@ -176,9 +224,15 @@ def run_batch(simulator: Simulator, theta: np.ndarray, seed: int, index: int, st
         kept = ok_rows.copy()
     else:
         kept = np.ones(b, bool)
-    bad = invalid_mask(x) & kept
-    nonfinite = int(bad.sum())
-    if nonfinite:
-        errors["non-finite output (NaN/Inf)"] += nonfinite
-    kept &= ~bad
+    invalid = invalid_mask(x) & kept
+    x, lost = _in_dtype(x, theta, np.dtype(dtype))
+    lost &= kept & ~invalid
+    if invalid.any():
+        errors["non-finite output (NaN/Inf)"] += int(invalid.sum())
+    if lost.any():
+        name = np.dtype(dtype).name
+        errors[f"output or parameters beyond the {name} range (|value| > {np.finfo(dtype).max:.3g}), "
+               f"Inf once stored as {name}"] += int(lost.sum())
+    kept &= ~(invalid | lost)
+    nonfinite = int((invalid | lost).sum())
     return BatchResult(index, x[kept] if kept.any() else None, kept, exceptions, nonfinite, errors)

@@ -17,16 +17,20 @@ designed around here:
 A run killed at any point therefore reopens with every committed batch intact; rows of the
 batch in flight lie beyond the committed count and are overwritten on resume.
 
+One writer at a time: opening a store for appending takes its writer lock
+(:mod:`~innverse.amortized.store_lock`); a second writer, or a reader while a writer is at work,
+gets a :class:`StoreBusyError` naming the holder (or waits for it, given a ``timeout``).
+
 Layout: datasets ``theta (capacity, D)`` and ``x (capacity, *x_shape)`` (float32 by default,
-NaN-padded sets), attribute ``progress = [rows, batches_done, exceptions, nonfinite]`` and JSON
-attributes with the simulation settings (``settings``) and error messages (``errors``).
+NaN-padded sets), attribute ``progress = [rows, batches_done, exceptions, nonfinite]``, JSON
+attributes with the simulation settings (``settings``) and error messages (``errors``), and the
+identity of the simulator that fills it (``simulator``, ``module:function``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +38,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["SimulationStore", "StoreBatches"]
+from .store_batches import StoreBatches
+from .store_format import FORMAT, VERSION, check_sizes, write_empty
+from .store_lock import StoreBusyError, StoreLock, check_not_writing
 
-FORMAT = "innverse.SimulationStore"
-VERSION = 1
+__all__ = ["SimulationStore", "StoreBatches", "StoreBusyError"]
 
 
 def _h5py() -> Any:
@@ -56,36 +61,87 @@ class SimulationStore:
 
     Args:
         path: the ``.h5`` file.
-        mode: ``"r"`` (read) or ``"a"`` (read and append).
+        mode: ``"r"`` (read) or ``"a"`` (read and append; takes the store's writer lock until
+            :meth:`close`).
+        timeout: seconds to wait while another process writes the store (default: do not wait).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        StoreBusyError: (a ``BlockingIOError``) another process writes the store, or another
+            program holds the file open with HDF5's own lock; the message names the holder.
+        PermissionError: ``mode="a"`` on a file that is not writable.
+        ValueError: the file is not an innverse simulation store (or from a newer version).
     """
 
-    def __init__(self, path: str | os.PathLike, mode: str = "r") -> None:
+    def __init__(self, path: str | os.PathLike, mode: str = "r", *, timeout: float = 0.0) -> None:
         if mode not in ("r", "a"):
             raise ValueError(f"SimulationStore: mode must be 'r' or 'a', got {mode!r}")
-        h5py = _h5py()
-        self.path = Path(path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"SimulationStore: no store at {self.path}; create one with SimulationStore.create")
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"SimulationStore: no store at {path}; create one with SimulationStore.create")
+        if mode == "a" and not os.access(path, os.W_OK):
+            raise PermissionError(f"SimulationStore: {path} is not writable; open it with mode='r'")
+        if mode == "a":
+            lock = StoreLock.acquire(path, timeout)
+        else:
+            check_not_writing(path, timeout)
+            lock = None
+        self._attach(path, mode, lock)
+
+    def _attach(self, path: Path, mode: str, lock: StoreLock | None) -> None:
+        """Open the HDF5 file (the writer lock, if any, already held) and check that it is a store."""
+        self.path, self.mode, self._lock = path, mode, lock
         try:
-            self._f = h5py.File(self.path, "r+" if mode == "a" else "r")
-        except OSError as err:
-            raise ValueError(f"SimulationStore: cannot open {self.path} as HDF5 ({err})") from err
+            try:
+                self._f = _h5py().File(self.path, "r+" if mode == "a" else "r")
+            except OSError as err:
+                if "unable to lock file" in str(err).lower():
+                    raise StoreBusyError(f"SimulationStore: {self.path} is held open by another program "
+                                         f"(HDF5 file lock: {err}); close it there first") from err
+                raise ValueError(f"SimulationStore: cannot open {self.path} as HDF5 ({err})") from err
+            try:
+                self._check_layout()
+            except (KeyError, OSError, RuntimeError, TypeError, IndexError) as err:  # h5py on damaged metadata
+                raise ValueError(f"SimulationStore: {self.path} is damaged ({type(err).__name__}: {err})") from err
+        except BaseException:
+            if getattr(self, "_f", None) is not None and self._f.id.valid:
+                self._f.close()
+            if lock is not None:
+                lock.release()
+            raise
+
+    def _check_layout(self) -> None:
+        """A foreign or damaged file (attributes or datasets out of shape) is refused when opened, not read
+        wrongly."""
         if self._f.attrs.get("format") != FORMAT or "theta" not in self._f or "x" not in self._f:
-            self._f.close()
             raise ValueError(f"SimulationStore: {self.path} is not an innverse simulation store")
         if int(self._f.attrs.get("version", 0)) > VERSION:
-            self._f.close()
-            raise ValueError(f"SimulationStore: {self.path} has format version {self._f.attrs['version']}, newer "
-                             f"than this innverse supports ({VERSION})")
-        self.mode = mode
-        self._theta = self._f["theta"]
-        self._x = self._f["x"]
+            raise ValueError(f"SimulationStore: {self.path} has format version {self._f.attrs['version']}, "
+                             f"newer than this innverse supports ({VERSION})")
+        self._theta, self._x = self._f["theta"], self._f["x"]
+        progress = self._f.attrs.get("progress")
+        ok = (isinstance(progress, np.ndarray) and progress.shape == (4,) and progress.dtype.kind == "i"
+              and self._theta.ndim == 2 and self._x.ndim >= 2 and self._theta.shape[0] == self._x.shape[0]
+              and 0 <= int(progress[0]) <= self._theta.shape[0] and (progress >= 0).all())
+        if not ok:
+            raise ValueError(f"SimulationStore: {self.path} is damaged (its row count or datasets are inconsistent)")
+        for name in ("settings", "errors"):
+            try:
+                ok = isinstance(self._json_attr(name), dict)
+            except (ValueError, TypeError):
+                ok = False
+            if not ok:
+                raise ValueError(f"SimulationStore: {self.path} is damaged (its {name!r} attribute is not a JSON "
+                                 "object)")
 
     @classmethod
     def create(cls, path: str | os.PathLike, theta_dim: int, x_shape: tuple[int, ...] | list[int],
                chunk_rows: int = 1024, dtype: str = "float32", capacity: int = 0,
-               overwrite: bool = False) -> SimulationStore:
+               overwrite: bool = False, simulator: str | None = None) -> SimulationStore:
         """Create an empty store (``x_shape`` fixes the set / series capacity for padded data).
+
+        The new store is open for appending, its writer lock held. Nothing is left at ``path``
+        (nor beside it) when creation fails.
 
         Args:
             theta_dim: parameters per row.
@@ -94,6 +150,9 @@ class SimulationStore:
             dtype: ``"float32"`` or ``"float64"``.
             capacity: rows to allocate up front (grows automatically).
             overwrite: replace an existing file.
+            simulator: the identity of the simulator that fills it
+                (:func:`~innverse.amortized.simulation.simulator_name`); recorded by
+                :func:`~innverse.amortized.simulate` when left out.
         """
         h5py = _h5py()
         path = Path(path)
@@ -101,29 +160,28 @@ class SimulationStore:
             raise FileExistsError(f"SimulationStore.create: {path} exists; open it or pass overwrite=True")
         if dtype not in ("float32", "float64"):
             raise ValueError(f"SimulationStore.create: dtype must be 'float32' or 'float64', got {dtype!r}")
-        x_shape = tuple(int(s) for s in x_shape)
-        if theta_dim < 1 or not x_shape or min(x_shape) < 1 or chunk_rows < 1:
-            raise ValueError(f"SimulationStore.create: invalid sizes theta_dim={theta_dim}, x_shape={x_shape}, "
-                             f"chunk_rows={chunk_rows}")
+        x_shape = check_sizes(theta_dim, x_shape, chunk_rows, capacity)
+        if simulator is not None and not isinstance(simulator, str):
+            raise TypeError(f"SimulationStore.create: simulator must be a string (module:function), "
+                            f"got {type(simulator).__name__}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.creating")
-        with h5py.File(tmp, "w") as f:
-            for name, shape in (("theta", (theta_dim,)), ("x", x_shape)):
-                dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-                dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-                f.create_dataset(name, shape=(capacity, *shape), maxshape=(None, *shape), dtype=dtype,
-                                 chunks=(chunk_rows, *shape), fillvalue=np.nan, dcpl=dcpl)
-            f.attrs["format"] = FORMAT
-            f.attrs["version"] = VERSION
-            f.attrs["progress"] = np.zeros(4, dtype=np.int64)
-            f.attrs["settings"] = "{}"
-            f.attrs["errors"] = "{}"
-        os.replace(tmp, path)
-        return cls(path, "a")
+        lock = StoreLock.acquire(path)
+        try:
+            if path.exists() and not overwrite:  # created by another process meanwhile
+                raise FileExistsError(f"SimulationStore.create: {path} exists; open it or pass overwrite=True")
+            write_empty(h5py, path, theta_dim, x_shape, chunk_rows, dtype, capacity, simulator)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        store = cls.__new__(cls)
+        store._attach(path, "a", lock)
+        return store
+
 
     @classmethod
-    def open(cls, path: str | os.PathLike, mode: str = "r") -> SimulationStore:
-        return cls(path, mode)
+    def open(cls, path: str | os.PathLike, mode: str = "r", *, timeout: float = 0.0) -> SimulationStore:
+        return cls(path, mode, timeout=timeout)
 
     # -- metadata --------------------------------------------------------------------------------
     @property
@@ -145,6 +203,23 @@ class SimulationStore:
     @property
     def chunk_rows(self) -> int:
         return int(self._x.chunks[0])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype rows are stored in (values it cannot represent count as failed simulations)."""
+        return self._x.dtype
+
+    @property
+    def simulator(self) -> str | None:
+        """Identity (``module:function``) of the simulator that filled the store; ``None`` if not recorded."""
+        value = self._f.attrs.get("simulator")
+        return str(value) if value else None
+
+    def set_simulator(self, name: str) -> None:
+        """Record the identity of the simulator that fills the store."""
+        self._writable()
+        self._f.attrs["simulator"] = str(name)
+        self._f.flush()
 
     @property
     def progress(self) -> dict[str, int]:
@@ -185,17 +260,19 @@ class SimulationStore:
         """Append rows and commit them (write, flush, advance the committed count, flush).
 
         Sets with fewer rows than the store's capacity are NaN-padded; more rows is an error.
-        ``batches_done`` / ``exceptions`` / ``nonfinite`` update the simulation progress.
+        ``batches_done`` / ``exceptions`` / ``nonfinite`` update the simulation progress. Rows are
+        checked before anything is written: finite values the store's dtype cannot hold (they would
+        be stored as Inf) are an error.
         """
         self._writable()
-        th = np.asarray(theta.detach().cpu() if isinstance(theta, Tensor) else theta)
-        xs = np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x)
-        m = th.shape[0]
+        th, xs = _numbers(theta, "theta"), _numbers(x, "x")
+        m = th.shape[0] if th.ndim else 0
         if th.ndim != 2 or th.shape[1] != self.theta_dim:
             raise ValueError(f"SimulationStore.append: theta must be (rows, {self.theta_dim}), got {th.shape}")
-        if xs.shape[0] != m:
-            raise ValueError(f"SimulationStore.append: theta has {m} rows, x has {xs.shape[0]}")
-        xs = self._fit_shape(xs)
+        if xs.ndim == 0 or xs.shape[0] != m:
+            raise ValueError(f"SimulationStore.append: theta has {m} rows, x has shape {xs.shape}")
+        xs = _stored_as(self._fit_shape(xs), self.dtype, "x")
+        th = _stored_as(th, self.dtype, "theta")
         start = self.rows
         if m:
             needed = start + m
@@ -222,7 +299,7 @@ class SimulationStore:
             return xs
         padded = len(target) >= 2 and xs.ndim == len(target) + 1 and xs.shape[2:] == target[1:]
         if padded and xs.shape[1] < target[0]:
-            out = np.full((xs.shape[0], *target), np.nan, dtype=xs.dtype)
+            out = np.full((xs.shape[0], *target), np.nan, dtype=np.result_type(xs.dtype, np.float32))
             out[:, :xs.shape[1]] = xs
             return out
         if padded:
@@ -234,7 +311,14 @@ class SimulationStore:
     def read(self, start: int = 0, stop: int | None = None) -> tuple[Tensor, Tensor]:
         """Committed rows ``[start, stop)`` as tensors ``(theta, x)``."""
         stop = self.rows if stop is None else min(stop, self.rows)
-        return torch.from_numpy(self._theta[start:stop]), torch.from_numpy(self._x[start:stop])
+        return self._block(start, stop)
+
+    def _block(self, lo: int, hi: int) -> tuple[Tensor, Tensor]:
+        try:
+            return torch.from_numpy(self._theta[lo:hi]), torch.from_numpy(self._x[lo:hi])
+        except OSError as err:  # h5py: a damaged chunk
+            raise ValueError(f"SimulationStore: cannot read rows {lo}..{hi} of {self.path}; the file is "
+                             f"damaged ({err})") from err
 
     def read_rows(self, rows: np.ndarray) -> tuple[Tensor, Tensor]:
         """Arbitrary committed rows (read chunk by chunk; order follows ``rows``)."""
@@ -249,14 +333,19 @@ class SimulationStore:
         for blk in np.unique(sorted_rows // c):
             lo, hi = blk * c, min((blk + 1) * c, self.rows)
             sel = (sorted_rows >= lo) & (sorted_rows < hi)
-            tb, xb = self._theta[lo:hi], self._x[lo:hi]
-            th[order[sel]] = tb[sorted_rows[sel] - lo]
-            xs[order[sel]] = xb[sorted_rows[sel] - lo]
+            tb, xb = self._block(lo, hi)
+            th[order[sel]] = tb.numpy()[sorted_rows[sel] - lo]
+            xs[order[sel]] = xb.numpy()[sorted_rows[sel] - lo]
         return torch.from_numpy(th), torch.from_numpy(xs)
 
     def close(self) -> None:
-        if self._f.id.valid:
-            self._f.close()
+        """Close the file and release the writer lock (idempotent)."""
+        f = getattr(self, "_f", None)
+        if f is not None and f.id.valid:
+            f.close()
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
     def __enter__(self) -> SimulationStore:
         return self
@@ -269,61 +358,20 @@ class SimulationStore:
                 f"x_shape={self.x_shape})")
 
 
-class StoreBatches:
-    """Shuffled minibatches from a store without loading it: shuffled chunk order + in-buffer shuffle.
+def _numbers(value: Any, name: str) -> np.ndarray:
+    arr = np.asarray(value.detach().cpu() if isinstance(value, Tensor) else value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"SimulationStore.append: {name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
 
-    Each epoch permutes the store's chunks, reads ``buffer_chunks`` of them at a time (contiguous
-    reads), keeps the selected rows, shuffles them together and yields minibatches; leftovers carry
-    over to the next buffer. Implements the :class:`~innverse.train.BatchSource` protocol.
 
-    Args:
-        store: an open :class:`SimulationStore`.
-        rows: committed row indices to draw from (e.g. the training split); default all.
-        batch_size: rows per batch.
-        buffer_chunks: chunks mixed together per shuffle buffer.
-    """
-
-    def __init__(self, store: SimulationStore, rows: np.ndarray | None = None, batch_size: int = 128,
-                 buffer_chunks: int = 8, shuffle: bool = True) -> None:
-        self.store = store
-        total = store.rows
-        sel = np.arange(total) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
-        if sel.size == 0:
-            raise ValueError("StoreBatches: no rows selected")
-        if sel.min() < 0 or sel.max() >= total:
-            raise ValueError(f"StoreBatches: rows must lie in [0, {total})")
-        self.mask = np.zeros(total, dtype=bool)
-        self.mask[sel] = True
-        self.count = int(sel.size)
-        self.batch_size = int(batch_size)
-        self.buffer_chunks = int(buffer_chunks)
-        self.shuffle = shuffle
-        c = store.chunk_rows
-        self.chunks = np.unique(sel // c)
-
-    def __len__(self) -> int:
-        return -(-self.count // self.batch_size)
-
-    def epoch(self, index: int, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
-        c = self.store.chunk_rows
-        order = self.chunks[torch.randperm(len(self.chunks), generator=generator).numpy()] if self.shuffle else self.chunks
-        carry_t: Tensor | None = None
-        carry_x: Tensor | None = None
-        for i in range(0, len(order), self.buffer_chunks):
-            parts_t, parts_x = [] if carry_t is None else [carry_t], [] if carry_x is None else [carry_x]
-            for blk in order[i:i + self.buffer_chunks]:
-                lo, hi = int(blk) * c, min((int(blk) + 1) * c, self.store.rows)
-                th, xs = self.store.read(lo, hi)
-                keep = torch.from_numpy(self.mask[lo:hi])
-                parts_t.append(th[keep])
-                parts_x.append(xs[keep])
-            t_all, x_all = torch.cat(parts_t), torch.cat(parts_x)
-            if self.shuffle:
-                perm = torch.randperm(t_all.shape[0], generator=generator)
-                t_all, x_all = t_all[perm], x_all[perm]
-            full = (t_all.shape[0] // self.batch_size) * self.batch_size
-            for j in range(0, full, self.batch_size):
-                yield t_all[j:j + self.batch_size], x_all[j:j + self.batch_size]
-            carry_t, carry_x = t_all[full:], x_all[full:]
-        if carry_t is not None and carry_t.shape[0]:
-            yield carry_t, carry_x  # type: ignore[misc]
+def _stored_as(arr: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
+    """``arr`` in the store's dtype; finite values it cannot hold (stored as Inf) are an error."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(dtype)
+    lost = (np.isfinite(arr) & ~np.isfinite(out)).reshape(len(arr), -1).any(1)
+    if lost.any():
+        rows = np.nonzero(lost)[0]
+        raise ValueError(f"SimulationStore.append: {name} rows {rows[:10].tolist()} hold finite values beyond the "
+                         f"{np.dtype(dtype).name} range of the store; they would be stored as Inf")
+    return out
