@@ -227,10 +227,14 @@ def test_user_simulator_from_a_file(tmp_path: Path) -> None:
         assert info["problem"]["function"] == "linesim:simulate"
     finally:
         sys.modules.pop("linesim", None)
-    # check rebuilds the user's simulator from run.json (from another folder, module unloaded)
+    # check rebuilds the user's simulator from run.json (from another folder, module unloaded), but
+    # runs the run's code only when trusted
     try:
         code, _, err = run_main("check", tmp_path / "r", "--simulations", "10", "--samples", "20", "-q",
                                 cwd=tmp_path.parent)
+        assert code == 2 and "--trust-run-code" in err and "linesim" not in sys.modules
+        code, _, err = run_main("check", tmp_path / "r", "--simulations", "10", "--samples", "20", "-q",
+                                "--trust-run-code", cwd=tmp_path.parent)
         assert code == 0, err
         assert "linesim" in sys.modules  # imported again, from the path recorded in run.json
     finally:

@@ -29,6 +29,8 @@ def test_npy_and_csv_observations(tmp_path: Path) -> None:
                            "or a batch of shape (k, 2)"),
     (np.zeros((4, 3)), "b.npy", "has shape (4, 3)"),
     (np.array([[np.nan, 1.0]]), "c.npy", "observations [0] contain NaN or Inf"),
+    (np.array([[0.0, 1.0], [1e39, 0.0]]), "h.npy", "observations [1] hold values beyond the float32 range"),
+    (b"", "empty.npy", "could not be read as numbers"),
     (np.array(["a", "b"]), "d.npy", "expected numbers"),
     ("1,2,3\n", "e.csv", "has shape (1, 3)"),
     ("1,two\n", "f.csv", "could not be read as numbers"),
@@ -36,7 +38,9 @@ def test_npy_and_csv_observations(tmp_path: Path) -> None:
 ])
 def test_bad_observations(tmp_path: Path, content, name: str, message: str) -> None:
     path = tmp_path / name
-    if isinstance(content, str):
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
         path.write_text(content)
     else:
         np.save(path, content)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .limits import MAX_BATCH, MAX_DRAWS, MAX_EPOCHS, MAX_SAMPLES, MAX_SEED, MAX_SIMULATIONS, MAX_WORKERS
 from .schema import Key, describe, validate
 
 __all__ = ["EXAMPLE", "SCHEMA", "load_config", "parse_config", "schema_help"]
@@ -29,17 +30,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "simulations": {
         "store": Key("string", example='store = "sims.h5"', help="HDF5 store (made by innverse simulate, "
                                                                   "or filled now); default RUN/simulations.h5"),
-        "count": Key("integer", 10_000, minimum=10, example="count = 10000", help="simulation budget"),
-        "batch_size": Key("integer", 500, minimum=1, example="batch_size = 500"),
-        "workers": Key("integer", 1, minimum=1, example="workers = 2", help="simulation processes"),
-        "seed": Key("integer", 0, example="seed = 0"),
+        "count": Key("integer", 10_000, minimum=10, maximum=MAX_SIMULATIONS, example="count = 10000",
+                      help="simulation budget"),
+        "batch_size": Key("integer", 500, minimum=1, maximum=MAX_BATCH, example="batch_size = 500"),
+        "workers": Key("integer", 1, minimum=1, maximum=MAX_WORKERS, example="workers = 2",
+                       help="simulation processes"),
+        "seed": Key("integer", 0, minimum=0, maximum=MAX_SEED, example="seed = 0"),
     },
     "summary": {
         "network": Key("string", "auto", example='network = "deepset"',
                        choices=("auto", "identity", "mlp", "deepset", "set_transformer", "time_series"),
                        help="summary network trained with the flow (auto: identity for vectors, "
                             "deepset for sets)"),
-        "output": Key("integer", None, minimum=1, example="output = 16", help="summary dimension"),
+        "output": Key("integer", None, minimum=1, maximum=65_536, example="output = 16", help="summary dimension"),
     },
     "flow": {
         "coupling": Key("string", "auto", choices=("auto", "affine", "spline", "additive", "gin", "autoregressive",
@@ -47,27 +50,31 @@ SCHEMA: dict[str, dict[str, Key]] = {
                         example='coupling = "auto"',
                         help="auto: spline couplings, and for 6+ parameters also masked autoregressive "
                              "blocks, keeping the one with the lower validation loss"),
-        "blocks": Key("integer", None, minimum=1, example="blocks = 6"),
-        "hidden": Key("integers", None, minimum=1, example="hidden = [64, 64]"),
+        "blocks": Key("integer", None, minimum=1, maximum=1024, example="blocks = 6"),
+        "hidden": Key("integers", None, minimum=1, maximum=65_536, example="hidden = [64, 64]"),
     },
     "training": {
-        "epochs": Key("integer", None, minimum=1, example="epochs = 100", help="maximum epochs"),
-        "batch_size": Key("integer", None, minimum=1, example="batch_size = 256"),
-        "learning_rate": Key("number", None, minimum=0.0, example="learning_rate = 5e-4"),
-        "validation_fraction": Key("number", None, minimum=0.0, example="validation_fraction = 0.1"),
-        "patience": Key("integer", None, minimum=1, example="patience = 10",
+        "epochs": Key("integer", None, minimum=1, maximum=MAX_EPOCHS, example="epochs = 100",
+                       help="maximum epochs"),
+        "batch_size": Key("integer", None, minimum=1, maximum=MAX_BATCH, example="batch_size = 256"),
+        "learning_rate": Key("number", None, positive=True, example="learning_rate = 5e-4"),
+        "validation_fraction": Key("number", None, minimum=0.0, example="validation_fraction = 0.1",
+                                   help="held-out fraction for early stopping (default 0.1)"),
+        "drop_invalid": Key("boolean", False, example="drop_invalid = true",
+                            help="drop stored pairs with NaN/Inf instead of refusing the store"),
+        "patience": Key("integer", None, minimum=1, maximum=MAX_EPOCHS, example="patience = 10",
                         help="early stopping after at most this many epochs without improvement (default 20)"),
-        "min_patience": Key("integer", None, minimum=1, example="min_patience = 10",
+        "min_patience": Key("integer", None, minimum=1, maximum=MAX_EPOCHS, example="min_patience = 10",
                             help="...but at least this many, else as many as it took to reach the best epoch "
                                  "(default 10; equal to patience: fixed)"),
-        "seed": Key("integer", 0, example="seed = 0"),
+        "seed": Key("integer", 0, minimum=0, maximum=MAX_SEED, example="seed = 0"),
     },
     "diagnostics": {
-        "simulations": Key("integer", 200, minimum=10, example="simulations = 200",
+        "simulations": Key("integer", 200, minimum=10, maximum=MAX_SAMPLES, example="simulations = 200",
                            help="simulated data sets for SBC / coverage / recovery"),
-        "samples": Key("integer", 500, minimum=10, example="samples = 500",
+        "samples": Key("integer", 500, minimum=10, maximum=MAX_SAMPLES, example="samples = 500",
                        help="posterior samples per data set"),
-        "seed": Key("integer", 1, example="seed = 1"),
+        "seed": Key("integer", 1, minimum=0, maximum=MAX_SEED, example="seed = 1"),
     },
 }
 
@@ -120,10 +127,38 @@ def parse_config(data: dict[str, Any], file: str, base: Path) -> dict[str, dict[
     store = cfg["simulations"]["store"]
     if store is not None:
         cfg["simulations"]["store"] = str((base / store).resolve())
-    frac = cfg["training"]["validation_fraction"]
+    _check_budgets(cfg, file)
+    return cfg
+
+
+#: fewer training pairs than this cannot train a posterior (the library's own minimum)
+MIN_TRAINING_PAIRS = 10
+#: the validation fraction innverse fit uses when the config gives none
+DEFAULT_VALIDATION_FRACTION = 0.1
+
+
+def training_rows(count: int, fraction: float | None) -> int:
+    """Training pairs left of ``count`` simulations after the validation split."""
+    frac = DEFAULT_VALIDATION_FRACTION if fraction is None else fraction
+    return count - round(frac * count)
+
+
+def _check_budgets(cfg: dict[str, dict[str, Any]], file: str) -> None:
+    """Cross-key rules: a validation split that leaves pairs to train on, a bounded diagnostics budget."""
+    frac, count = cfg["training"]["validation_fraction"], cfg["simulations"]["count"]
     if frac is not None and not 0.0 < frac < 1.0:
         raise UsageError(f"{file}: key 'training.validation_fraction' must be a number in (0, 1), got {frac}")
-    return cfg
+    if training_rows(count, frac) < MIN_TRAINING_PAIRS:
+        given = f"= {frac}" if frac is not None else f"(default {DEFAULT_VALIDATION_FRACTION})"
+        raise UsageError(f"{file}: key 'training.validation_fraction' {given} holds out "
+                         f"{count - training_rows(count, frac)} of simulations.count = {count} simulations, "
+                         f"leaving {training_rows(count, frac)} to train on (at least {MIN_TRAINING_PAIRS} "
+                         "needed); lower the fraction or raise the count")
+    diag = cfg["diagnostics"]
+    if diag["simulations"] * diag["samples"] > MAX_DRAWS:
+        raise UsageError(f"{file}: keys 'diagnostics.simulations' x 'diagnostics.samples' = "
+                         f"{diag['simulations']} x {diag['samples']} posterior draws exceed the limit "
+                         f"{MAX_DRAWS:,}; lower one of them")
 
 
 def load_config(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]], str]:
@@ -136,7 +171,13 @@ def load_config(path: str | os.PathLike[str]) -> tuple[dict[str, dict[str, Any]]
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"config file {path} does not exist (innverse fit --example-config prints one)")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason}); save the config "
+                         "as UTF-8 TOML") from err
+    except OSError as err:
+        raise UsageError(f"config file {path} cannot be read: {err.strerror or err}") from err
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -38,42 +38,95 @@ def _probe_x_shape(problem: Problem, seed: int) -> tuple[int, ...]:
     return tuple(int(s) for s in sims.x.shape[1:])
 
 
+def _open_store(store: Path) -> Any:
+    """An existing store, opened for appending; what stands in the way is a one-line error."""
+    from ..amortized import SimulationStore
+    from ..amortized.store_lock import StoreBusyError
+
+    try:
+        return SimulationStore(store, "a")
+    except StoreBusyError as err:
+        raise JobError(str(err)) from err
+    except PermissionError as err:
+        raise UsageError(f"{store} is not writable ({err}); choose another store") from err
+    except ValueError as err:
+        raise UsageError(f"{store} exists but is not a simulation store ({err}); choose another path") from err
+
+
+def _shapes_agree(probe: tuple[int, ...], stored: tuple[int, ...]) -> bool:
+    """A simulation of shape ``probe`` fits a store of ``stored`` (sets: any number of rows)."""
+    return probe == stored or (len(probe) >= 2 and len(probe) == len(stored) and probe[1:] == stored[1:])
+
+
+def _check_store_source(handle: Any, problem: Problem, seed: int, console: Console) -> None:
+    """The store was filled by this problem's simulator: same identity, parameters and data shape."""
+    from ..amortized.simulation import same_simulator, simulator_name
+
+    name, recorded = simulator_name(problem.simulator), handle.simulator
+    theta_dim = int(problem.prior.event_shape[0])
+    x_shape = _probe_x_shape(problem, seed)
+    if not same_simulator(recorded, name) or theta_dim != handle.theta_dim or \
+            not _shapes_agree(x_shape, handle.x_shape):
+        raise UsageError(
+            f"{handle.path} holds simulations of {recorded or 'a simulator it does not name'} "
+            f"({handle.theta_dim} parameters, data of shape {handle.x_shape}), but this run's simulator is "
+            f"{name} ({theta_dim} parameters, data of shape {x_shape}); use a new store "
+            "(simulations.store / --out) or the simulator that filled it")
+    if recorded is None:
+        console.warn(f"{handle.path} does not record which simulator filled it (an older store); "
+                     "only its shapes were checked against this simulator")
+
+
+def _check_disk(store: Path, rows: int, theta_dim: int, x_shape: tuple[int, ...]) -> None:
+    """Refuse a simulation budget that cannot fit on the disk of ``store`` (float32 rows)."""
+    import shutil
+
+    need = rows * (theta_dim + int(np.prod(x_shape))) * 4
+    folder = next((p for p in (store.parent, *store.parent.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise UsageError(f"{rows:,} simulations of data shape {x_shape} need about {need / 1e9:.3g} GB in {store}, "
+                         f"but only {free / 1e9:.3g} GB are free there; lower the count or choose another store")
+
+
+def _new_store(problem: Problem, store: Path, count: int, batch_size: int, seed: int) -> Any:
+    from ..amortized import SimulationStore
+    from ..amortized.simulation import simulator_name
+
+    x_shape = _probe_x_shape(problem, seed)
+    theta_dim = int(problem.prior.event_shape[0])
+    _check_disk(store, count, theta_dim, x_shape)
+    try:
+        return SimulationStore.create(store, theta_dim, x_shape, chunk_rows=min(1024, max(batch_size, 64)),
+                                      simulator=simulator_name(problem.simulator))
+    except OSError as err:
+        raise UsageError(f"cannot create the store {store}: {err}") from err
+
+
 def simulate(problem: Problem, store: Path, count: int, batch_size: int, workers: int, seed: int,
              console: Console) -> dict[str, Any]:
     """Fill (or continue filling) the HDF5 store at ``store`` up to ``count`` simulations.
 
     Resumable: the store records which batches are done, and every batch has its own seed, so an
     interrupted run continues with the same result. ``workers <= 1`` simulates in this process.
+    An existing store must hold simulations of this problem's simulator (identity, parameter
+    dimension and data shape), else it is a usage error naming both.
     """
-    from ..amortized import SimulationStore
     from ..amortized import simulate as run
 
     store = Path(store)
     if store.exists():
+        handle = _open_store(store)
         try:
-            handle = SimulationStore(store, "a")
-        except ValueError as err:
-            raise UsageError(f"{store} exists but is not a simulation store ({err}); choose another path") from err
-        settings = handle.settings
-        if settings and int(settings.get("n", -1)) == count and handle.progress["batches_done"] * \
-                int(settings.get("batch_size", batch_size)) >= count:
-            rows = handle.rows
-            errors = handle.errors
-            progress = handle.progress
+            _check_store_source(handle, problem, seed, console)
+            done = _completed(handle, store, count, batch_size, seed, console)
+        except BaseException:
             handle.close()
-            console.note(f"{store} already holds its {rows} simulations")
-            return {"simulations": rows, "added": 0, "failed": progress["exceptions"] + progress["nonfinite"],
-                    "errors": errors}
-        if settings and handle.progress["batches_done"] and (
-                settings.get("seed"), settings.get("batch_size"), settings.get("n")) != (seed, batch_size, count):
-            handle.close()
-            raise UsageError(f"{store} was filled with seed={settings.get('seed')}, batch size "
-                             f"{settings.get('batch_size')} and {settings.get('n')} simulations; continue it "
-                             f"with the same settings, or write to a new store")
+            raise
+        if done is not None:
+            return done
     else:
-        x_shape = _probe_x_shape(problem, seed)
-        theta_dim = int(problem.prior.event_shape[0])
-        handle = SimulationStore.create(store, theta_dim, x_shape, chunk_rows=min(1024, max(batch_size, 64)))
+        handle = _new_store(problem, store, count, batch_size, seed)
     try:
         sims = run(problem.simulator, prior=problem.prior, n=count, batch_size=batch_size,
                    workers=0 if workers <= 1 else workers, seed=seed, store=handle,
@@ -81,6 +134,8 @@ def simulate(problem: Problem, store: Path, count: int, batch_size: int, workers
         rows, progress, errors = handle.rows, handle.progress, handle.errors
     except RuntimeError as err:
         raise JobError(str(err)) from err
+    except ValueError as err:  # a simulator whose output changes shape, a store of other settings
+        raise UsageError(str(err)) from err
     finally:
         handle.close()
     failed = progress["exceptions"] + progress["nonfinite"]
@@ -90,11 +145,32 @@ def simulate(problem: Problem, store: Path, count: int, batch_size: int, workers
     return {"simulations": rows, "added": sims.report.succeeded, "failed": failed, "errors": errors}
 
 
+def _completed(handle: Any, store: Path, count: int, batch_size: int, seed: int,
+               console: Console) -> dict[str, Any] | None:
+    """The result for a store that already holds its simulations (closed); ``None`` to go on filling it."""
+    settings = handle.settings
+    if settings and int(settings.get("n", -1)) == count and handle.progress["batches_done"] * \
+            int(settings.get("batch_size", batch_size)) >= count:
+        rows, errors, progress = handle.rows, handle.errors, handle.progress
+        handle.close()
+        console.note(f"{store} already holds its {rows} simulations")
+        return {"simulations": rows, "added": 0, "failed": progress["exceptions"] + progress["nonfinite"],
+                "errors": errors}
+    if settings and handle.progress["batches_done"] and (
+            settings.get("seed"), settings.get("batch_size"), settings.get("n")) != (seed, batch_size, count):
+        raise UsageError(f"{store} was filled with seed={settings.get('seed')}, batch size "
+                         f"{settings.get('batch_size')} and {settings.get('n')} simulations; continue it "
+                         f"with the same settings, or write to a new store")
+    return None
+
+
 def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout: RunLayout, resume: bool,
           console: Console) -> tuple[Any, dict[str, Any]]:
     """Train a posterior estimator on the store; checkpoint and log go into the run directory."""
     from ..amortized import fit_posterior
+    from ..amortized.store_lock import StoreBusyError
     from ..train import NonFiniteLossError, load_checkpoint
+    from .config import DEFAULT_VALIDATION_FRACTION
 
     summary, flow, training = cfg["summary"], cfg["flow"], cfg["training"]
     checkpoint = layout.checkpoints / "training.ckpt"
@@ -113,11 +189,14 @@ def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout:
             summary=summary["network"],
             summary_options={"out_features": summary["output"]} if summary["output"] else None,
             flow=options or None, training={k: v for k, v in overrides.items() if v is not None},
-            validation_fraction=training["validation_fraction"] if training["validation_fraction"] else 0.1,
-            seed=training["seed"], checkpoint=checkpoint, resume=resume, log_path=layout.training_log,
-            progress=console.show_progress)
-    except NonFiniteLossError as err:
+            validation_fraction=training["validation_fraction"] or DEFAULT_VALIDATION_FRACTION,
+            drop_invalid=training["drop_invalid"], seed=training["seed"], checkpoint=checkpoint, resume=resume,
+            log_path=layout.training_log, progress=console.show_progress)
+    except (NonFiniteLossError, StoreBusyError) as err:
         raise JobError(str(err)) from err
+    except (ValueError, TypeError) as err:  # the data or the options cannot train a posterior
+        raise UsageError(f"cannot train on {store}: "
+                         + str(err).replace("pass drop_invalid=True", "set drop_invalid = true in [training]")) from err
     from ..report.run import update_run_json
 
     update_run_json(layout, x_shape=list(posterior.x_shape))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import JobError, UsageError
 
 __all__ = ["SAMPLE_FORMATS", "arviz_available", "read_observations", "write_samples"]
 
@@ -52,7 +52,7 @@ def read_observations(path: str | os.PathLike[str], x_shape: Sequence[int]) -> n
             if len(x_shape) != 1:
                 raise UsageError(f"observation file {path}: CSV holds vector observations only; this "
                                  f"model expects observations of shape {_shape(x_shape)}; use .npy")
-            rows = [r for r in path.read_text().splitlines() if r.strip()]
+            rows = [r for r in path.read_text(encoding="utf-8").splitlines() if r.strip()]
             if not rows:
                 raise UsageError(f"observation file {path} holds no observations")
             skip = 1 if all(not _is_number(f) for f in rows[0].split(",")) else 0  # a header row
@@ -64,8 +64,8 @@ def read_observations(path: str | os.PathLike[str], x_shape: Sequence[int]) -> n
                              "use .npy (numpy.save) or .csv (one observation per row)")
     except UsageError:
         raise
-    except ValueError as err:
-        raise UsageError(f"observation file {path} could not be read as numbers: {err}") from err
+    except (ValueError, EOFError, OSError) as err:  # a damaged, empty or unreadable file
+        raise UsageError(f"observation file {path} could not be read as numbers: {err or type(err).__name__}") from err
     if data.dtype.kind not in "fiu":
         raise UsageError(f"observation file {path}: expected numbers, got dtype {data.dtype}")
     data = np.asarray(data, dtype=np.float64)
@@ -80,16 +80,27 @@ def read_observations(path: str | os.PathLike[str], x_shape: Sequence[int]) -> n
     if not np.isfinite(data).all():
         rows = np.nonzero(~np.isfinite(data.reshape(len(data), -1)).all(1))[0]
         raise UsageError(f"observation file {path}: observations {rows[:10].tolist()} contain NaN or Inf")
+    huge = (np.abs(data) > np.finfo(np.float32).max).reshape(len(data), -1).any(1)
+    if huge.any():  # the model computes in float32, where these are Inf
+        raise UsageError(f"observation file {path}: observations {np.nonzero(huge)[0][:10].tolist()} hold values "
+                         f"beyond the float32 range (|x| > {np.finfo(np.float32).max:.3g})")
     return data
 
 
 def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    """Write ``path`` via a temporary file and ``os.replace``: the file is whole or absent."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    except OSError as err:
+        raise UsageError(f"cannot write the samples file {path}: {err.strerror or err}; choose another --out") from err
     os.close(fd)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise JobError(f"writing the samples file {path} failed: {err.strerror or err}") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

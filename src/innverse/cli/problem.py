@@ -14,7 +14,8 @@ from typing import Any
 from .errors import UsageError
 from .userfunc import resolve_callable, resolve_reference
 
-__all__ = ["Problem", "problem_from_record", "problem_from_refs", "problem_from_task", "task_names"]
+__all__ = ["Problem", "problem_from_record", "problem_from_refs", "problem_from_task", "runs_user_code",
+           "task_names"]
 
 
 @dataclass
@@ -100,13 +101,32 @@ def problem_from_refs(function: str, prior: str | None, path: str,
                    record=record, theta_format=theta_format)
 
 
-def problem_from_record(record: dict[str, Any]) -> Problem:
-    """Rebuild the problem a run recorded in ``run.json``."""
-    if "task" in record:
-        return problem_from_task(record["task"])
-    if "function" in record:
-        return problem_from_refs(record["function"], record.get("prior"), record["path"],
-                                 record.get("prior_config"), record.get("parameter_names"),
-                                 record.get("input", "torch"))
+def _field(record: dict[str, Any], key: str, kind: type | tuple[type, ...], required: bool = False) -> Any:
+    value = record.get(key)
+    if (value is None and required) or (value is not None and not isinstance(value, kind)):
+        raise UsageError(f"run.json is damaged: 'problem.{key}' is {value!r}")
+    return value
+
+
+def problem_from_record(record: Any) -> Problem:
+    """Rebuild the problem a run recorded in ``run.json``.
+
+    A user's simulator is imported (its Python code runs): the commands call this for a run
+    directory only when the user trusts it (``innverse check --trust-run-code``).
+    """
+    if isinstance(record, dict) and "task" in record:
+        return problem_from_task(_field(record, "task", str, True))
+    if isinstance(record, dict) and "function" in record:
+        names = _field(record, "parameter_names", list)
+        if names is not None and not all(isinstance(n, str) for n in names):
+            raise UsageError(f"run.json is damaged: 'problem.parameter_names' is {names!r}")
+        return problem_from_refs(_field(record, "function", str, True), _field(record, "prior", str),
+                                 _field(record, "path", str, True), _field(record, "prior_config", dict), names,
+                                 _field(record, "input", str) or "torch")
     raise UsageError("run.json does not say which simulator the run used (no 'problem' entry); "
                      "was it made by innverse fit or innverse demo?")
+
+
+def runs_user_code(record: Any) -> bool:
+    """Whether rebuilding ``record``'s problem imports Python code named by the run (not a built-in task)."""
+    return not (isinstance(record, dict) and "task" in record) and isinstance(record, dict) and "function" in record

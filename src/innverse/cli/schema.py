@@ -9,6 +9,7 @@ silently ignored typo is worse than a refusal.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,11 @@ class Key:
         example: shown in error messages, e.g. ``"epochs = 50"``.
         choices: allowed values for strings.
         minimum: smallest allowed value for numbers (and list entries).
+        maximum: largest allowed value for numbers (and list entries): absurd counts are refused.
+        positive: numbers must be ``> 0`` (an exclusive minimum, e.g. a learning rate).
         help: one line for ``innverse fit --help-config``.
+
+    Numbers must be finite (TOML's ``inf`` and ``nan`` are refused).
     """
 
     type: str
@@ -51,6 +56,8 @@ class Key:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     help: str = ""
+    maximum: float | None = None
+    positive: bool = False
 
 
 def _found(value: Any) -> str:
@@ -86,10 +93,17 @@ def _check(file: str, name: str, key: Key, value: Any) -> Any:
         did = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise UsageError(f"{file}: key '{name}' must be one of {', '.join(map(repr, key.choices))}, "
                          f"got {value!r}{did}")
-    if key.minimum is not None and key.type in ("integer", "number", "integers", "numbers"):
+    if key.type in ("integer", "number", "integers", "numbers"):
         values = value if isinstance(value, list) else [value]
-        if any(v < key.minimum for v in values):
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise UsageError(f"{file}: key '{name}' must be a finite number{example}, got {value!r}")
+        if key.positive and any(v <= 0 for v in values):
+            raise UsageError(f"{file}: key '{name}' must be > 0{example}, got {value!r}")
+        if key.minimum is not None and any(v < key.minimum for v in values):
             raise UsageError(f"{file}: key '{name}' must be >= {key.minimum:g}{example}, got {value!r}")
+        if key.maximum is not None and any(v > key.maximum for v in values):
+            raise UsageError(f"{file}: key '{name}' must be <= {key.maximum:,}{example} (a limit against "
+                             f"absurd values), got {value!r}")
     if key.type == "number":
         value = float(value)
     return value

@@ -12,6 +12,7 @@ from ...report.run import RunLayout, atomic_write_text, read_json
 from ..config import parse_config
 from ..console import Console
 from ..errors import UsageError
+from ..limits import MAX_EPOCHS, MAX_SEED, MAX_SIMULATIONS, MAX_WORKERS, check_range
 from ..problem import problem_from_task, task_names
 from ..runinfo import new_run, record_step
 from ..tomlwrite import to_toml
@@ -62,16 +63,38 @@ def _prepare(layout: RunLayout) -> None:
     """A demo starts afresh; it only ever clears a previous demo run, never other folders."""
     if not layout.root.exists():
         return
-    if read_json(layout.run_json).get("command") == "demo":
-        shutil.rmtree(layout.root)
+    if not layout.root.is_dir():
+        raise UsageError(f"{layout.root} exists and is not a folder; choose --out DIR")
+    try:
+        previous = read_json(layout.run_json)
+    except (OSError, ValueError):
+        previous = {}
+    if isinstance(previous, dict) and previous.get("command") == "demo":
+        try:
+            shutil.rmtree(layout.root)
+        except OSError as err:
+            raise UsageError(f"cannot clear the previous demo run in {layout.root}: {err}") from err
     elif any(layout.root.iterdir()):
         raise UsageError(f"{layout.root} exists and is not a previous demo run; choose --out DIR")
+
+
+INTERRUPTED = "rerun innverse demo to start it again (a demo always starts afresh)"
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    if args.simulations is not None:
+        check_range("--simulations", args.simulations, 10, MAX_SIMULATIONS)
+    if args.epochs is not None:
+        check_range("--epochs", args.epochs, 1, MAX_EPOCHS)
+    check_range("--workers", args.workers, 1, MAX_WORKERS)
+    check_range("--seed", args.seed, 0, MAX_SEED - 1)
 
 
 def run(args: argparse.Namespace, console: Console) -> dict:
     from ... import save
     from .. import engine
 
+    _check_arguments(args)
     if args.list_tasks:
         console.result({"tasks": task_names()}, "\n".join(task_names()))
         return {}

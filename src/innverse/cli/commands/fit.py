@@ -10,7 +10,7 @@ from ...report.run import RunLayout, atomic_write_text
 from ..config import EXAMPLE, load_config, schema_help
 from ..console import Console
 from ..errors import UsageError
-from ..runinfo import new_run, record_step
+from ..runinfo import ensure_writable, new_run, read_run, record_step
 
 HELP = "train a posterior estimator from a TOML config (resumable with --resume)"
 DESCRIPTION = """\
@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="list every config key with its type and default")
 
 
+INTERRUPTED = "rerun with --resume to continue from the last checkpoint (the store keeps finished simulations)"
+
+
 def run(args: argparse.Namespace, console: Console) -> dict:
     from ... import save
     from .. import engine
@@ -58,13 +61,16 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     if started and not args.resume:
         raise UsageError(f"run directory {layout.root} already holds a run; pass --resume to continue it "
                          "or --run DIR to start a new one")
-    if args.resume and layout.config.is_file() and layout.config.read_text(encoding="utf-8") != text:
+    if args.resume and layout.config.is_file() and layout.config.read_bytes() != text.encode("utf-8"):
         raise UsageError(f"{args.config} differs from the config the run in {layout.root} started with "
                          f"({layout.config}); resume with that config or start a new run with --run DIR")
+    if args.resume and layout.run_json.is_file():
+        read_run(layout)  # a damaged run.json is reported, not overwritten
     sim = cfg["simulator"]
     problem = (problem_from_task(sim["task"]) if sim["task"] else
                problem_from_refs(sim["function"], sim["prior"], sim["path"], cfg.get("prior"),
                                  sim["parameter_names"], sim["input"]))
+    ensure_writable(layout.root, "the run directory")
     if not args.resume or not layout.run_json.is_file():
         new_run(layout, problem, cfg, command="fit")
     atomic_write_text(layout.config, text)
@@ -74,12 +80,12 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     with console.step(f"simulating up to {sims['count']} x {problem.name}"):
         stats = engine.simulate(problem, store, sims["count"], sims["batch_size"], sims["workers"],
                                 sims["seed"], console)
-    record_step(layout, "simulate", time.perf_counter() - t, store=str(store), **stats)
+    record_step(layout, "simulate", time.perf_counter() - t, console=console, store=str(store), **stats)
     t = time.perf_counter()
     with console.step("training the posterior estimator"):
         posterior, fit_stats = engine.train(problem, store, cfg, layout, args.resume, console)
     save(posterior, layout.model)
-    record_step(layout, "fit", time.perf_counter() - t, **fit_stats)
+    record_step(layout, "fit", time.perf_counter() - t, console=console, **fit_stats)
     result = {"run": str(layout.root), "model": str(layout.model), "simulations": stats["simulations"],
               **fit_stats}
     console.result(result, f"model: {layout.model}  (run directory {layout.root})")

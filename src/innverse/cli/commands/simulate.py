@@ -7,14 +7,18 @@ from pathlib import Path
 
 from ..console import Console
 from ..errors import UsageError
+from ..limits import MAX_BATCH, MAX_SEED, MAX_SIMULATIONS, MAX_WORKERS, check_range
 from ..problem import problem_from_refs, problem_from_task
 
 HELP = "fill a simulation store (HDF5) from a built-in task or a module:function simulator"
 DESCRIPTION = """\
 Run a simulator on parameters drawn from its prior and append the results to an HDF5 store, in
 parallel (--workers) and resumably: rerunning the same command after an interruption continues
-where the store stopped (at most the batch in flight is lost). Failed simulations (exceptions,
-NaN/Inf output) are counted, reported and dropped.
+where the store stopped (at most the batches in flight are lost; there is no --resume flag, the
+store itself remembers). Failed simulations (exceptions, NaN/Inf output, values beyond the
+float32 range of the store, crashes of a worker process) are counted, reported and dropped. The
+store records its simulator; continuing it with another one is refused. One process writes a
+store at a time: a second one is told which process holds it.
 
   innverse simulate --task two_moons -n 10000 --out sims.h5 --workers 2
   innverse simulate --simulator mysim:simulate --prior mysim:prior -n 5000 --out sims.h5
@@ -40,12 +44,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed; batch i uses a seed derived from it")
 
 
+INTERRUPTED = ("the store keeps every finished batch: rerun the same command to continue where it stopped "
+               "(simulate has no --resume; the store remembers)")
+
+
 def run(args: argparse.Namespace, console: Console) -> dict:
     from .. import engine
 
     if args.simulations < 1 or args.workers < 1 or args.batch_size < 1:
         raise UsageError("--simulations, --workers and --batch-size must be positive integers")
-    if args.task:
+    check_range("--simulations", args.simulations, 1, MAX_SIMULATIONS)
+    check_range("--workers", args.workers, 1, MAX_WORKERS)
+    check_range("--batch-size", args.batch_size, 1, MAX_BATCH)
+    check_range("--seed", args.seed, 0, MAX_SEED)
+    if args.task is not None:
         if args.prior:
             raise UsageError("--prior is only for --simulator; a built-in task has its own prior")
         problem = problem_from_task(args.task)
