@@ -21,8 +21,9 @@ from .posterior import Posterior
 from .prior_config import PRIOR_TYPES, prior_from_config, prior_to_config
 from .prior_sampling import sample_with_generator
 from .priors import ProductPrior, as_prior, box_uniform, gaussian, log_normal, prior_bounds, product
-from .simulation import batch_seed, calling_style, pad_rows
+from .simulation import batch_seed, calling_style, pad_rows, simulator_name
 from .store import SimulationStore, StoreBatches
+from .store_lock import StoreBusyError
 
 __all__ = [
     "CandidateRun",
@@ -41,6 +42,7 @@ __all__ = [
     "SimulationStore",
     "Simulations",
     "StoreBatches",
+    "StoreBusyError",
     "SupportTransform",
     "as_prior",
     "batch_seed",
@@ -59,4 +61,5 @@ __all__ = [
     "sample_prior",
     "sample_with_generator",
     "simulate",
+    "simulator_name",
 ]
