@@ -94,6 +94,16 @@ def test_contexts_that_cannot_broadcast_are_clear_errors():
         flow(torch.randn(4, 2))
     with pytest.raises(TypeError, match=r"the order is sample\(n, condition\)"):
         flow.sample(torch.randn(2, 3), 10)
+    with pytest.raises(TypeError, match=r"expected the context as a torch\.Tensor, got ndarray"):
+        flow(np.zeros((4, 3), dtype=np.float32))
+    d = flow(torch.randn(4, 3))
+    with pytest.raises(ValueError, match=r"log_prob: a value of shape \(3, 2\) does not broadcast with batch_shape "
+                                         r"\(4,\) and event_shape \(2,\)"):
+        d.log_prob(torch.randn(3, 2))
+    with pytest.raises(ValueError, match=r"expand: cannot expand batch_shape \(4,\) to \(5,\)"):
+        d.expand((5,))
+    assert d.expand((6, 4)).log_prob(torch.randn(6, 4, 2)).shape == (6, 4)    # broadcasting that is allowed
+    assert d.log_prob(torch.randn(2)).shape == (4,)                              # one value against every context
 
 
 pyro = pytest.importorskip("pyro", reason="Pyro is an optional test dependency (pip install pyro-ppl)")

@@ -36,7 +36,9 @@ class FlowDistribution(Distribution):
     ``(*sample_shape, *batch_shape, *event_shape)`` and ``log_prob(value)`` broadcasts ``value
     (*s, *batch_shape, *event_shape)`` to ``(*s, *batch_shape)``, as ``torch.distributions`` do. It is
     reparametrised (``rsample``), so it serves as a variational family (e.g. a Pyro guide), and
-    calling it draws a sample, as Pyro's primitives expect of a distribution. ``mean``, ``variance``
+    calling it draws a sample, as Pyro's primitives expect of a distribution; Pyro broadcasts only
+    its own distributions over plates and vectorised particles, so inside plates use
+    :func:`innverse.interop.pyro_flow` (the same distribution as a Pyro ``TorchDistribution``). ``mean``, ``variance``
     and ``entropy`` have no closed form for a flow: estimate them from samples.
 
     Args:
@@ -50,6 +52,8 @@ class FlowDistribution(Distribution):
 
     def __init__(self, flow: Flow, context: Tensor | None = None, batch_shape: SampleShape = ()) -> None:
         self.flow, self.context = flow, context
+        if context is not None and not isinstance(context, Tensor):
+            raise TypeError(f"FlowDistribution: expected the context as a torch.Tensor, got {type(context).__name__}")
         if context is None:
             if flow.conditional:
                 raise ValueError("FlowDistribution: this flow is conditional; give a context, flow(context)")
@@ -102,11 +106,19 @@ class FlowDistribution(Distribution):
 
     def log_prob(self, value: Tensor) -> Tensor:
         """Log-density of ``value (*s, *batch_shape, *event_shape)``, shape ``(*s, *batch_shape)``."""
+        if not isinstance(value, Tensor):
+            raise TypeError(f"FlowDistribution.log_prob: expected the value as a torch.Tensor, got {type(value).__name__}")
         tail = len(self.batch_shape) + len(self.event_shape)
         lead = value.shape[:value.dim() - tail] if value.dim() >= tail else None
         if lead is None or tuple(value.shape[value.dim() - tail:]) != (*self.batch_shape, *self.event_shape):
-            # let the flow broadcast what it can (e.g. a single value against every batch member)
-            value = value.expand(*value.shape[:max(value.dim() - tail, 0)], *self.batch_shape, *self.event_shape)
+            # broadcast what can be (e.g. a single value against every batch member), as torch distributions do
+            try:
+                value = value.expand(*value.shape[:max(value.dim() - tail, 0)], *self.batch_shape, *self.event_shape)
+            except RuntimeError as err:
+                raise ValueError(f"FlowDistribution.log_prob: a value of shape {tuple(value.shape)} does not broadcast "
+                                 f"with batch_shape {tuple(self.batch_shape)} and event_shape "
+                                 f"{tuple(self.event_shape)}; expected (*sample, "
+                                 f"{', '.join(map(str, (*self.batch_shape, *self.event_shape)))})") from err
             lead = value.shape[:value.dim() - tail]
         k = math.prod(self.batch_shape)
         flat = value.reshape(*lead, k, *self.event_shape)
@@ -123,7 +135,12 @@ class FlowDistribution(Distribution):
         if self.context is None:
             return FlowDistribution(self.flow, None, batch)
         cshape = tuple(self.flow.context_shape or ())
-        return FlowDistribution(self.flow, self.context.expand(*batch, *cshape))
+        try:
+            context = self.context.expand(*batch, *cshape)
+        except RuntimeError as err:
+            raise ValueError(f"FlowDistribution.expand: cannot expand batch_shape {tuple(self.batch_shape)} to "
+                             f"{tuple(batch)} (sizes other than 1 must match the trailing dimensions)") from err
+        return FlowDistribution(self.flow, context)
 
     @property
     def mean(self) -> Tensor:
