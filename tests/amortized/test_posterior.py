@@ -64,13 +64,66 @@ def test_log_prob_shapes_and_consistency():
     assert torch.allclose(post.log_prob(theta[:, 0].numpy(), xs[0].numpy()), lp[:, 0], atol=1e-5)
 
 
-def test_theta_outside_support_errors_or_gives_minus_inf():
+def test_theta_outside_support_gives_minus_inf_or_errors_on_request():
     post = _posterior()
     theta = torch.tensor([[0.0, 1.0], [1.5, 1.0], [0.0, -0.1]])
-    with pytest.raises(ValueError, match=r"rows \[1, 2\] lie outside the prior's support"):
-        post.log_prob(theta, torch.zeros(3))
-    lp = post.log_prob(theta, torch.zeros(3), outside="-inf")
+    lp = post.log_prob(theta, torch.zeros(3))                        # the default, as torch.distributions and sbi
     assert torch.isfinite(lp[0]) and lp[1] == -torch.inf and lp[2] == -torch.inf
+    assert torch.equal(post.log_prob(theta, torch.zeros(3), outside="-inf"), lp)
+    with pytest.raises(ValueError, match=r"rows \[1, 2\] lie outside the prior's support"):
+        post.log_prob(theta, torch.zeros(3), outside="error")
+    with pytest.raises(ValueError, match="outside must be '-inf' or 'error', got 'ignore'"):
+        post.log_prob(theta, torch.zeros(3), outside="ignore")
+
+
+def test_sample_shapes_like_torch_distributions():
+    post = _posterior()
+    xs = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    assert post.sample((5,), xs[0]).shape == (5, 2) and post.sample((2, 3), xs[0]).shape == (2, 3, 2)
+    assert post.sample((2, 3), xs).shape == (2, 3, 4, 2) and post.sample((), xs[0]).shape == (2,)
+    assert post.sample((0,), xs).shape == (0, 4, 2)
+    # a shape is the same draws as n = its size, reshaped
+    torch.testing.assert_close(post.sample((2, 3), xs, seed=5), post.sample(6, xs, seed=5).reshape(2, 3, 4, 2))
+    with pytest.raises(ValueError, match=r"n must be a positive int or a shape .*got \(2, -1\)"):
+        post.sample((2, -1), xs)
+    with pytest.raises(ValueError, match="n must be a positive int or a shape"):
+        post.sample("3", xs)
+
+
+def test_a_leading_dimension_of_one_is_a_batch_of_one():
+    """innverse's contract: x (1, *x_shape) is one observation in a batch, unlike sbi's sample (see to_sbi)."""
+    post = _posterior()
+    x = torch.tensor([[0.5, -0.2, 1.0]])
+    assert post.sample(10, x).shape == (10, 1, 2) and post.sample(10, x[0]).shape == (10, 2)
+    assert torch.equal(post.sample(10, x, seed=1)[:, 0], post.sample(10, x[0], seed=1))
+    theta = post.sample(6, x[0], seed=2)
+    assert post.log_prob(theta[:, None], x).shape == (6, 1)
+    torch.testing.assert_close(post.log_prob(theta[:, None], x)[:, 0], post.log_prob(theta, x[0]))
+
+
+def test_default_x_batched_calls_and_device():
+    post = _posterior()
+    xs = torch.randn(3, 3, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="x is None and no default observation is set; pass x or call set_default_x"):
+        post.sample(5)
+    assert post.default_x is None
+    assert post.set_default_x(xs[0]) is post and torch.equal(post.default_x, xs[0])
+    assert torch.equal(post.sample(5, seed=3), post.sample(5, xs[0], seed=3))
+    theta = post.sample(4, seed=0)
+    torch.testing.assert_close(post.log_prob(theta), post.log_prob(theta, xs[0]))
+    post.set_default_x(xs)                                           # a batch as the default
+    assert post.sample(5).shape == (5, 3, 2)
+    with pytest.raises(ValueError, match=r"Posterior.set_default_x: expected x as one observation"):
+        post.set_default_x(torch.zeros(5))
+    # batched variants keep the batch dimension for a single observation too
+    assert post.sample_batched(5, xs[0]).shape == (5, 1, 2) and post.sample_batched((2,), xs).shape == (2, 3, 2)
+    assert torch.equal(post.sample_batched(5, xs, seed=1), post.sample(5, xs, seed=1))
+    t = post.sample(7, xs, seed=0)
+    assert torch.equal(post.log_prob_batched(t, xs), post.log_prob(t, xs))
+    assert post.log_prob_batched(t[:, :1], xs[0]).shape == (7, 1)
+    assert post.to("cpu") is post and post.device == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"Posterior\.to: device='nonsense' is not a device"):
+        post.to("nonsense")
 
 
 def test_wrong_shapes_and_dtypes_are_clear_errors():
