@@ -22,6 +22,8 @@ from .sources import AbstractSource, Batches
 
 __all__ = ["RunOptions", "flow_candidates", "train_candidates"]
 
+#: where training happens unless fit_posterior is given a device
+CPU = torch.device("cpu")
 #: a least-squares start in more data dimensions would cost more than it saves
 MAX_LEAST_SQUARES_FEATURES = 1000
 
@@ -38,6 +40,8 @@ class RunOptions:
     log_path: str | os.PathLike | None
     callbacks: tuple[EpochCallback, ...]
     progress: bool
+    #: where the networks train (the standardisation and the least-squares start are fitted on the CPU first)
+    device: torch.device = CPU
 
 
 def flow_candidates(flow: Any, theta_dim: int, online: bool, validation: bool, summary: bool) -> list[FlowOptions]:
@@ -76,8 +80,8 @@ def _loss(log_prob: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Sequence[Te
     return loss
 
 
-def _gaussian_start(est: PosteriorEstimator, data: Batches, cfg: TrainConfig,
-                    progress: bool) -> tuple[History, GaussianStartReport]:
+def _gaussian_start(est: PosteriorEstimator, data: Batches, cfg: TrainConfig, progress: bool,
+                    device: torch.device) -> tuple[History, GaussianStartReport]:
     """Train the Gaussian head alone (:mod:`~innverse.amortized.gaussian_start`), from least squares where possible.
 
     A quarter of the epochs (at least 20, at most all) suffices for so small a model; without a
@@ -86,6 +90,7 @@ def _gaussian_start(est: PosteriorEstimator, data: Batches, cfg: TrainConfig,
     fit = None
     if data.init is not None and est.summary is None and est.context_features <= MAX_LEAST_SQUARES_FEATURES:
         fit = least_squares_start(est, *data.init)
+    est.to(device)
     stage = cfg.replace(epochs=min(cfg.epochs, max(20, cfg.epochs // 4)),  # type: ignore[operator]
                         lr=cfg.lr * (5.0 if est.summary is None else 1.0))  # type: ignore[operator]
     flow = gaussian_flow(est)
@@ -106,8 +111,9 @@ def _train_one(est: PosteriorEstimator, data: Batches, run: RunOptions, start: b
     est.inn_flow.validate_args = False
     try:
         if start:  # also when resuming: it is deterministic, so the comparison below stays exact
-            start_history, report = _gaussian_start(est, data, run.training, run.progress)
+            start_history, report = _gaussian_start(est, data, run.training, run.progress, run.device)
             start_state = copy.deepcopy(est.state_dict())
+        est.to(run.device)
         history = train(est, _loss(est.prepared_log_prob), data.train, data.val, run.training,
                         checkpoint=_candidate_path(run.checkpoint, index), resume=run.resume,
                         log_path=_candidate_path(run.log_path, index), callbacks=run.callbacks,

@@ -15,7 +15,7 @@ from ..train import EpochCallback, TrainConfig
 from .candidates import RunOptions, flow_candidates, train_candidates
 from .estimator import FlowOptions, PosteriorEstimator
 from .fit_report import FitReport
-from .posterior import Posterior
+from .posterior import Posterior, check_device
 from .priors import as_prior
 from .sources import AbstractSource, InMemory, Online, Stored
 from .store import SimulationStore
@@ -97,7 +97,7 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
                   gaussian_start: bool | None = None, log_x: bool | str = "auto", x_scaling: str = "robust",
                   checkpoint: str | os.PathLike | None = None, resume: bool = False,
                   log_path: str | os.PathLike | None = None, callbacks: Sequence[EpochCallback] = (),
-                  progress: bool = True) -> Posterior:
+                  progress: bool = True, device: str | torch.device | None = None) -> Posterior:
     r"""Train a :class:`PosteriorEstimator` by maximum likelihood and return the :class:`Posterior`.
 
     Minimises :math:`-\frac1N\sum_i \log q(\theta_i \mid x_i)` over simulated pairs (neural
@@ -143,9 +143,18 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
             neither set the scale nor overflow the networks) or ``"moments"`` (mean and standard
             deviation); see :class:`ObservationEmbedding`.
         checkpoint / resume / log_path / callbacks / progress: see :func:`innverse.train.train`.
+        device: where the networks train and the returned posterior computes (``"cpu"``, the
+            default, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device``). Simulations, the
+            standardisation and the least-squares start stay on the CPU; training batches are
+            moved to the device as they are drawn.
+
+    Raises:
+        ValueError: bad options, too few valid pairs, or a device that does not exist here
+            (e.g. ``device="cuda"`` on a machine without a GPU).
     """
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"fit_posterior: validation_fraction must be in [0, 1), got {validation_fraction}")
+    target = torch.device("cpu") if device is None else check_device(device, "fit_posterior")
     prior = as_prior(prior) if prior is not None else None
     source = _source(theta, x, prior, simulator, store, {
         "per_epoch": simulations_per_epoch, "validation_simulations": validation_simulations,
@@ -168,9 +177,10 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
                                TrainConfig.coerce(training, seed=seed))
         candidates = flow_candidates(flow, theta_dim, source.mode == "online", validation_fraction > 0,
                                      est.summary is not None)
-        run = RunOptions(cfg, gaussian_start, log_x, checkpoint, resume, log_path, tuple(callbacks), progress)
+        run = RunOptions(cfg, gaussian_start, log_x, checkpoint, resume, log_path, tuple(callbacks), progress, target)
         kept, report = train_candidates(est, candidates, make_estimator, source, run)
-        kept.set_reference(source.x[torch.randperm(source.x.shape[0], generator=generator)[:reference_size]])
+        reference = source.x[torch.randperm(source.x.shape[0], generator=generator)[:reference_size]]
+        kept.set_reference(reference.to(target))
     finally:
         source.close()
     return Posterior(kept, report=report)

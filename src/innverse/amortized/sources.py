@@ -83,8 +83,10 @@ class _Prepared:
         return len(self.source)
 
     def epoch(self, index: int, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
+        # the estimator may have moved to a GPU for training: prepare the batch where it is
+        device = self.est.standardization.shift.device
         for theta, x in self.source.epoch(index, generator):
-            yield self.est.prepare(theta, x)
+            yield self.est.prepare(theta.to(device), x.to(device))
 
 
 @dataclass(frozen=True)
