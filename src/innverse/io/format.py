@@ -33,9 +33,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._files import atomic_write_bytes
+from .._files import atomic_write
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "read_envelope", "read_model_file",
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "current_umask", "read_envelope", "read_model_file",
            "write_model_file", "digest"]
 
 FORMAT_NAME = "innverse-model"
@@ -90,7 +90,27 @@ def write_model_file(path: str | os.PathLike[str], kind: str, config: dict[str, 
         raise TypeError(f"innverse.save: the {kind} config is not JSON-serialisable ({err})") from err
     envelope = dict(body, sha256=digest(body, tensors))
     data = st_save(tensors, metadata={"innverse": json.dumps(envelope, sort_keys=True)})
-    return atomic_write_bytes(path, data)
+
+    def write(handle: Any) -> None:
+        if hasattr(os, "fchmod"):  # the temporary file is 0600; give the file what the umask allows, like open()
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask())
+        handle.write(data)
+
+    return atomic_write(path, write)
+
+
+def current_umask() -> int:
+    """The process's file-mode creation mask (read without changing it where the OS allows)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no other way to read it: set and restore at once
+    os.umask(mask)
+    return mask
 
 
 def _sniff_foreign(path: Path, head: bytes) -> None:

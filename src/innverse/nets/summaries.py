@@ -3,12 +3,27 @@
 Every summary network here maps a batch of observations to ``(B, out_features)``, exposes
 ``out_features`` and ``config() -> dict`` (JSON), and is rebuilt by :func:`summary_from_config`
 without pickle.
+
+Your own summary network needs nothing to *train* (any module ``(B, *x_shape) -> (B, C)``; its
+output size is found by running it once). To *save and load* a posterior that uses it, give the
+class ``config() -> dict`` (JSON: whatever rebuilds it, typically its constructor arguments) and
+register it once per process, before saving and before loading::
+
+    @innverse.nets.register_summary("my_cnn")
+    class MyCNN(nn.Module):
+        def __init__(self, channels: int = 16): ...
+        def config(self): return {"channels": self.channels}
+        # optional: @classmethod from_config(cls, config) -> MyCNN  (default: MyCNN(**config))
+
+``innverse.save`` refuses a posterior whose summary network is not registered, naming it, rather
+than writing a file that cannot be loaded; loading looks the ``type`` up among the built-in and
+the registered networks, never imports code named by a file.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor, nn
@@ -17,7 +32,8 @@ from .set_transformer import SetTransformer
 from .sets import DeepSet, _activation
 from .time_series import TimeSeriesNet
 
-__all__ = ["MLPSummary", "SUMMARY_NETWORKS", "summary_from_config"]
+__all__ = ["MLPSummary", "SUMMARY_NETWORKS", "register_summary", "registered_summaries", "summary_from_config",
+           "summary_type"]
 
 
 class MLPSummary(nn.Module):
@@ -66,8 +82,61 @@ SUMMARY_NETWORKS: dict[str, type[nn.Module]] = {
 }
 
 
+#: summary networks registered with :func:`register_summary` (name -> class); like
+#: ``torch.distributions.kl.register_kl``, the registry is per process and filled explicitly
+_REGISTERED: dict[str, type[nn.Module]] = {}
+
+
+def register_summary(name: str, cls: type[nn.Module] | None = None) -> Any:
+    """Register a summary-network class under ``name`` so posteriors that use it save and load.
+
+    The class needs ``config() -> dict`` (JSON) describing an instance; it is rebuilt with
+    ``cls.from_config(config)`` when the class has it, else ``cls(**config)`` (the ``"type"`` key,
+    which innverse adds, is removed first). Registering the same class again is a no-op. Use it
+    as ``register_summary("name", MyNet)`` or as a decorator ``@register_summary("name")``.
+
+    Returns:
+        ``cls`` (or the decorator).
+
+    Raises:
+        ValueError: ``name`` is a built-in summary network or registered to another class.
+        TypeError: ``cls`` is not an ``nn.Module`` class with a ``config`` method.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_summary: name must be a non-empty string, got {name!r}")
+    if cls is None:
+        def decorator(c: type[nn.Module]) -> type[nn.Module]:
+            return register_summary(name, c)
+        return decorator
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise TypeError(f"register_summary: expected an nn.Module class, got {cls!r}")
+    if not callable(getattr(cls, "config", None)):
+        raise TypeError(f"register_summary: {cls.__name__} needs a config() method returning a JSON dict that "
+                        "rebuilds it (its constructor arguments)")
+    if name in SUMMARY_NETWORKS:
+        raise ValueError(f"register_summary: {name!r} is a built-in summary network; choose another name")
+    if _REGISTERED.get(name, cls) is not cls:
+        raise ValueError(f"register_summary: {name!r} is already registered to {_REGISTERED[name].__qualname__}")
+    _REGISTERED[name] = cls
+    return cls
+
+
+def registered_summaries() -> dict[str, type[nn.Module]]:
+    """The summary networks registered in this process (a copy)."""
+    return dict(_REGISTERED)
+
+
+def summary_type(summary: nn.Module) -> str | None:
+    """The ``type`` name under which ``summary``'s class is built in or registered, else None."""
+    for table in (SUMMARY_NETWORKS, _REGISTERED):
+        for name, cls in table.items():
+            if type(summary) is cls:
+                return name
+    return None
+
+
 def summary_from_config(config: dict[str, Any]) -> nn.Module:
-    """Rebuild a summary network from its ``config()``.
+    """Rebuild a summary network from its ``config()`` (built-in or registered with :func:`register_summary`).
 
     Raises:
         ValueError: unknown ``type`` or arguments the network does not take.
@@ -75,11 +144,21 @@ def summary_from_config(config: dict[str, Any]) -> nn.Module:
     if not isinstance(config, dict) or "type" not in config:
         raise ValueError(f"summary_from_config: expected a dict with a 'type' key, got {config!r}")
     kind = config["type"]
-    if kind not in SUMMARY_NETWORKS:
-        raise ValueError(f"summary_from_config: unknown summary type {kind!r}; expected one of "
-                         f"{tuple(SUMMARY_NETWORKS)}")
     kwargs = {k: v for k, v in config.items() if k != "type"}
+    build: Callable[..., nn.Module]
+    if kind in SUMMARY_NETWORKS:
+        build = SUMMARY_NETWORKS[kind]
+    elif kind in _REGISTERED:
+        cls = _REGISTERED[kind]
+        from_config = getattr(cls, "from_config", None)
+        if callable(from_config):
+            return from_config(kwargs)
+        build = cls
+    else:
+        raise ValueError(f"summary_from_config: unknown summary type {kind!r}; expected one of "
+                         f"{tuple(SUMMARY_NETWORKS) + tuple(_REGISTERED)} (register your own with "
+                         "innverse.nets.register_summary)")
     try:
-        return SUMMARY_NETWORKS[kind](**kwargs)
+        return build(**kwargs)
     except TypeError as err:
         raise ValueError(f"summary_from_config: invalid arguments for {kind!r}: {err}") from err
