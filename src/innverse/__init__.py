@@ -1,6 +1,19 @@
 """innverse: invertible neural networks, amortized Bayesian inference and the diagnostics to trust them."""
 
-from . import amortized, blocks, classify, core, diagnostics, flows, inverse, nets, reversible, tasks, train
+from . import (
+           amortized,
+           blocks,
+           classify,
+           core,
+           diagnostics,
+           flows,
+           interop,
+           inverse,
+           nets,
+           reversible,
+           tasks,
+           train,
+)
 from .core import Flow, Graph, GraphBuilder, Sequence
 from .io import load, save
 
@@ -11,4 +24,4 @@ __all__ = ["Flow", "Graph", "GraphBuilder", "Sequence", "blocks", "core", "flows
 __all__ += ["diagnostics"]
 __all__ += ["amortized", "train"]
 __all__ += ["inverse", "reversible", "tasks"]
-__all__ += ["classify"]
+__all__ += ["classify", "interop"]

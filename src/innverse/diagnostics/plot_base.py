@@ -49,7 +49,7 @@ def save_figure(fig: Any, save: str | os.PathLike | None) -> None:
         return
     path = Path(save)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=DPI), suffix=f".{fmt}", shared=True)
+    atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=DPI), suffix=f".{fmt}")
 
 
 def as_numpy(x: Any, name: str, owner: str) -> np.ndarray:

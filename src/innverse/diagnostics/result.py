@@ -36,7 +36,7 @@ def json_safe(value: Any) -> Any:
 
 def write_json(data: Any, path: str | os.PathLike) -> None:
     """Write ``data`` as JSON atomically (temporary file, then ``os.replace``)."""
-    atomic_write(path, lambda fh: json.dump(json_safe(data), fh, indent=1, allow_nan=False), mode="w", shared=True)
+    atomic_write(path, lambda fh: json.dump(json_safe(data), fh, indent=1, allow_nan=False), mode="w")
 
 
 @dataclass

@@ -20,6 +20,7 @@ from ..blocks import (
 )
 from ..core import AbstractBase, AbstractInvertible, Flow
 from ..core import Sequence as InvSequence
+from ..io.recipes import attach_recipe
 from ..nets.subnets import mlp_constructor
 
 __all__ = ["coupling_flow", "COUPLINGS", "PERMUTATIONS"]
@@ -77,6 +78,7 @@ def coupling_flow(
         context_shape: raw context shape (required with ``context_net``).
         seed: seed of the random permutations / rotations (block ``i`` uses ``seed + i``).
     """
+    arguments = dict(locals())
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling_flow: coupling must be one of {COUPLINGS}, got {coupling!r}")
     if permutation not in PERMUTATIONS:
@@ -111,4 +113,4 @@ def coupling_flow(
         block = [ActNorm(features)] if actnorm else []
         block += [coupling_block[coupling](), mixing[permutation](i)]
         layers += [b for b in block if b is not None]
-    return Flow(InvSequence(layers), base=base, context_net=context_net, context_shape=context_shape)
+    return attach_recipe(Flow(InvSequence(layers), base=base, context_net=context_net, context_shape=context_shape), "coupling_flow", arguments)

@@ -11,6 +11,7 @@ from ..blocks.fixed_point import FixedPointSolver
 from ..blocks.logdet import AbstractLogDetEstimator
 from ..core import AbstractBase, AbstractInvertible, Flow
 from ..core import Sequence as InvSequence
+from ..io.recipes import attach_recipe
 
 __all__ = ["residual_flow"]
 
@@ -58,6 +59,7 @@ def residual_flow(
         Chen, Behrmann, Duvenaud, Jacobsen. "Residual Flows for Invertible Generative Modeling".
         NeurIPS 2019.
     """
+    arguments = dict(locals())
     shape = (features,) if isinstance(features, int) else tuple(int(f) for f in features)
     if len(shape) not in (1, 3):
         raise ValueError(f"residual_flow: features must be an int D or an image shape (C, H, W), got {features!r}")
@@ -75,4 +77,4 @@ def residual_flow(
         layers.append(ResidualBlock(shape, ctx, hidden=hidden, coeff=coeff, kernel_size=kernel_size,
                                     spectral=spectral, n_power_iterations=n_power_iterations,
                                     estimator=estimator, solver=solver))
-    return Flow(InvSequence(layers), base=base, context_net=context_net, context_shape=context_shape)
+    return attach_recipe(Flow(InvSequence(layers), base=base, context_net=context_net, context_shape=context_shape), "residual_flow", arguments)

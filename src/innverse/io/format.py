@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._files import atomic_write
+from .._files import atomic_write, current_umask
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "current_umask", "read_envelope", "read_model_file",
            "write_model_file", "digest"]
@@ -97,20 +97,6 @@ def write_model_file(path: str | os.PathLike[str], kind: str, config: dict[str, 
         handle.write(data)
 
     return atomic_write(path, write)
-
-
-def current_umask() -> int:
-    """The process's file-mode creation mask (read without changing it where the OS allows)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # no other way to read it: set and restore at once
-    os.umask(mask)
-    return mask
 
 
 def _sniff_foreign(path: Path, head: bytes) -> None:

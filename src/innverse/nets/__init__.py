@@ -15,7 +15,14 @@ from .subnets import (
     mlp_constructor,
     parallel_constructor,
 )
-from .summaries import SUMMARY_NETWORKS, MLPSummary, summary_from_config
+from .summaries import (
+    SUMMARY_NETWORKS,
+    MLPSummary,
+    register_summary,
+    registered_summaries,
+    summary_from_config,
+    summary_type,
+)
 from .time_series import TimeSeriesNet
 
 __all__ = ["MLP", "LinearSkipMLP", "ConvNet", "Parallel", "SubnetConstructor", "conv_constructor", "mlp_constructor",
@@ -24,6 +31,9 @@ __all__ += ["MADE", "MaskedLinear"]
 __all__ += ["LipSwish", "LipschitzConvNet", "LipschitzMLP", "SpectralConv2d", "SpectralLinear"]
 __all__ += [
     "SUMMARY_NETWORKS",
+    "register_summary",
+    "registered_summaries",
+    "summary_type",
     "DeepSet",
     "MLPSummary",
     "MultiheadAttentionBlock",

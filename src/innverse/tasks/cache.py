@@ -47,7 +47,7 @@ def cache_root(kind: str, override: str | os.PathLike | None = None) -> Path:
 
 
 def _write(path: Path, write) -> None:
-    atomic_write(path, write, shared=True)  # cached references are shared data
+    atomic_write(path, write)  # cached references are shared data
 
 
 # ----------------------------------------------------------------- SBI references: .npy + .json
