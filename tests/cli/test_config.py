@@ -75,6 +75,13 @@ def test_written_toml_reads_back(tmp_path: Path) -> None:
     assert cfg["training"]["learning_rate"] == 1e-3
 
 
+def test_characters_outside_the_basic_plane_round_trip(tmp_path: Path) -> None:
+    import tomllib
+
+    text = to_toml({"simulations": {"store": "runs/\U0001F600/sims.h5"}})
+    assert tomllib.loads(text)["simulations"]["store"] == "runs/\U0001F600/sims.h5"
+
+
 def test_schema_help_lists_every_key() -> None:
     text = schema_help()
     for key in ("task", "function", "prior", "count", "workers", "network", "coupling", "epochs",
