@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -240,6 +241,18 @@ def test_user_simulator_from_a_file(tmp_path: Path) -> None:
     finally:
         sys.modules.pop("linesim", None)
     assert (tmp_path / "r" / "diagnostics" / "diagnostics.json").is_file()
+    # relocatable: the project copied elsewhere (and the original module gone) still checks, from the copy
+    moved = tmp_path.parent / f"{tmp_path.name}_moved"
+    shutil.copytree(tmp_path, moved)
+    (tmp_path / "linesim.py").unlink()
+    assert not Path(json.loads((moved / "r" / "run.json").read_text())["problem"]["path"]).is_absolute()
+    try:
+        code, _, err = run_main("check", moved / "r", "--simulations", "10", "--samples", "20", "-q",
+                                "--trust-run-code", cwd=moved.parent)
+        assert code == 0, err
+        assert Path(sys.modules["linesim"].__file__).parent == moved.resolve()
+    finally:
+        sys.modules.pop("linesim", None)
 
 
 def test_resume_after_killing_fit(tmp_path: Path) -> None:

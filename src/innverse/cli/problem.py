@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
@@ -108,11 +109,13 @@ def _field(record: dict[str, Any], key: str, kind: type | tuple[type, ...], requ
     return value
 
 
-def problem_from_record(record: Any) -> Problem:
+def problem_from_record(record: Any, base: Path | None = None) -> Problem:
     """Rebuild the problem a run recorded in ``run.json``.
 
     A user's simulator is imported (its Python code runs): the commands call this for a run
-    directory only when the user trusts it (``innverse check --trust-run-code``).
+    directory only when the user trusts it (``innverse check --trust-run-code``). A relative
+    module folder is relative to ``base``, the run directory (runs record it so, so that a
+    project moved or copied elsewhere still finds its simulator).
     """
     if isinstance(record, dict) and "task" in record:
         return problem_from_task(_field(record, "task", str, True))
@@ -120,9 +123,11 @@ def problem_from_record(record: Any) -> Problem:
         names = _field(record, "parameter_names", list)
         if names is not None and not all(isinstance(n, str) for n in names):
             raise UsageError(f"run.json is damaged: 'problem.parameter_names' is {names!r}")
-        return problem_from_refs(_field(record, "function", str, True), _field(record, "prior", str),
-                                 _field(record, "path", str, True), _field(record, "prior_config", dict), names,
-                                 _field(record, "input", str) or "torch")
+        path = _field(record, "path", str, True)
+        if base is not None and not Path(path).is_absolute():
+            path = str((base / path).resolve())
+        return problem_from_refs(_field(record, "function", str, True), _field(record, "prior", str), path,
+                                 _field(record, "prior_config", dict), names, _field(record, "input", str) or "torch")
     raise UsageError("run.json does not say which simulator the run used (no 'problem' entry); "
                      "was it made by innverse fit or innverse demo?")
 

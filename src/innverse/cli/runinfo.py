@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,13 @@ def new_run(layout: RunLayout, problem: Any, cfg: dict[str, Any], command: str) 
     settings = {f"{section}.{k}": v for section, keys in cfg.items() if isinstance(keys, dict)
                 for k, v in keys.items() if v is not None and section != "prior"
                 and not (task and section == "simulator" and k in ("path", "input"))}
+    record = dict(problem.record)
+    if record.get("path"):  # relative to the run directory: the project can move or be copied whole
+        record["path"] = os.path.relpath(Path(record["path"]).resolve(), layout.root.resolve())
     return update_run_json(
         layout, name=layout.root.name, command=command, task=problem.name,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        parameter_names=problem.parameter_names, problem=problem.record, versions=versions(),
+        parameter_names=problem.parameter_names, problem=record, versions=versions(),
         settings=settings, steps={})
 
 

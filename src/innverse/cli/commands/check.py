@@ -75,7 +75,7 @@ def _problem(args: argparse.Namespace, info: dict[str, Any], layout: RunLayout) 
             "checking the run imports and runs that Python code. Pass --trust-run-code if you trust where "
             "the run came from, or give the simulator yourself: --simulator MODULE:FUNCTION --prior "
             "MODULE:ATTRIBUTE")
-    return problem_from_record(record)
+    return problem_from_record(record, layout.root)
 
 
 def _budget(args: argparse.Namespace, settings: Any) -> tuple[int, int, int]:
