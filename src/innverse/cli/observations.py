@@ -6,12 +6,13 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import JobError, UsageError
 
-__all__ = ["SAMPLE_FORMATS", "arviz_available", "read_observations", "write_samples"]
+__all__ = ["SAMPLE_FORMATS", "arviz_available", "read_observations", "write_inference_data", "write_samples"]
 
 SAMPLE_FORMATS = (".npz", ".csv", ".nc")
 
@@ -112,8 +113,7 @@ def write_samples(path: str | os.PathLike[str], samples: np.ndarray, names: Sequ
 
     ``.npz``: arrays ``samples`` ``(n, k, d)``, ``observations``, ``parameter_names`` (and ``extra``).
     ``.csv``: one row per draw: ``observation, draw, <parameter names...>``.
-    ``.nc``: an ArviZ InferenceData (posterior group: chain 1, draws ``n``, dims
-    ``observation`` x parameter), requires ``arviz``.
+    (ArviZ netCDF: :func:`write_inference_data`.)
     """
     path = Path(path)
     samples = np.asarray(samples)
@@ -132,8 +132,6 @@ def write_samples(path: str | os.PathLike[str], samples: np.ndarray, names: Sequ
         header = ",".join(["observation", "draw", *names])
         fmt = ["%d", "%d"] + ["%.9g"] * d
         _atomic(path, lambda tmp: np.savetxt(tmp, table, delimiter=",", header=header, comments="", fmt=fmt))
-    elif suffix == ".nc":
-        _atomic(path, lambda tmp: _write_netcdf(tmp, samples, names, observations))
     else:
         raise UsageError(f"samples file {path}: unknown format {suffix!r}; use one of {SAMPLE_FORMATS}")
     return path
@@ -156,16 +154,20 @@ def arviz_available() -> bool:
     return True
 
 
-def _write_netcdf(tmp: str, samples: np.ndarray, names: Sequence[str], observations: np.ndarray) -> None:
-    try:
-        az = _import_arviz()
-    except ImportError as err:
-        raise UsageError("writing .nc (ArviZ InferenceData) needs arviz: pip install 'innverse[arviz]'") from err
-    posterior = {name: samples[None, :, :, i] for i, name in enumerate(names)}  # (chain, draw, obs)
-    dims = {name: ["observation"] for name in names}
-    coords = {"observation": np.arange(samples.shape[1])}
-    if int(az.__version__.split(".")[0]) >= 1:  # ArviZ 1.x (a DataTree) takes the groups as one mapping
-        data = az.from_dict({"posterior": posterior}, dims=dims, coords=coords)
-    else:  # ArviZ 0.x: InferenceData
-        data = az.from_dict(posterior=posterior, dims=dims, coords=coords)
-    data.to_netcdf(tmp)
+def write_inference_data(path: str | os.PathLike[str], model: Any, observations: np.ndarray, n: int,
+                         names: Sequence[str], seed: int) -> list[Path]:
+    """ArviZ netCDF files of the posterior of each observation (``Posterior.to_inference_data``).
+
+    One file for one observation, else ``<stem>_<i>.nc`` per observation: the draws (split into
+    chains), ``log q`` of each draw, the observation and prior draws; the draws are independent of
+    those in the ``.npz`` next to it.
+    """
+    path = Path(path)
+    chains = next(c for c in (4, 2, 1) if n % c == 0)
+    paths = [path] if len(observations) == 1 else [path.with_name(f"{path.stem}_{i}{path.suffix}")
+                                                   for i in range(len(observations))]
+    for i, (out, x) in enumerate(zip(paths, observations)):
+        data = model.to_inference_data(np.asarray(x, dtype=np.float32), n, chains=chains,
+                                       parameter_names=list(names), seed=seed + i)
+        _atomic(out, lambda tmp, data=data: data.to_netcdf(tmp))
+    return paths

@@ -10,7 +10,13 @@ from ...report.run import RunLayout
 from ..console import Console
 from ..errors import UsageError
 from ..limits import MAX_DRAWS, MAX_SAMPLES, MAX_SEED, check_range
-from ..observations import SAMPLE_FORMATS, arviz_available, read_observations, write_samples
+from ..observations import (
+    SAMPLE_FORMATS,
+    arviz_available,
+    read_observations,
+    write_inference_data,
+    write_samples,
+)
 from ..runinfo import ensure_writable, read_run, record_step
 
 HELP = "draw posterior samples for observations in a .npy/.csv file"
@@ -81,8 +87,15 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     with console.step(f"sampling {args.samples} x {len(obs)} observation(s)"):
         samples = engine.sample(model, obs, args.samples, args.seed)
     names = _names(info, samples.shape[-1])
+    written: list[Path] = []
     for out in outs:
-        write_samples(out, samples, names, obs)
+        if out.suffix.lower() == ".nc":
+            if not arviz_available():
+                raise UsageError("writing .nc (ArviZ InferenceData) needs arviz: pip install 'innverse[arviz]'")
+            written += write_inference_data(out, model, obs, args.samples, names, args.seed)
+        else:
+            written.append(write_samples(out, samples, names, obs))
+    outs = written
     flags = engine.misspecification(model, obs)
     for f in flags:
         if f.get("flagged"):
