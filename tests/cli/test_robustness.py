@@ -190,9 +190,6 @@ def test_the_config_can_drop_invalid_stored_pairs(tmp_path: Path, monkeypatch: p
     assert calls[0]["drop_invalid"] is True and calls[0]["validation_fraction"] == 0.2
 
 
-@pytest.mark.xfail(strict=True, reason="fit_posterior(store=..., drop_invalid=True) drops invalid pairs only from the "
-                                       "sample the standardisation is fitted on; the store's batches still feed them "
-                                       "to training and validation (amortized/sources.py: Stored)")
 def test_dropped_pairs_never_reach_training(tmp_path: Path) -> None:
     _store_with_invalid_pairs(tmp_path)
     _config(tmp_path / "lenient.toml", SIM, training="drop_invalid = true")

@@ -41,7 +41,7 @@ MIN_PAIRS = 10
 
 
 def checked_pairs(theta: Tensor, x: Tensor, support: SupportTransform, variable_size: bool,
-                  drop_invalid: bool) -> tuple[Tensor, Tensor, int]:
+                  drop_invalid: bool, minimum: int = MIN_PAIRS) -> tuple[Tensor, Tensor, int]:
     """Training pairs without NaN/Inf (dropped and logged with ``drop_invalid``, else an error).
 
     Raises:
@@ -67,9 +67,9 @@ def checked_pairs(theta: Tensor, x: Tensor, support: SupportTransform, variable_
                              f"{'...' if dropped > 10 else ''}); remove them or pass drop_invalid=True")
         logger.warning("fit_posterior: dropped %d of %d training pairs with NaN/Inf", dropped, len(bad))
     kept = len(bad) - dropped
-    if kept < MIN_PAIRS:
+    if kept < minimum:
         raise ValueError(f"fit_posterior: {kept} valid training pairs ({len(bad)} given, {dropped} dropped for NaN/Inf);"
-                         f" at least {MIN_PAIRS} are needed to train a posterior")
+                         f" at least {minimum} are needed to train a posterior")
     return theta[~bad], x[~bad], dropped
 
 
@@ -185,14 +185,37 @@ class Stored(AbstractSource):
         self.theta, self.x = self.store.read_rows(np.arange(min(self.store.rows, 2)))
         self.rows = self.store.rows  # until setup() splits off the validation rows
 
+    def _valid_rows(self, est: PosteriorEstimator, drop_invalid: bool) -> np.ndarray:
+        """Indices of the store's valid rows, checked chunk by chunk over the whole store (invalid ones dropped
+        with ``drop_invalid``, else an error naming them, as :func:`checked_pairs`)."""
+        step = max(self.store.chunk_rows, 4096)
+        keep, self.dropped = [], 0
+        for start in range(0, self.store.rows, step):
+            rows = np.arange(start, min(start + step, self.store.rows))
+            theta, x = self.store.read_rows(rows)
+            bad = (invalid_rows(x, est.variable_size) | ~torch.isfinite(theta).all(1)).numpy()
+            if bad.any() and not drop_invalid:
+                raise ValueError(f"fit_posterior: the store {self.store.path} holds training pairs with NaN/Inf "
+                                 f"(rows {rows[bad][:10].tolist()}...); pass drop_invalid=True")
+            checked_pairs(theta[~bad], x[~bad], est.support, est.variable_size, False, minimum=0)
+            keep.append(rows[~bad])
+            self.dropped += int(bad.sum())
+        if self.dropped:
+            logger.warning("fit_posterior: dropped %d of %d stored pairs with NaN/Inf", self.dropped, self.store.rows)
+        valid = np.concatenate(keep)
+        if len(valid) < MIN_PAIRS:
+            raise ValueError(f"fit_posterior: {len(valid)} valid training pairs in the store ({self.store.rows} stored, "
+                             f"{self.dropped} dropped for NaN/Inf); at least {MIN_PAIRS} are needed")
+        return valid
+
     def setup(self, est: PosteriorEstimator, validation_fraction: float, drop_invalid: bool,
               generator: torch.Generator) -> None:
-        perm = torch.randperm(self.store.rows, generator=generator).numpy()
-        n_val = round(validation_fraction * self.store.rows)
+        valid = self._valid_rows(est, drop_invalid)
+        perm = valid[torch.randperm(len(valid), generator=generator).numpy()]
+        n_val = round(validation_fraction * len(valid))
         self.val_rows, self.train_rows = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         self.rows = len(self.train_rows)
-        theta, x = self.store.read_rows(self.train_rows[:STORE_FIT_ROWS])
-        self.theta, self.x, self.dropped = checked_pairs(theta, x, est.support, est.variable_size, drop_invalid)
+        self.theta, self.x = self.store.read_rows(self.train_rows[:STORE_FIT_ROWS])
 
     def batches(self, est: PosteriorEstimator, batch_size: int) -> Batches:
         val = (_Prepared(StoreBatches(self.store, self.val_rows, VALIDATION_BATCH, shuffle=False), est)
