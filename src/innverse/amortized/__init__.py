@@ -11,10 +11,12 @@ Train once on simulations, then get the posterior for any observation in millise
 
 from ..blocks import SupportTransform
 from .embedding import ObservationEmbedding
+from .ensemble import EnsemblePosterior, fit_ensemble
 from .estimator import FORMAT_VERSION, PosteriorEstimator
 from .executor import ProcessPool, SimulationReport, Simulations, sample_prior, simulate
 from .fit import build_summary, default_training, fit_posterior
 from .fit_report import CandidateRun, FitReport, GaussianStartReport
+from .flow_matching import FlowMatchingLoss
 from .online import OnlineBatches
 from .options import FlowOptions
 from .posterior import Posterior
@@ -27,6 +29,8 @@ from .store_lock import StoreBusyError
 
 __all__ = [
     "CandidateRun",
+    "EnsemblePosterior",
+    "FlowMatchingLoss",
     "FORMAT_VERSION",
     "FitReport",
     "GaussianStartReport",
@@ -38,6 +42,7 @@ __all__ = [
     "Posterior",
     "PosteriorEstimator",
     "ProductPrior",
+    "SequentialReport",
     "SimulationReport",
     "SimulationStore",
     "Simulations",
@@ -50,7 +55,9 @@ __all__ = [
     "build_summary",
     "calling_style",
     "default_training",
+    "fit_ensemble",
     "fit_posterior",
+    "fit_sequential",
     "gaussian",
     "log_normal",
     "pad_rows",

@@ -17,6 +17,7 @@ from torch import Tensor
 from ..train import EpochCallback, History, Step, TrainConfig, adam, train
 from .estimator import FlowOptions, PosteriorEstimator
 from .fit_report import CandidateRun, FitReport, GaussianStartReport
+from .flow_matching import FlowMatchingLoss
 from .gaussian_start import gaussian_flow, gaussian_parameters, least_squares_start
 from .sources import AbstractSource, Batches
 
@@ -59,7 +60,11 @@ def flow_candidates(flow: Any, theta_dim: int, online: bool, validation: bool, s
     if isinstance(flow, (list, tuple)):
         if not flow:
             raise ValueError("fit_posterior: flow is an empty list; give FlowOptions, a dict, a list of them or None")
-        return [f if isinstance(f, FlowOptions) else FlowOptions(**(f or {})) for f in flow]
+        options = [f if isinstance(f, FlowOptions) else FlowOptions(**(f or {})) for f in flow]
+        if len({o.flow_matching for o in options}) > 1:
+            raise ValueError("fit_posterior: flow-matching and likelihood-trained flows cannot be compared on their "
+                             "validation losses (a flow-matching loss is no likelihood); give one kind")
+        return options
     if flow is None and not online and validation and not summary and theta_dim >= 6:
         return [FlowOptions(), FlowOptions(coupling="autoregressive", head="none")]
     return [flow if isinstance(flow, FlowOptions) else FlowOptions(**(flow or {}))]
@@ -114,7 +119,7 @@ def _train_one(est: PosteriorEstimator, data: Batches, run: RunOptions, start: b
             start_history, report = _gaussian_start(est, data, run.training, run.progress, run.device)
             start_state = copy.deepcopy(est.state_dict())
         est.to(run.device)
-        history = train(est, _loss(est.prepared_log_prob), data.train, data.val, run.training,
+        history = train(est, _objective(est), data.train, data.val, run.training,
                         checkpoint=_candidate_path(run.checkpoint, index), resume=run.resume,
                         log_path=_candidate_path(run.log_path, index), callbacks=run.callbacks,
                         progress=label if run.progress else False)
@@ -126,6 +131,18 @@ def _train_one(est: PosteriorEstimator, data: Batches, run: RunOptions, start: b
         est.load_state_dict(start_state)  # the full flow never beat the Gaussian fit on the validation data
         report, val_loss = replace(report, kept=True), start_history.best_val_loss
     return history, report, val_loss
+
+
+def _objective(est: PosteriorEstimator) -> Callable[[Sequence[Tensor], Step], Tensor]:
+    """Maximum likelihood of the prepared pairs, or the flow-matching loss of a ``"flow_matching"`` INN (FMPE)."""
+    if not est.flow_options.flow_matching:
+        return _loss(est.prepared_log_prob)
+    matching, block = FlowMatchingLoss(), est.inn.blocks[0]
+
+    def loss(batch: Sequence[Tensor], step: Step) -> Tensor:
+        return matching(block, batch[0], est.embedding.summarize(batch[1]), step.generator)  # type: ignore[arg-type]
+
+    return loss
 
 
 def _baseline_loss(data: Batches) -> float | None:
@@ -179,7 +196,8 @@ def train_candidates(first: PosteriorEstimator, candidates: list[FlowOptions],
             start = start and options.gaussian_head
         label = "fit_posterior" if len(candidates) == 1 else f"fit_posterior ({options.coupling})"
         data = source.batches(est, run.training.batch_size)  # type: ignore[arg-type]
-        baselines.append(_baseline_loss(data))
+        # a flow-matching validation loss is no likelihood: nothing to compare with the baseline
+        baselines.append(None if options.flow_matching else _baseline_loss(data))
         runs.append((est, *_train_one(est, data, run, start, i, label)))
     best = min(range(len(runs)), key=lambda i: math.inf if runs[i][3] is None else runs[i][3])
     kept, history, start_report, _ = runs[best]

@@ -13,6 +13,7 @@ from torch.distributions import Distribution
 from ..nets.summaries import SUMMARY_NETWORKS, summary_from_config
 from ..train import EpochCallback, TrainConfig
 from .candidates import RunOptions, flow_candidates, train_candidates
+from .ensemble import EnsemblePosterior, fit_ensemble
 from .estimator import FlowOptions, PosteriorEstimator
 from .fit_report import FitReport
 from .posterior import Posterior, check_device
@@ -97,7 +98,8 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
                   gaussian_start: bool | None = None, log_x: bool | str = "auto", x_scaling: str = "robust",
                   checkpoint: str | os.PathLike | None = None, resume: bool = False,
                   log_path: str | os.PathLike | None = None, callbacks: Sequence[EpochCallback] = (),
-                  progress: bool = True, device: str | torch.device | None = None) -> Posterior:
+                  progress: bool = True, device: str | torch.device | None = None,
+                  ensemble: int = 1) -> Posterior | EnsemblePosterior:
     r"""Train a :class:`PosteriorEstimator` by maximum likelihood and return the :class:`Posterior`.
 
     Minimises :math:`-\frac1N\sum_i \log q(\theta_i \mid x_i)` over simulated pairs (neural
@@ -143,6 +145,9 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
             neither set the scale nor overflow the networks) or ``"moments"`` (mean and standard
             deviation); see :class:`ObservationEmbedding`.
         checkpoint / resume / log_path / callbacks / progress: see :func:`innverse.train.train`.
+        ensemble: train this many posteriors (seeds ``seed``, ``seed + 1``, ...; in parallel processes,
+            one per core) and return their equal-weight mixture, an
+            :class:`~innverse.amortized.EnsemblePosterior` (in-memory data only).
         device: where the networks train and the returned posterior computes (``"cpu"``, the
             default, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device``). Simulations, the
             standardisation and the least-squares start stay on the CPU; training batches are
@@ -152,6 +157,14 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         ValueError: bad options, too few valid pairs, or a device that does not exist here
             (e.g. ``device="cuda"`` on a machine without a GPU).
     """
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+        raise ValueError(f"fit_posterior: ensemble must be an int >= 1, got {ensemble!r}")
+    if ensemble > 1:
+        options = {k: v for k, v in locals().items() if k not in ("theta", "x", "ensemble", "seed")}
+        if store is not None or simulator is not None:
+            raise ValueError("fit_posterior: an ensemble trains on pairs in memory (theta and x)")
+        return fit_ensemble(theta, x, ensemble, workers=min(ensemble, os.cpu_count() or 1), seed=seed,
+                            **{k: v for k, v in options.items() if k not in ("store", "simulator")})
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"fit_posterior: validation_fraction must be in [0, 1), got {validation_fraction}")
     target = torch.device("cpu") if device is None else check_device(device, "fit_posterior")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..blocks import AffineTransformer, ContextElementwise, RationalQuadraticSpline
+from ..blocks import (
+    AffineTransformer,
+    ContextElementwise,
+    ContinuousFlow,
+    RationalQuadraticSpline,
+    VelocityField,
+)
 from ..core import AbstractInvertible
 from ..core import Sequence as InvSequence
 from ..flows import COUPLINGS, coupling_flow
@@ -18,8 +24,10 @@ __all__ = ["FlowOptions", "build_inn"]
 class FlowOptions:
     """Architecture of the conditional INN (see :func:`innverse.flows.coupling_flow`)."""
 
-    #: ``"spline"``, ``"affine"``, ``"additive"``, ``"gin"`` couplings, or masked autoregressive
-    #: blocks ``"autoregressive"`` (affine, MAF) / ``"autoregressive_spline"``
+    #: ``"spline"``, ``"affine"``, ``"additive"``, ``"gin"`` couplings, masked autoregressive
+    #: blocks ``"autoregressive"`` (affine, MAF) / ``"autoregressive_spline"``, or
+    #: ``"flow_matching"``: one :class:`~innverse.blocks.ContinuousFlow` trained by flow matching
+    #: (FMPE; ``hidden`` are its velocity network's widths, ``steps`` its Runge-Kutta steps)
     coupling: str = "spline"
     blocks: int = 6
     hidden: list[int] = field(default_factory=lambda: [64, 64])
@@ -41,20 +49,28 @@ class FlowOptions:
     head_linear: bool = True
     #: soft bound ``b tanh(h / b)`` on the standardised summaries the linear part sees (None: off)
     head_input_bound: float | None = 10.0
+    #: Runge-Kutta steps of a ``"flow_matching"`` flow between noise and parameters
+    steps: int = 32
 
     def __post_init__(self) -> None:
         self.hidden = [int(h) for h in self.hidden]
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"FlowOptions: activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
-        if self.coupling not in COUPLINGS:
-            raise ValueError(f"FlowOptions: coupling must be one of {COUPLINGS}, got {self.coupling!r}")
+        if self.coupling not in (*COUPLINGS, "flow_matching"):
+            raise ValueError(f"FlowOptions: coupling must be one of {(*COUPLINGS, 'flow_matching')}, "
+                             f"got {self.coupling!r}")
         if self.head not in ("affine", "none"):
             raise ValueError(f"FlowOptions: head must be 'affine' or 'none', got {self.head!r}")
 
     @property
     def gaussian_head(self) -> bool:
         """Whether the INN starts with a head that alone is a conditional Gaussian (linear conditioner)."""
-        return self.head == "affine" and self.head_linear
+        return self.head == "affine" and self.head_linear and not self.flow_matching
+
+    @property
+    def flow_matching(self) -> bool:
+        """Whether the INN is a continuous flow trained by flow matching (FMPE) rather than by likelihood."""
+        return self.coupling == "flow_matching"
 
 
 def build_inn(theta_dim: int, context_features: int, o: FlowOptions) -> InvSequence:
@@ -67,6 +83,9 @@ def build_inn(theta_dim: int, context_features: int, o: FlowOptions) -> InvSeque
     """
     act = ACTIVATIONS[o.activation]
     blocks: list[AbstractInvertible]
+    if o.flow_matching:  # the field is conditioned on the summaries directly; no head, no couplings
+        field = VelocityField(theta_dim, context_features, tuple(o.hidden))
+        return InvSequence(ContinuousFlow(theta_dim, context_features, field, steps=o.steps))
     if theta_dim >= 2:
         blocks = list(coupling_flow(theta_dim, context_features, blocks=o.blocks, hidden=o.hidden,
                                     coupling=o.coupling, permutation=o.permutation, actnorm=o.actnorm,

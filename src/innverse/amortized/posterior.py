@@ -178,7 +178,7 @@ class Posterior:
         xt, single = check_x(x, self.x_shape, owner, self.estimator.variable_size, self._dtype())
         return xt.to(self.device), single
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def _summaries(self, x: Tensor) -> Tensor:
         step = max(1, self.chunk_size // 16)
         return torch.cat([self.estimator.embedding(x[i:i + step]) for i in range(0, x.shape[0], step)])
@@ -226,7 +226,7 @@ class Posterior:
                              f"pass torch.Generator({str(self.device)!r}) or seed=")
         return generator
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def _draw(self, shape: torch.Size, xt: Tensor, generator: torch.Generator | None) -> Tensor:
         """Samples ``(*shape, k, D)`` for observations ``xt (k, *x_shape)``, in chunks of ``chunk_size`` rows."""
         h = self._summaries(xt)
@@ -303,7 +303,7 @@ class Posterior:
             raise ValueError(f"{owner}: theta rows {rows} lie outside the prior's support "
                              f"(lower {support.lower.tolist()}, upper {support.upper.tolist()}); "
                              "pass outside='-inf' to get -inf instead")
-        with torch.inference_mode():
+        with torch.no_grad():
             h = self._summaries(xt)
             self._warn_outliers(h)
             out = torch.full((flat.shape[0],), -torch.inf, dtype=h.dtype, device=h.device)
@@ -333,7 +333,7 @@ class Posterior:
         xt, single = self._x(x, "Posterior.map")
         gen = torch.Generator(self.device).manual_seed(int(seed))
         est = self.estimator
-        with torch.inference_mode():
+        with torch.no_grad():
             h = self._summaries(xt)
             k = h.shape[0]
             samples = self._draw(torch.Size((n_init,)), xt, gen)                 # (n, k, D)

@@ -1,0 +1,90 @@
+"""Ensembles (a mixture of posteriors) and truncated sequential NPE for one observation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+from innverse.amortized import box_uniform, fit_posterior, gaussian
+from innverse.amortized.ensemble import EnsemblePosterior, fit_ensemble
+from innverse.amortized.sequential import fit_sequential, truncated_prior_sample
+
+SMALL = {"flow": {"blocks": 1, "hidden": [16]}, "training": {"epochs": 8}}
+
+
+def _linear(n: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    theta = torch.randn(n, 2, generator=gen)
+    return theta, theta + 0.5 * torch.randn(n, 2, generator=gen)
+
+
+def test_the_ensemble_is_the_equal_weight_mixture_of_its_members():
+    theta, x = _linear(600)
+    ens = fit_ensemble(theta, x, 3, prior=gaussian(0.0, 1.0, dim=2), **SMALL)
+    xo = torch.tensor([0.5, -0.5])
+    probe = torch.randn(50, 2)
+    members = torch.stack([m.log_prob(probe, xo) for m in ens.members])
+    torch.testing.assert_close(ens.log_prob(probe, xo), torch.logsumexp(members, 0) - math.log(3))
+    # draws: the mixture's CDF along the first coordinate (each member's by its own samples)
+    s = ens.sample(6000, xo, seed=1)[:, 0].numpy()
+    pooled = torch.cat([m.sample(20_000, xo, seed=10 + i)[:, 0] for i, m in enumerate(ens.members)]).numpy()
+    assert stats.ks_2samp(s, pooled).pvalue > 1e-3
+    d = ens.disagreement(torch.stack([xo, -xo]), n=500)
+    assert d.shape == (2, 2) and (d >= 0).all() and (d < 1).all()   # members of the same data agree
+    assert ens.sample(5, torch.stack([xo, -xo])).shape == (5, 2, 2)
+
+
+def test_ensemble_members_train_in_parallel_processes():
+    theta, x = _linear(300)
+    ens = fit_ensemble(theta, x, 2, workers=2, prior=gaussian(0.0, 1.0, dim=2), **SMALL)
+    seq = fit_ensemble(theta, x, 2, prior=gaussian(0.0, 1.0, dim=2), **SMALL)
+    xo = torch.tensor([0.1, 0.2])
+    torch.testing.assert_close(ens.log_prob(torch.zeros(2), xo), seq.log_prob(torch.zeros(2), xo), rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_bad_ensembles_are_refused():
+    theta, x = _linear(100)
+    with pytest.raises(ValueError, match="members must be an int >= 1"):
+        fit_ensemble(theta, x, 0)
+    with pytest.raises(ValueError, match="at least one member"):
+        EnsemblePosterior([])
+
+
+def _sim(theta, generator=None):
+    return theta + 0.3 * torch.randn(theta.shape, generator=generator)
+
+
+def test_sequential_rounds_concentrate_the_simulations_and_find_the_posterior():
+    prior = box_uniform(-5.0, 5.0, dim=1)
+    x_obs = torch.tensor([1.0])
+    post, report = fit_sequential(_sim, prior, x_obs, rounds=2, simulations_per_round=1500, seed=0,
+                                  flow={"blocks": 2, "hidden": [16]})
+    # the posterior is about N(1, 0.3^2); the region also keeps the first round's tails (an estimate's density far
+    # from its data is an extrapolation), so the second round still samples part of the prior
+    assert report.simulations == [1500, 1500] and report.acceptance[0] == 1.0 and report.acceptance[1] < 0.9, report
+    s = post.sample(4000, x_obs, seed=0)
+    assert abs(float(s.mean()) - 1.0) < 0.1 and 0.2 < float(s.std()) < 0.4
+
+
+def test_sequential_bad_input_is_refused():
+    prior = box_uniform(-5.0, 5.0, dim=1)
+    with pytest.raises(ValueError, match="x_obs is None"):
+        fit_sequential(_sim, prior, None)
+    with pytest.raises(ValueError, match="rounds must be an int >= 1"):
+        fit_sequential(_sim, prior, torch.tensor([1.0]), rounds=0)
+    theta = prior.sample((200,))
+    post = fit_posterior(theta, _sim(theta), prior=prior, progress=False, **SMALL)
+    with pytest.raises(ValueError, match="leaves \\(almost\\) no prior mass"):
+        truncated_prior_sample(prior, post, torch.tensor([1.0]), 10, threshold=1e9, seed=0, max_draws=5000)
+
+
+def test_fit_posterior_trains_an_ensemble_on_request():
+    theta, x = _linear(300)
+    ens = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=2), ensemble=2, progress=False, **SMALL)
+    assert isinstance(ens, EnsemblePosterior) and len(ens.members) == 2
+    with pytest.raises(ValueError, match="ensemble must be an int >= 1"):
+        fit_posterior(theta, x, ensemble=0)
