@@ -160,7 +160,7 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
     if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
         raise ValueError(f"fit_posterior: ensemble must be an int >= 1, got {ensemble!r}")
     if ensemble > 1:
-        options = {k: v for k, v in locals().items() if k not in ("theta", "x", "ensemble", "seed")}
+        options = {k: v for k, v in locals().items() if k not in ("theta", "x", "ensemble", "seed", "workers")}
         if store is not None or simulator is not None:
             raise ValueError("fit_posterior: an ensemble trains on pairs in memory (theta and x)")
         return fit_ensemble(theta, x, ensemble, workers=min(ensemble, os.cpu_count() or 1), seed=seed,
