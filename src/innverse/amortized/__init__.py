@@ -22,6 +22,7 @@ from .options import FlowOptions
 from .posterior import Posterior
 from .prior_config import PRIOR_TYPES, prior_from_config, prior_to_config
 from .prior_sampling import sample_with_generator
+from .sequential import fit_sequential
 from .priors import ProductPrior, as_prior, box_uniform, gaussian, log_normal, prior_bounds, product
 from .simulation import batch_seed, calling_style, pad_rows, simulator_name
 from .store import SimulationStore, StoreBatches
