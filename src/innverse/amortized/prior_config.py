@@ -124,7 +124,8 @@ def _generic_from_config(config: dict[str, Any], where: str) -> Distribution:
     if not isinstance(params, dict):
         raise ValueError(f"prior_from_config: {where}['params'] must be a dict")
     try:
-        return cls(**{k: torch.tensor(v, dtype=torch.float64).to(dtype) for k, v in params.items()})
+        return cls(**{k: torch.tensor(v, dtype=torch.float64).to(dtype) for k, v in params.items()},
+                   validate_args=True)
     except (TypeError, ValueError) as err:
         raise ValueError(f"prior_from_config: invalid parameters for {path} in {where}: {err}") from err
 
@@ -171,6 +172,6 @@ def prior_from_config(config: dict[str, Any], _where: str = "config") -> Distrib
         except (TypeError, ValueError) as err:
             raise ValueError(f"prior_from_config: {_where}[{p!r}] must be a number or nested list of numbers") from err
     try:
-        return cls(**kwargs)
+        return cls(**kwargs, validate_args=True)   # checked whatever torch's global default (sbi switches it off)
     except ValueError as err:
         raise ValueError(f"prior_from_config: invalid parameters for {kind} in {_where}: {err}") from err

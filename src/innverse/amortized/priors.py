@@ -42,14 +42,16 @@ def _tensor(v: ArrayLike, name: str, owner: str, dtype: torch.dtype | None = Non
 
 
 def box_uniform(low: ArrayLike, high: ArrayLike, dim: int | None = None, *, dtype: torch.dtype | None = None,
-                validate_args: bool | None = None) -> Distribution:
+                validate_args: bool = True) -> Distribution:
     r"""Uniform prior on the box :math:`\prod_i [\mathrm{low}_i, \mathrm{high}_i)`: ``Independent(Uniform, 1)``.
 
     Args:
         low, high: bounds, scalars or vectors ``(D,)``; scalars broadcast to ``dim``.
         dim: number of parameters when both bounds are scalars.
         dtype: dtype of the bounds (default: that of tensor bounds, else torch's default dtype).
-        validate_args: as in ``torch.distributions`` (``False``: ``log_prob`` is ``-inf`` off the box).
+        validate_args: as in ``torch.distributions`` (``False``: ``log_prob`` is ``-inf`` off the box). On by
+            default whatever torch's global default is: importing some libraries (anything that starts
+            ``torch.compile``'s tracer, sbi among them) switches that global off for every distribution.
     """
     lo, hi = _tensor(low, "low", "box_uniform", dtype), _tensor(high, "high", "box_uniform", dtype)
     lo, hi = torch.broadcast_tensors(lo.reshape(-1), hi.reshape(-1))
@@ -85,7 +87,7 @@ def gaussian(loc: ArrayLike, scale: ArrayLike | None = None, covariance: Tensor 
 
 
 def log_normal(loc: ArrayLike, scale: ArrayLike, dim: int | None = None, *, dtype: torch.dtype | None = None,
-               validate_args: bool | None = None) -> Distribution:
+               validate_args: bool = True) -> Distribution:
     r"""Log-normal prior: :math:`\log\theta_i \sim \mathcal N(\mathrm{loc}_i, \mathrm{scale}_i^2)`, support ``(0, inf)``.
 
     Args:
