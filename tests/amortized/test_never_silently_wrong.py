@@ -40,6 +40,11 @@ def test_rare_huge_simulations_do_not_turn_the_posterior_into_the_prior(x_scalin
         with pytest.warns(RuntimeWarning, match="did not beat a Gaussian fit of the prior"):
             post = fit()
         assert (_posterior_sd(post, torch.tensor([0.5, -0.5])) > 0.5).all()
+        # ... and the diagnostics battery says FAILED (it said PASS: a prior is perfectly calibrated)
+        from innverse.diagnostics import check
+
+        res = check(post, gaussian(0.0, 1.0, dim=2), lambda t: t + 0.1 * torch.randn_like(t), n=100, samples=200)
+        assert res["learning"]["status"] == ["FAILED", "FAILED"] and not res.passed
 
 
 @pytest.mark.parametrize("scale", [1e-12, 1e-8, 1e8])

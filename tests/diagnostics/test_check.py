@@ -22,8 +22,9 @@ def test_exact_posterior_passes_and_result_is_json(model):
     post = model.posterior()
     res = check(post, model.prior, model.simulator, n=N, samples=S, seed=0, parameter_names=["a", "b"])
     assert isinstance(res, CheckResult)
-    for section in ("sbc", "coverage", "tarp", "recovery"):
+    for section in ("sbc", "coverage", "tarp", "recovery", "learning"):
         assert res[section]["passed"], section
+    assert res["learning"]["status"] == ["learned", "learned"] and "learning" in res.summary()
     assert res.passed and res["coverage"]["hpd"]["available"]
     assert post.sample_calls == 1  # all data sets in one batched call
     d = json.loads(res.to_json())
@@ -137,3 +138,6 @@ def test_a_conditional_flow_is_a_posterior(model):
     assert res["sbc"]["passed"] and res["coverage"]["passed"]
     assert max(abs(c) for c in res["recovery"]["mean_contraction"]) < 0.1
     assert max(res["recovery"]["r2"]) < 0.1
+    # ... and the learning check fails it: the data predict θ, the posterior mean does not
+    assert res["learning"]["status"] == ["FAILED", "FAILED"] and not res.passed
+    assert abs(res["learning"]["log_prob_gain"]) < 0.2 and "FAILED" in res.summary()

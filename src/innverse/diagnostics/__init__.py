@@ -3,7 +3,7 @@
 Two-sample tests (:func:`c2st`, :func:`mmd`, :func:`mmd_test`), simulation-based calibration
 (:func:`sbc_ranks`, :func:`sbc_test`), expected coverage (:func:`credibility_central`,
 :func:`credibility_hpd`, :func:`credibility_tarp`, :func:`coverage_test`), recovery
-(:func:`recovery`), misspecification (:class:`SummaryOutlierDetector`,
+(:func:`recovery`), learning (:func:`learning_test`), misspecification (:class:`SummaryOutlierDetector`,
 :func:`misspecification_test`), invertibility (:func:`check_invertibility`) and plots. All take
 plain tensors or numpy arrays, so they work with innverse's estimators and anybody else's;
 :func:`check` runs the whole battery.
@@ -33,6 +33,7 @@ from .coverage import (
 from .ecdf import ECDFBand, ecdf_band, uniformity_test
 from .invertibility import BlockInvertibility, InvertibilityReport, InvertibilityWarning, check_invertibility
 from .kernel_test import gaussian_kernel, median_bandwidth, mmd, mmd_test
+from .learning import learning_test
 from .lipschitz import local_lipschitz
 from .misspecification import MisspecificationWarning, SummaryOutlierDetector, misspecification_test
 from .parameter_recovery import recovery
@@ -65,6 +66,7 @@ __all__ = [
     "pair_plot",
     "rank_histogram_plot",
     "recovery",
+    "learning_test",
     "recovery_plot",
     "sbc_ecdf_plot",
     "zscore_contraction_plot",

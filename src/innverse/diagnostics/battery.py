@@ -16,6 +16,7 @@ from torch import Tensor
 from .._tensors import check_finite, to_tensor
 from .coverage import coverage_test, credibility_central, credibility_hpd, credibility_tarp
 from .ecdf import ECDFBand, ecdf_band
+from .learning import learning_test
 from .misspecification import SummaryOutlierDetector, misspecification_test
 from .parameter_recovery import recovery
 from .protocol import posterior_log_prob, posterior_sample, prior_variance, simulate
@@ -178,6 +179,19 @@ def _calibration(d: _Draws, level: float, bins: int | None,
     return sbc, coverage, tarp, credibility
 
 
+def _learning(d: _Draws, prior: torch.distributions.Distribution, level: float, seed: int) -> dict[str, Any]:
+    """Did the posterior learn what the data say? (:func:`learning_test`; log-density gain when available)."""
+    prior_lp = None
+    if d.log_prob_truth is not None:
+        try:
+            prior_lp = prior.log_prob(d.theta.to(prior.mean.dtype)).detach()
+        except (NotImplementedError, ValueError):   # a prior without a density (or one refusing the truth)
+            prior_lp = None
+    folds = min(5, d.theta.shape[0] // 2)
+    return learning_test(d.samples, d.theta, d.x, log_prob_truth=d.log_prob_truth, prior_log_prob=prior_lp,
+                         level=level, folds=folds, seed=seed)
+
+
 def _simulate_reference(prior: torch.distributions.Distribution, simulator: Callable[[Tensor], Any], count: int,
                         seed: int) -> Tensor:
     """Fresh simulations from the prior to compare observations with (global RNG forked)."""
@@ -222,13 +236,16 @@ def check(posterior: Any, prior: torch.distributions.Distribution, simulator: Ca
       the posterior has ``log_prob``, joint highest-density regions;
     * **TARP**: density-free joint coverage test;
     * **recovery** (:func:`recovery`): z-scores, contraction, RMSE, R²;
+    * **learning** (:func:`learning_test`): does the posterior mean use what the data say about
+      each parameter (against a cross-fitted regression of the parameters on the data)? A
+      posterior equal to the prior passes every calibration check and fails this one;
     * **misspecification** of ``observations`` (if given): a conformal outlier score per
       observation in summary space (:class:`SummaryOutlierDetector`) and a set-level MMD test.
 
     Each check gives a verdict at ``level`` (Bonferroni-corrected within the check, so a
     calibrated posterior fails it with probability at most ``level``); the overall verdict passes
     when every check does, so it raises a false alarm with probability at most about
-    ``5 * level`` (less in practice: the checks are positively correlated). With ``out_dir``,
+    ``6 * level`` (less in practice: the checks are positively correlated). With ``out_dir``,
     all plots are saved there (PNG) with ``diagnostics.json``; their paths are in
     ``result["plots"]``.
 
@@ -265,6 +282,7 @@ def check(posterior: Any, prior: torch.distributions.Distribution, simulator: Ca
     clock = time.perf_counter()
     sbc, coverage, tarp, credibility = _calibration(d, level, bins, seed)
     rec = recovery(d.samples, d.theta, prior_variance=d.prior_variance, level=level)
+    learned = _learning(d, prior, level, seed)
     timing["statistics"] = time.perf_counter() - clock
     obs, mis = None, dict(_NO_OBSERVATIONS)
     if observations is not None:
@@ -276,9 +294,10 @@ def check(posterior: Any, prior: torch.distributions.Distribution, simulator: Ca
                   "x_shape": list(d.x.shape[1:]), "parameter_names": names,
                   "has_log_prob": d.log_prob_samples is not None},
         simulation={"requested": n, "used": d.theta.shape[0], "dropped_nonfinite": d.dropped},
-        sbc=sbc, coverage=coverage, tarp=tarp, recovery=rec, misspecification=mis, timing=timing,
+        sbc=sbc, coverage=coverage, tarp=tarp, recovery=rec, learning=learned, misspecification=mis, timing=timing,
     )
-    result.passed = all(result[s]["passed"] for s in ("sbc", "coverage", "tarp", "recovery", "misspecification"))
+    result.passed = all(result[s]["passed"] for s in ("sbc", "coverage", "tarp", "recovery", "learning",
+                                                       "misspecification"))
     if out_dir is not None:
         _save(result, Path(out_dir), posterior=posterior, observations=obs, reference_samples=reference_samples,
               history=history, credibility=credibility)

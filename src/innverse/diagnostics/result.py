@@ -54,6 +54,7 @@ class CheckResult:
             :func:`~innverse.diagnostics.coverage_test` (``hpd`` needs ``log_prob``).
         tarp: TARP coverage test, with ``atc`` (signed area between curve and diagonal).
         recovery: :func:`~innverse.diagnostics.recovery`.
+        learning: :func:`~innverse.diagnostics.learning_test` (did the posterior learn anything?).
         misspecification: per-observation scores, p-values and flags, and the set-level test
             (``{"available": False}`` without observations).
         timing: seconds per stage.
@@ -67,6 +68,7 @@ class CheckResult:
     coverage: dict[str, Any]
     tarp: dict[str, Any]
     recovery: dict[str, Any]
+    learning: dict[str, Any]
     misspecification: dict[str, Any]
     timing: dict[str, float] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
@@ -113,6 +115,11 @@ class CheckResult:
         r = self.recovery
         rows.append(f"  recovery     {_v(r)}  mean z = [{fmt(r['mean_z'])}]  mean z² = [{fmt(r['mean_z2'])}]  "
                     f"R² = [{fmt(r['r2'])}]  contraction = [{fmt(r['mean_contraction'])}]")
+        g = self.learning
+        gain = (f"  log q - log prior = {g['log_prob_gain']:.3g} ± {g['log_prob_gain_se']:.2g} nats"
+                if "log_prob_gain" in g else "")
+        rows.append(f"  learning     {_v(g)}  R² posterior mean = [{fmt(g['r2_posterior'])}]  "
+                    f"R² regression on x = [{fmt(g['r2_regression'])}]  ({', '.join(g['status'])}){gain}")
         m = self.misspecification
         if m.get("available"):
             rows.append(f"  misspecif.   {_v(m)}  {sum(m['flags'])}/{len(m['flags'])} observations outside the simulations"

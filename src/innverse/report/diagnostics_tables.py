@@ -51,6 +51,8 @@ _KNOWN = {
     "tarp": ("TARP coverage", "calibration", [("ATC", ("atc",)), ("p", ("p_value",))]),
     "recovery": ("Recovery (z-scores)", "recovery",
                  [("R²", ("r2",)), ("mean z", ("mean_z",)), ("contraction", ("mean_contraction",))]),
+    "learning": ("Learned from the data", "recovery",
+                 [("R² posterior mean", ("r2_posterior",)), ("R² regression on x", ("r2_regression",))]),
     "misspecification": ("Observations like the simulations", "posterior",
                          [("flags", ("flags",)), ("set-level p", ("set_test", "p_value"))]),
 }
@@ -102,6 +104,7 @@ _NUMBERS = {
     "tarp": ("TARP", ["atc", "max_deviation", "p_value"]),
     "recovery": ("Recovery", ["r2", "rmse", "nrmse", "correlation", "mean_z", "mean_z2",
                               "mean_contraction", "z_p_value", "z2_p_value"]),
+    "learning": ("Learning", ["r2_posterior", "r2_regression", "p_value", "p_informative"]),
 }
 
 

@@ -16,11 +16,12 @@ from ..problem import Problem, problem_from_record, problem_from_refs, runs_user
 from ..runinfo import ensure_writable, read_run, record_step
 from .sample import load_model
 
-HELP = "run the diagnostics battery (SBC, coverage, recovery) on a trained run"
+HELP = "run the diagnostics battery (SBC, coverage, recovery, learning) on a trained run"
 DESCRIPTION = """\
 Simulate fresh data sets from the run's prior and simulator, sample the posterior for each, and
-test calibration (SBC: simulation-based calibration ranks), coverage of credible regions and recovery
-of the true parameters. Results with pass/fail verdicts go to RUN/diagnostics/diagnostics.json,
+test calibration (SBC: simulation-based calibration ranks), coverage of credible regions, recovery
+of the true parameters, and whether the posterior learned what the data say (a posterior equal to
+the prior is calibrated, and fails this check). Results with pass/fail verdicts go to RUN/diagnostics/diagnostics.json,
 plots next to it. Exit code 0 even when a check fails (the job ran); read the verdicts, or use
 --strict to exit 1 on a failed check.
 
