@@ -136,3 +136,43 @@ def test_c2st_on_generated_input(a, b, folds):
         _named(err, "c2st")
         return
     assert 0.0 <= value <= 1.0
+
+
+class _FuzzPosterior:
+    """A posterior whose samples have a generated shape and values (the protocol a user's object may break)."""
+
+    def __init__(self, shape_kind: str, value: float) -> None:
+        self.shape_kind, self.value = shape_kind, value
+
+    def sample(self, n: int, x: torch.Tensor) -> torch.Tensor:
+        k = x.shape[0]
+        shape = {"ok": (n, k, 2), "flat": (n, 2), "wrong_d": (n, k, 3), "wrong_k": (n, k + 1, 2)}[self.shape_kind]
+        out = torch.randn(shape)
+        out[0] = self.value
+        return out
+
+
+@PROFILE
+@given(n=st.sampled_from([-1, 5, 12, 30]), samples=st.sampled_from([1, 3, 20]),
+       level=st.sampled_from([-0.1, 0.05, 0.05, 0.2, 1.0]),
+       shape_kind=st.sampled_from(["ok", "flat", "wrong_d", "wrong_k"]), value=VALUES,
+       sim_value=VALUES, observations=st.one_of(st.none(), arrays(max_dims=2, max_side=4)))
+def test_check_on_generated_input(n, samples, level, shape_kind, value, sim_value, observations):
+    from innverse.diagnostics import check
+
+    prior = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1)
+
+    def simulator(theta: torch.Tensor) -> torch.Tensor:
+        x = theta + 0.1 * torch.randn_like(theta)
+        x[::3, 0] = sim_value
+        return x
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = check(_FuzzPosterior(shape_kind, value), prior, simulator, n=n, samples=samples, level=level,
+                        observations=observations, reference_simulations=50)
+    except DOCUMENTED as err:
+        _named(err, "check", "recovery", "sbc", "learning_test", "coverage", "posterior", "misspecification")
+        return
+    assert isinstance(res.passed, bool) and res.settings["n"] == n
