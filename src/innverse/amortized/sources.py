@@ -137,7 +137,15 @@ class AbstractSource:
 def _as_pairs(theta: Any, x: Any) -> tuple[Tensor, Tensor]:
     t = to_tensor(theta, "theta", "fit_posterior", torch.float32)
     xt = to_tensor(x, "x", "fit_posterior", torch.float32)
-    return (t.unsqueeze(-1) if t.dim() == 1 else t), (xt.unsqueeze(-1) if xt.dim() == 1 else xt)
+    t, xt = (t.unsqueeze(-1) if t.dim() == 1 else t), (xt.unsqueeze(-1) if xt.dim() == 1 else xt)
+    if t.dim() != 2 or t.shape[1] < 1:
+        raise ValueError(f"fit_posterior: theta must be (n, D) with D >= 1, got shape {tuple(t.shape)}")
+    if xt.dim() >= 1 and xt.shape[0] != t.shape[0]:
+        raise ValueError(f"fit_posterior: theta has {t.shape[0]} rows but x has {xt.shape[0]}")
+    if xt.dim() < 2 or 0 in xt.shape[1:]:
+        raise ValueError(f"fit_posterior: x must be (n, *x_shape) with the {t.shape[0]} rows of theta and no empty "
+                         f"dimension, got shape {tuple(xt.shape)}")
+    return t, xt
 
 
 class InMemory(AbstractSource):

@@ -76,6 +76,8 @@ def _observations(observations: Any, x_shape: tuple[int, ...]) -> Tensor:
     if tuple(obs.shape[1:]) != x_shape:
         raise ValueError(f"check: observations must have shape (k, *{x_shape}) like the simulator's "
                          f"output, got {tuple(obs.shape)}")
+    if obs.shape[0] == 0:
+        raise ValueError(f"check: observations is empty (shape {tuple(obs.shape)}); give at least one or None")
     check_finite(obs, "observations", "check")
     return obs
 
