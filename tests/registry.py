@@ -126,4 +126,8 @@ CASES: dict[str, Factory] = {
     "reversible_sequence_cond": _reversible,
     "continuous_flow_cond": lambda s: B.ContinuousFlow(3, 2, B.VelocityField(3, 2, hidden=(16, 16)), steps=48),
     "continuous_flow": lambda s: B.ContinuousFlow(2, steps=48),
+    "image_flow_rgb_haar_dense": lambda s: __import__("tests.imaging.cases", fromlist=["_"]).rgb_haar_dense(s),
+    "image_flow_squeeze_imgcond": lambda s: __import__("tests.imaging.cases", fromlist=["_"]).squeeze_image_condition(s),
+    "image_flow_reversible_veccond": lambda s: __import__("tests.imaging.cases", fromlist=["_"]).reversible_vector_condition(s),
+    "logit_img": lambda s: __import__("tests.imaging.cases", fromlist=["_"]).logit(s),
 }

@@ -7,6 +7,7 @@ from . import (
            core,
            diagnostics,
            flows,
+           imaging,
            interop,
            inverse,
            nets,
@@ -25,3 +26,4 @@ __all__ += ["diagnostics"]
 __all__ += ["amortized", "train"]
 __all__ += ["inverse", "reversible", "tasks"]
 __all__ += ["classify", "interop"]
+__all__ += ["imaging"]

@@ -1,0 +1,37 @@
+"""Image flows and the logit block for the generic property suite (``tests/registry.py`` lists them)."""
+
+from __future__ import annotations
+
+from innverse.blocks import Squeeze
+from innverse.core import AbstractInvertible
+from innverse.flows.image import image_flow
+from innverse.flows.image_conditioning import ConditionCNN
+from innverse.imaging import Logit
+from innverse.nets import conv_constructor, mlp_constructor
+
+CONV = conv_constructor((8, 8))
+MLP = mlp_constructor((16,))
+
+
+def rgb_haar_dense(seed: int) -> AbstractInvertible:
+    """Unconditional, 3 (odd) channels, Haar, two levels and a dense coupling."""
+    return image_flow((3, 8, 8), levels=2, blocks_per_level=1, subnet=CONV, dense_blocks=1, dense_subnet=MLP,
+                      seed=seed).transform
+
+
+def squeeze_image_condition(seed: int) -> AbstractInvertible:
+    """Squeeze downsampling; a ConditionCNN feeds a map per level and global features (three condition inputs)."""
+    net = ConditionCNN((1, 4, 4), (1, 8, 8), levels=2, width=4, global_features=3)
+    return image_flow((1, 8, 8), net, levels=2, blocks_per_level=1, subnet=CONV, dense_blocks=1, dense_subnet=MLP,
+                      downsampling=Squeeze, seed=seed).transform
+
+
+def reversible_vector_condition(seed: int) -> AbstractInvertible:
+    """Reversible levels, a vector condition through the default ConditionMLP, no dense part (3 channels)."""
+    return image_flow((3, 4, 4), levels=2, blocks_per_level=2, condition_shape=(2,), subnet=CONV, dense_blocks=0,
+                      reversible=True, seed=seed).transform
+
+
+def logit(seed: int) -> AbstractInvertible:
+    """An image-shaped logit on (-10, 10), so that the suite's Gaussian inputs lie inside the interval."""
+    return Logit((2, 3, 3), alpha=0.05, bounds=(-10.0, 10.0))
