@@ -10,6 +10,7 @@ Train once on simulations, then get the posterior for any observation in millise
 """
 
 from ..blocks import SupportTransform
+from .dask_executor import DaskCluster
 from .embedding import ObservationEmbedding
 from .ensemble import EnsemblePosterior, fit_ensemble
 from .estimator import FORMAT_VERSION, PosteriorEstimator
@@ -22,13 +23,14 @@ from .options import FlowOptions
 from .posterior import Posterior
 from .prior_config import PRIOR_TYPES, prior_from_config, prior_to_config
 from .prior_sampling import sample_with_generator
-from .sequential import fit_sequential
 from .priors import ProductPrior, as_prior, box_uniform, gaussian, log_normal, prior_bounds, product
+from .sequential import fit_sequential
 from .simulation import batch_seed, calling_style, pad_rows, simulator_name
 from .store import SimulationStore, StoreBatches
 from .store_lock import StoreBusyError
 
 __all__ = [
+    "DaskCluster",
     "CandidateRun",
     "EnsemblePosterior",
     "FlowMatchingLoss",

@@ -1,13 +1,15 @@
-"""Running a simulator over many parameters: in-process or on a process pool, reproducibly.
+"""Running a simulator over many parameters: in-process, on a process pool or on Dask, reproducibly.
 
 Parameters are split into batches of ``batch_size`` rows. Batch ``i`` gets the seed
 ``batch_seed(seed, i)`` (and, when parameters are drawn from the prior, its parameters come from
 ``batch_seed(seed, i, 1)``), so the data do not depend on the number of workers or on where a
-resumed run restarts. Failed simulations are counted in a :class:`SimulationReport` and dropped.
+resumed run restarts (nor on the executor: a :class:`ProcessPool` or a
+:class:`~innverse.amortized.dask_executor.DaskCluster`). Failed simulations are counted in a :class:`SimulationReport` and dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -22,6 +24,7 @@ from torch.distributions import Distribution
 
 from .._tensors import check_finite, to_tensor
 from ..train.progress import progress_bar
+from .dask_executor import DaskCluster, connect
 from .process_pool import ProcessPool, run_pool
 from .simulation import (
     BatchResult,
@@ -34,7 +37,7 @@ from .simulation import (
 )
 from .store import SimulationStore
 
-__all__ = ["ProcessPool", "simulate", "SimulationReport", "Simulations", "sample_prior"]
+__all__ = ["DaskCluster", "ProcessPool", "simulate", "SimulationReport", "Simulations", "sample_prior"]
 
 logger = logging.getLogger("innverse")
 
@@ -51,6 +54,7 @@ class SimulationReport:
     batches: int = 0
     workers: int = 0
     seconds: float = 0.0
+    dashboard: str | None = None
 
     @property
     def failed(self) -> int:
@@ -59,7 +63,8 @@ class SimulationReport:
     def to_dict(self) -> dict[str, Any]:
         return {"requested": self.requested, "succeeded": self.succeeded, "failed": self.failed,
                 "exceptions": self.exceptions, "nonfinite": self.nonfinite, "errors": dict(self.errors),
-                "batches": self.batches, "workers": self.workers, "seconds": self.seconds}
+                "batches": self.batches, "workers": self.workers, "seconds": self.seconds,
+                "dashboard": self.dashboard}
 
     def __str__(self) -> str:
         s = (f"{self.succeeded} of {self.requested} simulations succeeded; {self.failed} failed "
@@ -181,6 +186,8 @@ class _Collector:
                 keep_x = np.zeros((0, *self.store.x_shape), dtype=keep_t.dtype)
             self.store.append(keep_t, keep_x, batches_done=res.index + 1, exceptions=res.exceptions,
                               nonfinite=res.nonfinite)
+            if res.errors:  # kept current, so a run killed mid-way keeps the messages of its committed batches
+                self.store.set_errors(dict(self.errors.most_common(20)))
         elif keep_x is not None:
             self.kept_theta.append(keep_t)
             self.kept_x.append(keep_x)
@@ -216,67 +223,76 @@ class _Collector:
 
 
 def simulate(simulator: Callable[..., Any], theta: Any = None, *, prior: Distribution | None = None,
-             n: int | None = None, batch_size: int = 256, workers: int | ProcessPool = 0, seed: int = 0,
+             n: int | None = None, batch_size: int = 256, workers: int | ProcessPool | DaskCluster = 0, seed: int = 0,
              store: SimulationStore | None = None, theta_format: str = "torch", dtype: torch.dtype = torch.float32,
              retry_rows: bool = True, progress: bool = True) -> Simulations:
     """Run ``simulator`` for given parameters or ``n`` prior draws; count and drop failures.
 
     Args:
         simulator: ``simulator(theta (B, D)[, generator=|rng=|seed=]) -> x (B, ...)`` (see
-            :mod:`innverse.amortized.simulation`); must be importable (module level) for ``workers >= 1``.
+            :mod:`innverse.amortized.simulation`); must be importable (module level) for ``workers >= 1``
+            and picklable for Dask.
         theta: parameters ``(N, D)`` (tensor or array); or give ``prior`` and ``n``.
         batch_size: parameter rows per simulator call.
         workers: 0 runs in this process; ``k >= 1`` uses a pool of ``k`` processes (a
-            :class:`ProcessPool` chooses its start method).
-        seed: master seed; results are identical for any ``workers``.
+            :class:`ProcessPool` chooses its start method); a :class:`DaskCluster` runs the
+            batches on Dask (an embedded local cluster or a scheduler address).
+        seed: master seed; results are identical for any ``workers`` and executor.
         store: append each finished batch (in order) to this store and resume from its progress.
         theta_format: ``"torch"`` or ``"numpy"``: what the simulator receives.
         dtype: dtype of the returned tensors. A simulation whose finite values this dtype (with a
             store: the store's dtype) cannot represent counts as failed (non-finite): a float64
             value beyond the float32 maximum would be kept as Inf.
         retry_rows: when a batch raises, simulate its rows one by one to keep the good ones; on a
-            pool, also when a batch kills its worker (a crash in native code): only the crashing
-            simulations are lost, at the cost of pool restarts (see
+            pool or Dask, also when a batch kills its worker (a crash in native code): only the
+            crashing simulations are lost, at the cost of worker restarts (see
             :func:`~innverse.amortized.process_pool.run_pool`).
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (and, on Dask, the dashboard address on stderr).
 
     Raises:
         ValueError: invalid arguments; a store filled by another simulator or with other settings;
             a simulator whose output shape changes between batches.
-        TypeError: ``simulator`` is not callable.
-        RuntimeError: every simulation failed (the report says why).
+        TypeError: ``simulator`` is not callable (or, for Dask, cannot be pickled).
+        ConnectionError: the Dask scheduler does not answer (nothing is written to the store).
+        RuntimeError: every simulation failed (the report says why); the Dask workers cannot import
+            the simulator (nothing is written to the store).
 
     Returns:
         :class:`Simulations` ``(theta, x, report)`` of the kept rows (with a store: the rows added
         in this call).
     """
-    pool = workers if isinstance(workers, ProcessPool) else ProcessPool(workers)
+    pool = workers if isinstance(workers, ProcessPool | DaskCluster) else ProcessPool(workers)
     _check_arguments(theta_format, batch_size, seed, dtype)
     style = calling_style(simulator)
     total, draw = _plan(theta, prior, n, batch_size, seed)
-    first = _resume_point(store, seed, batch_size, total, simulator_name(simulator))
-    t0 = time.perf_counter()
+    dask = connect(pool, simulator, progress) if isinstance(pool, DaskCluster) else contextlib.nullcontext()
+    with dask as session:  # connected (and the simulator pickled) before the store is touched
+        first = _resume_point(store, seed, batch_size, total, simulator_name(simulator))
 
-    def job(i: int) -> tuple[np.ndarray, int]:
-        th = draw(i, min(batch_size, total - i * batch_size)).detach().cpu().to(torch.float64).numpy()
-        return th, batch_seed(seed, i)
+        def job(i: int) -> tuple[np.ndarray, int]:
+            th = draw(i, min(batch_size, total - i * batch_size)).detach().cpu().to(torch.float64).numpy()
+            return th, batch_seed(seed, i)
 
-    bar = progress_bar(total, "simulating", progress, unit="sim", initial=min(total, first * batch_size))
-    collect = _Collector(store, dtype, pool.workers, bar)
-    batches = range(first, -(-total // batch_size))
-    try:
-        if pool.workers == 0:
-            for i in batches:
-                th, s = job(i)
-                collect.thetas[i] = th
-                collect(run_batch(simulator, th, s, i, style, theta_format, retry_rows, True, collect.np_dtype))
-        else:
-            run_pool(simulator, job, collect, collect.thetas, batches, pool,
-                     (style, theta_format, retry_rows, collect.np_dtype))
-    finally:
-        bar.close()
-        collect.report.seconds = time.perf_counter() - t0
-        collect.report.errors = dict(collect.errors.most_common(20))
-        if store is not None:
-            store.set_errors(collect.report.errors)
+        bar = progress_bar(total, "simulating", progress, unit="sim", initial=min(total, first * batch_size))
+        collect = _Collector(store, dtype, pool.workers if session is None else session.workers, bar)
+        collect.report.dashboard = None if session is None else session.dashboard
+        batches = range(first, -(-total // batch_size))
+        call = (style, theta_format, retry_rows, collect.np_dtype)
+        t0 = time.perf_counter()
+        try:
+            if session is not None:
+                session.run(job, collect, collect.thetas, batches, call)
+            elif pool.workers == 0:
+                for i in batches:
+                    th, s = job(i)
+                    collect.thetas[i] = th
+                    collect(run_batch(simulator, th, s, i, style, theta_format, retry_rows, True, collect.np_dtype))
+            else:
+                run_pool(simulator, job, collect, collect.thetas, batches, pool, call)
+        finally:
+            bar.close()
+            collect.report.seconds = time.perf_counter() - t0
+            collect.report.errors = dict(collect.errors.most_common(20))
+            if store is not None:
+                store.set_errors(collect.report.errors)
     return collect.result()
