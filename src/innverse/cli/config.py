@@ -68,6 +68,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             help="...but at least this many, else as many as it took to reach the best epoch "
                                  "(default 10; equal to patience: fixed)"),
         "seed": Key("integer", 0, minimum=0, maximum=MAX_SEED, example="seed = 0"),
+        "device": Key("string", "cpu", example='device = "cuda"',
+                      help="where the networks train: cpu, cuda or cuda:N (innverse fit --device overrides)"),
     },
     "diagnostics": {
         "simulations": Key("integer", 200, minimum=10, maximum=MAX_SAMPLES, example="simulations = 200",

@@ -103,18 +103,34 @@ def _new_store(problem: Problem, store: Path, count: int, batch_size: int, seed:
         raise UsageError(f"cannot create the store {store}: {err}") from err
 
 
+def _executor(workers: int, dask: str | None, timeout: float) -> Any:
+    """What ``simulate(workers=...)`` gets: a process count, or a Dask cluster (``"local"`` or an address)."""
+    if dask is None:
+        return 0 if workers <= 1 else workers
+    from ..amortized.dask_executor import DaskCluster
+
+    try:
+        return DaskCluster(address=None if dask == "local" else dask, workers=workers, timeout=timeout)
+    except ValueError as err:
+        raise UsageError(f"--dask: {err}".replace("DaskCluster: timeout", "--dask-timeout")) from err
+
+
 def simulate(problem: Problem, store: Path, count: int, batch_size: int, workers: int, seed: int,
-             console: Console) -> dict[str, Any]:
+             console: Console, dask: str | None = None, dask_timeout: float = 10.0) -> dict[str, Any]:
     """Fill (or continue filling) the HDF5 store at ``store`` up to ``count`` simulations.
 
     Resumable: the store records which batches are done, and every batch has its own seed, so an
-    interrupted run continues with the same result. ``workers <= 1`` simulates in this process.
-    An existing store must hold simulations of this problem's simulator (identity, parameter
-    dimension and data shape), else it is a usage error naming both.
+    interrupted run continues with the same result. ``workers <= 1`` simulates in this process;
+    ``dask`` runs the batches on Dask (``"local"``: a local cluster of ``workers`` processes, else
+    a scheduler address). An existing store must hold simulations of this problem's simulator
+    (identity, parameter dimension and data shape), else it is a usage error naming both.
     """
     from ..amortized import simulate as run
 
+    executor = _executor(workers, dask, dask_timeout)
+
     store = Path(store)
+    created = False
     if store.exists():
         handle = _open_store(store)
         try:
@@ -127,22 +143,38 @@ def simulate(problem: Problem, store: Path, count: int, batch_size: int, workers
             return done
     else:
         handle = _new_store(problem, store, count, batch_size, seed)
+        created = True
     try:
-        sims = run(problem.simulator, prior=problem.prior, n=count, batch_size=batch_size,
-                   workers=0 if workers <= 1 else workers, seed=seed, store=handle,
-                   theta_format=problem.theta_format, progress=console.show_progress)
+        sims = run(problem.simulator, prior=problem.prior, n=count, batch_size=batch_size, workers=executor,
+                   seed=seed, store=handle, theta_format=problem.theta_format, progress=console.show_progress)
         rows, progress, errors = handle.rows, handle.progress, handle.errors
-    except RuntimeError as err:
-        raise JobError(str(err)) from err
-    except ValueError as err:  # a simulator whose output changes shape, a store of other settings
-        raise UsageError(str(err)) from err
+    except (ConnectionError, TypeError, ImportError, RuntimeError, ValueError) as err:
+        untouched = handle.progress["batches_done"] == 0
+        handle.close()
+        if created and untouched:  # refused before a batch was kept (Dask): no empty store is left behind
+            store.unlink(missing_ok=True)
+        raise _refusal(err) from err
     finally:
         handle.close()
     failed = progress["exceptions"] + progress["nonfinite"]
     if failed:
         console.warn(f"{failed} simulations failed and were dropped; most frequent errors: "
                      + "; ".join(f"{msg} (x{k})" for msg, k in list(errors.items())[:3]))
-    return {"simulations": rows, "added": sims.report.succeeded, "failed": failed, "errors": errors}
+    stats = {"simulations": rows, "added": sims.report.succeeded, "failed": failed, "errors": errors}
+    if sims.report.dashboard is not None:
+        stats.update(dask_workers=sims.report.workers, dashboard=sims.report.dashboard)
+    return stats
+
+
+def _refusal(err: Exception) -> Exception:
+    """The command's error for a failed simulation: the job failed (exit 1) or the usage is wrong (exit 2)."""
+    if isinstance(err, ConnectionError | RuntimeError):
+        # every simulation failed; a Dask scheduler that does not answer; workers that cannot import the simulator
+        return JobError(str(err))
+    if isinstance(err, ImportError):
+        return UsageError(f"--dask needs dask.distributed: pip install 'innverse[dask]' ({err})")
+    # output changing shape, a store of other settings; a simulator Dask cannot send (not picklable)
+    return UsageError(str(err))
 
 
 def _completed(handle: Any, store: Path, count: int, batch_size: int, seed: int,
@@ -165,8 +197,8 @@ def _completed(handle: Any, store: Path, count: int, batch_size: int, seed: int,
 
 
 def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout: RunLayout, resume: bool,
-          console: Console) -> tuple[Any, dict[str, Any]]:
-    """Train a posterior estimator on the store; checkpoint and log go into the run directory."""
+          console: Console, device: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """Train a posterior estimator on the store (on ``device``); checkpoint and log go into the run directory."""
     from ..amortized import fit_posterior
     from ..amortized.store_lock import StoreBusyError
     from ..train import NonFiniteLossError, load_checkpoint
@@ -191,7 +223,7 @@ def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout:
             flow=options or None, training={k: v for k, v in overrides.items() if v is not None},
             validation_fraction=training["validation_fraction"] or DEFAULT_VALIDATION_FRACTION,
             drop_invalid=training["drop_invalid"], seed=training["seed"], checkpoint=checkpoint, resume=resume,
-            log_path=layout.training_log, progress=console.show_progress)
+            log_path=layout.training_log, progress=console.show_progress, device=device)
     except (NonFiniteLossError, StoreBusyError) as err:
         raise JobError(str(err)) from err
     except (ValueError, TypeError) as err:  # the data or the options cannot train a posterior
@@ -199,8 +231,16 @@ def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout:
                          + str(err).replace("pass drop_invalid=True", "set drop_invalid = true in [training]")) from err
     from ..report.run import update_run_json
 
-    update_run_json(layout, x_shape=list(posterior.x_shape))
+    if _first_process():
+        update_run_json(layout, x_shape=list(posterior.x_shape))
     return posterior, _fit_stats(posterior, resumed_from)
+
+
+def _first_process() -> bool:
+    """Whether this process writes the run directory (rank 0 of a data-parallel run, or the only one)."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _fit_stats(posterior: Any, resumed_from: int) -> dict[str, Any]:

@@ -22,6 +22,14 @@ store at a time: a second one is told which process holds it.
 
   innverse simulate --task two_moons -n 10000 --out sims.h5 --workers 2
   innverse simulate --simulator mysim:simulate --prior mysim:prior -n 5000 --out sims.h5
+  innverse simulate --task two_moons -n 100000 --out sims.h5 --dask                      # local Dask cluster
+  innverse simulate --task two_moons -n 100000 --out sims.h5 --dask tcp://10.0.0.5:8786  # a running one
+
+With --dask the batches run on Dask (pip install 'innverse[dask]'): without an address on a local
+cluster of --workers processes (on 127.0.0.1), with one on the scheduler there (started by `dask
+scheduler`, dask-jobqueue on SLURM/PBS, Kubernetes, ...; the workers must be able to import your
+simulator). The store, its seeds and its resumption are the same as with --workers: the data do not
+depend on the executor or the number of workers. The Dask dashboard's address is printed.
 
 Your simulator takes a batch of parameters (n, d) (numpy array or torch tensor) and returns a
 batch of data (n, ...); your prior is a torch.distributions.Distribution over (d,) vectors (or a
@@ -39,7 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what your simulator receives: a torch tensor (default) or a numpy array")
     p.add_argument("-n", "--simulations", type=int, required=True, help="number of simulations")
     p.add_argument("--out", required=True, type=Path, help="the HDF5 store to create or continue")
-    p.add_argument("--workers", type=int, default=1, help="simulation processes (default 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="simulation processes (default 1); with --dask, the workers of the local cluster")
+    p.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the batches on Dask: a local cluster (no ADDRESS) or the scheduler at ADDRESS "
+                        "(tcp://host:8786)")
+    p.add_argument("--dask-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds to wait for the Dask scheduler to answer (default 10)")
     p.add_argument("--batch-size", type=int, default=500, help="simulations per batch (default 500)")
     p.add_argument("--seed", type=int, default=0, help="seed; batch i uses a seed derived from it")
 
@@ -67,7 +81,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
         problem = problem_from_refs(args.simulator, args.prior, args.path, theta_format=args.input)
     with console.step(f"simulating {args.simulations} x {problem.name} into {args.out}"):
         stats = engine.simulate(problem, args.out, args.simulations, args.batch_size, args.workers,
-                                args.seed, console)
+                                args.seed, console, dask=args.dask, dask_timeout=args.dask_timeout)
     console.result({"store": str(args.out), **stats},
                    f"{stats['simulations']} simulations in {args.out} ({stats['failed']} failed and dropped)")
     return stats
