@@ -95,6 +95,8 @@ class AffineTransformer(AbstractTransformer):
             return None
         if self.volume_preserving:
             return None
+        if s.dtype in (torch.float16, torch.bfloat16):   # under autocast: the log-det is summed in float32
+            s = s.float()
         return _sum(s) if sign > 0 else -_sum(s)
 
     def forward(self, x: Tensor, p: list[Tensor], log_det: bool) -> tuple[Tensor, Tensor | None]:

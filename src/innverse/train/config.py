@@ -51,6 +51,8 @@ class TrainConfig:
             which removes most of the minibatch noise of the final iterate.
         seed: seed of the data order and of the generator the loss draws noise from.
         checkpoint_every: write the checkpoint every this many epochs (when a path is given).
+        precision: ``"float32"`` or ``"bfloat16"``: mixed precision, the loss function under
+            bfloat16 autocast and the loss in float32 (see :mod:`innverse.train.precision`).
     """
 
     epochs: int | None = None
@@ -69,6 +71,7 @@ class TrainConfig:
     ema: float | None = 0.995
     seed: int = 0
     checkpoint_every: int = 1
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         def positive_int(name: str, value: Any, allow_none: bool) -> None:
@@ -77,6 +80,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: {name} must be an integer >= 1{' or None' if allow_none else ''}, "
                              f"got {value!r}")
 
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"TrainConfig: precision must be 'float32' or 'bfloat16', got {self.precision!r}"
+                             + (" (float16 needs loss scaling, which the loop does not do)"
+                                if self.precision == "float16" else ""))
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig: schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         for name in ("epochs", "batch_size", "patience", "min_patience"):

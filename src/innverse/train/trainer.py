@@ -21,6 +21,7 @@ from .config import TrainConfig
 from .data import BatchSource
 from .distributed import DataParallel
 from .history import EpochCallback, History, append_jsonl
+from .precision import as_float32, autocast
 from .progress import progress_bar
 from .schedule import learning_rate
 
@@ -166,7 +167,8 @@ class _Loop:
         """Loss and gradients of the global batch: ``(mean loss, rows, finite)``; with several processes
         each takes its slice and the gradients are combined (:class:`DataParallel`)."""
         local, n_local, n_global = self.dp.shard(batch)
-        loss = self.loss_fn(local, step) if n_local else None
+        with autocast(self.cfg.precision, self.device):
+            loss = as_float32(self.loss_fn(local, step)) if n_local else None
         if self.dp.world == 1:
             ok = bool(torch.isfinite(loss))  # type: ignore[arg-type]
             if ok:
@@ -239,7 +241,8 @@ class _Loop:
         for raw in self.val_data.epoch(0, torch.Generator().manual_seed(self.cfg.seed + 1)):
             batch, n, _ = self.dp.shard(self._batch(raw))
             if n:
-                total += float(self.loss_fn(batch, Step(self.epoch, self.step, 1.0, noise, training=False))) * n
+                with autocast(self.cfg.precision, self.device):
+                    total += float(self.loss_fn(batch, Step(self.epoch, self.step, 1.0, noise, training=False))) * n
                 rows += n
         total, rows = self.dp.sum(total, float(rows))
         return total / max(rows, 1)
