@@ -130,4 +130,9 @@ CASES: dict[str, Factory] = {
     "image_flow_squeeze_imgcond": lambda s: __import__("tests.imaging.cases", fromlist=["_"]).squeeze_image_condition(s),
     "image_flow_reversible_veccond": lambda s: __import__("tests.imaging.cases", fromlist=["_"]).reversible_vector_condition(s),
     "logit_img": lambda s: __import__("tests.imaging.cases", fromlist=["_"]).logit(s),
+    "irevnet_block_vec": lambda s: __import__("tests.represent.cases", fromlist=["_"]).irevnet_vector(s),
+    "irevnet_block_img": lambda s: __import__("tests.represent.cases", fromlist=["_"]).irevnet_image(s),
+    "irevnet_block_img_stride2": lambda s: __import__("tests.represent.cases", fromlist=["_"]).irevnet_image_downsampling(s),
+    "irevnet_classifier_body": lambda s: __import__("tests.represent.cases", fromlist=["_"]).irevnet_classifier_body(s),
+    "iresnet_classifier_body": lambda s: __import__("tests.represent.cases", fromlist=["_"]).iresnet_classifier_body(s),
 }

@@ -11,6 +11,7 @@ from . import (
            interop,
            inverse,
            nets,
+           represent,
            reversible,
            tasks,
            train,
@@ -26,4 +27,4 @@ __all__ += ["diagnostics"]
 __all__ += ["amortized", "train"]
 __all__ += ["inverse", "reversible", "tasks"]
 __all__ += ["classify", "interop"]
-__all__ += ["imaging"]
+__all__ += ["imaging", "represent"]

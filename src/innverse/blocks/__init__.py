@@ -18,6 +18,7 @@ from .linear import ActNorm, InvertibleConv1x1, LULinear, Orthogonal, RandomPerm
 from .logdet import AbstractLogDetEstimator, AutoLogDet, ExactLogDet, PowerSeriesLogDet, RouletteLogDet
 from .reshape import Flatten, HaarDownsample, Squeeze, Unflatten
 from .residual import ResidualBlock, lipschitz_bounds, log_det_estimator
+from .revnet import IRevNetBlock
 from .standardization import Standardization
 from .support import SupportTransform
 from .transformers import (
@@ -28,6 +29,7 @@ from .transformers import (
 )
 
 __all__ = [
+    "IRevNetBlock",
     "AbstractLogDetEstimator",
     "AbstractTransformer",
     "ActNorm",

@@ -1,0 +1,142 @@
+r"""The invertible bodies of the i-RevNet and i-ResNet classifiers, for images and vectors.
+
+Images ``(C, H, W)`` are first squeezed to ``(4C, H/2, W/2)`` (so the i-RevNet has channels to
+split), then pass ``len(stages)`` stages; every stage after the first halves the resolution
+(``H`` and ``W`` must be divisible by ``2 ** len(stages)``). The output is flattened to the
+representation :math:`z \in \mathbb R^{C H W}`: the whole map is a bijection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as SequenceABC
+
+import torch
+from torch import nn
+
+from ..blocks import ActNorm, Flatten, ResidualBlock, Squeeze
+from ..blocks.fixed_point import FixedPointSolver
+from ..blocks.revnet import IRevNetBlock
+from ..core import AbstractInvertible, Sequence
+from ..core.module import as_shape
+from ..nets.lipschitz import LipschitzConvNet, LipschitzMLP
+from ..nets.subnets import SubnetConstructor, conv_constructor, mlp_constructor
+
+__all__ = ["check_stages", "irevnet_body", "iresnet_body", "residual_blocks"]
+
+
+def check_stages(owner: str, shape: SequenceABC[int], stages: SequenceABC[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Validate an input shape and the blocks per stage; raise a ``ValueError`` naming ``owner`` otherwise."""
+    shape = as_shape(shape, "input_shape")
+    stages = tuple(int(s) for s in stages)
+    if not stages or any(s < 1 for s in stages):
+        raise ValueError(f"{owner}: stages must list at least one stage of >= 1 blocks, got {stages}")
+    if len(shape) == 1:
+        if shape[0] < 2:
+            raise ValueError(f"{owner}: needs vectors of at least 2 features, got input_shape {shape}")
+        return shape, stages
+    if len(shape) != 3:
+        raise ValueError(f"{owner}: expected vectors (D,) or images (C, H, W), got input_shape {shape}")
+    factor = 2 ** len(stages)
+    if shape[1] % factor or shape[2] % factor:
+        raise ValueError(f"{owner}: the downsampling halves height and width {len(stages)} times (one squeeze, then "
+                         f"once per stage after the first), so they must be divisible by {factor}; got input_shape "
+                         f"{shape}. Use fewer stages or pad the images")
+    return shape, stages
+
+
+def _lipschitz_subnet(event: tuple[int, ...], stride: int, hidden: int, bound: float) -> SubnetConstructor:
+    """Residual functions with Lipschitz constant at most ``bound`` (three spectrally normalised layers)."""
+    coeff = bound ** (1 / 3)
+
+    def make(c_in: int, c_out: int) -> nn.Module:
+        if len(event) == 1:
+            return LipschitzMLP(c_in, c_out, (4 * hidden, 4 * hidden), coeff, "power")
+        size = (event[1] // stride, event[2] // stride)
+        return LipschitzConvNet(c_in, c_out, size, (hidden, hidden), 3, coeff, "power")
+
+    return make
+
+
+def irevnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2, 2), hidden: int = 64,
+                 actnorm: bool = True, lipschitz: float | None = None,
+                 owner: str = "irevnet_body") -> AbstractInvertible:
+    r"""The bijective i-RevNet: ``Squeeze``, then :class:`~innverse.blocks.IRevNetBlock` stages, then ``Flatten``.
+
+    The first block of every stage after the first has stride 2 (invertible downsampling,
+    channels x4, resolution / 2). Residual functions are conv nets with ``hidden`` channels
+    (3x3, 1x1, 3x3) for images and MLPs with two hidden layers of ``4 * hidden`` units for
+    vectors (which have no resolution to halve: ``sum(stages)`` blocks of the alternating
+    additive coupling). ``actnorm`` puts a data-initialised :class:`~innverse.blocks.ActNorm`
+    (per-channel scale and shift, exactly invertible) in front of every block, as the fully
+    invertible RevNet of Jacobsen et al. (2019) does (a hybrid of the i-RevNet and Glow); without
+    it every layer preserves volume.
+
+    ``lipschitz`` bounds every residual function, :math:`\mathrm{Lip}(F) \le` ``lipschitz``
+    (spectrally normalised layers, LipSwish), which bounds the Lipschitz constants of the block
+    and of its inverse by :math:`1 + \mathrm{Lip}(F)`. An unconstrained i-RevNet inverts exactly
+    on its training distribution but its inverse can explode on representations it has never
+    produced, such as metamers; the bound keeps such inverses finite and smooth.
+    """
+    shape, stages = check_stages(owner, input_shape, stages)
+    if lipschitz is not None and not lipschitz > 0:
+        raise ValueError(f"{owner}: lipschitz must be positive or None, got {lipschitz}")
+
+    def subnet(event: tuple[int, ...], stride: int) -> SubnetConstructor:
+        if lipschitz is not None:
+            return _lipschitz_subnet(event, stride, hidden, lipschitz)
+        if len(event) == 1:
+            return mlp_constructor((4 * hidden, 4 * hidden))
+        return conv_constructor((hidden, hidden), zero_init=False)
+
+    def norm(event: tuple[int, ...]) -> list[AbstractInvertible]:
+        return [ActNorm(event, data_init=False)] if actnorm else []
+
+    if len(shape) == 1:
+        return Sequence(*[m for _ in range(sum(stages)) for m in [*norm(shape), IRevNetBlock(shape, subnet(shape, 1))]])
+    blocks: list[AbstractInvertible] = [Squeeze(shape)]
+    for i, n in enumerate(stages):
+        for j in range(n):
+            stride = 2 if (i > 0 and j == 0) else 1
+            event = blocks[-1].output_shape
+            blocks += [*norm(event), IRevNetBlock(event, subnet(event, stride), stride=stride)]
+    blocks.append(Flatten(blocks[-1].output_shape))
+    return Sequence(*blocks)
+
+
+def iresnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2, 2), hidden: int = 64,
+                 coeff: float = 0.9, actnorm: bool = True, solver: FixedPointSolver | None = None,
+                 spectral: str = "power", owner: str = "iresnet_body") -> AbstractInvertible:
+    r"""The i-ResNet: ``Squeeze``, then stages of ``[ActNorm] -> ResidualBlock``, a ``Squeeze`` between stages, ``Flatten``.
+
+    Every :class:`~innverse.blocks.ResidualBlock` computes :math:`x + g(x)` with a spectrally
+    normalised :math:`g` (per-layer bound ``coeff``, so :math:`\mathrm{Lip}(g) < 1`) and is
+    inverted by the fixed-point iteration of ``solver``. Conv nets of ``hidden`` channels for
+    images, MLPs of ``(4 * hidden,) * 2`` for vectors (``sum(stages)`` blocks). ``actnorm`` puts a data-initialised
+    :class:`~innverse.blocks.ActNorm` in front of each residual block (exactly invertible).
+    ``spectral``: the normalisation of :class:`~innverse.blocks.ResidualBlock` (default
+    ``"power"``: one power-iteration step per optimiser step, as in the i-ResNet, converged
+    in eval mode; ``"exact"`` costs an SVD of every layer per step).
+    """
+    shape, stages = check_stages(owner, input_shape, stages)
+    solver = solver or FixedPointSolver()
+
+    def residual(event: tuple[int, ...]) -> list[AbstractInvertible]:
+        width = (4 * hidden,) * 2 if len(event) == 1 else (hidden, hidden)
+        block = ResidualBlock(event, hidden=width, coeff=coeff, spectral=spectral, solver=solver)
+        return [ActNorm(event), block] if actnorm else [block]
+
+    if len(shape) == 1:
+        return Sequence(*[m for _ in range(sum(stages)) for m in residual(shape)])
+    blocks: list[AbstractInvertible] = [Squeeze(shape)]
+    for i, n in enumerate(stages):
+        if i > 0:
+            blocks.append(Squeeze(blocks[-1].output_shape))
+        for _ in range(n):
+            blocks += residual(blocks[-1].output_shape)
+    blocks.append(Flatten(blocks[-1].output_shape))
+    return Sequence(*blocks)
+
+
+def residual_blocks(module: torch.nn.Module) -> list[ResidualBlock]:
+    """The residual blocks inside ``module``, in order (empty for an exactly invertible body)."""
+    return [m for m in module.modules() if isinstance(m, ResidualBlock)]
