@@ -19,6 +19,7 @@ from . import (
 from .core import Flow, Graph, GraphBuilder, Sequence
 from .io import load, save
 
+#: The version of innverse (PEP 440).
 __version__ = "0.1.0"
 
 __all__ = ["Flow", "Graph", "GraphBuilder", "Sequence", "blocks", "core", "flows", "nets", "__version__",

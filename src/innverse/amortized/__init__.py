@@ -24,7 +24,7 @@ from .posterior import Posterior
 from .prior_config import PRIOR_TYPES, prior_from_config, prior_to_config
 from .prior_sampling import sample_with_generator
 from .priors import ProductPrior, as_prior, box_uniform, gaussian, log_normal, prior_bounds, product
-from .sequential import fit_sequential
+from .sequential import SequentialReport, fit_sequential
 from .simulation import batch_seed, calling_style, pad_rows, simulator_name
 from .store import SimulationStore, StoreBatches
 from .store_lock import StoreBusyError

@@ -54,7 +54,7 @@ SOFT_BOUND = 10.0
 class ObservationEmbedding(nn.Module):
     r"""What the conditional INN sees of an observation: :math:`h = S\big(r((g(x) - \mu_x) / \sigma_x)\big)`.
 
-    :math:`g` takes the logarithm of the features in :attr:`log_features` (strictly positive
+    :math:`g` takes the logarithm of the features in ``log_features`` (strictly positive
     data spanning many decades, see :meth:`fit`), :math:`\mu_x, \sigma_x` is a
     :class:`~innverse.blocks.Standardization` per feature (pooled over the elements of sets and
     series), :math:`r` a soft bound and :math:`S` the summary network (identity: flattening).
@@ -102,7 +102,7 @@ class ObservationEmbedding(nn.Module):
         self.standardization.fit(self._log(x.to(torch.float64)), self.scaling)
 
     def _log(self, x: Tensor) -> Tensor:
-        """``x`` with the features of :attr:`log_features` on the log scale; a value <= 0 there is an error."""
+        """``x`` with the features of ``log_features`` on the log scale; a value <= 0 there is an error."""
         if not bool(self.log_features.any()):
             return x
         mask = self.log_features.reshape((1,) * (x.dim() - self.log_features.dim()) + tuple(self.log_features.shape))

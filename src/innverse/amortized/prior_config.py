@@ -44,6 +44,7 @@ _SIMPLE: dict[str, tuple[type[Distribution], tuple[str, ...]]] = {
     "Beta": (Beta, ("concentration1", "concentration0")),
     "MultivariateNormal": (MultivariateNormal, ("loc", "covariance_matrix")),
 }
+#: Distribution types a prior config may name: the torch distributions above, "Independent", "Product" and "Class".
 PRIOR_TYPES = (*_SIMPLE, "Independent", "Product", "Class")
 #: modules whose distribution classes a config may name (imported on load; nothing else is)
 TRUSTED_MODULES = ("torch.distributions.", "innverse.")

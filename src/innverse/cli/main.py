@@ -63,6 +63,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``innverse`` command: one sub-command per entry of ``innverse.cli.commands.COMMANDS``."""
     from .commands import COMMANDS
 
     parser = _Parser(prog="innverse", description=DESCRIPTION,

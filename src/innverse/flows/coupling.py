@@ -25,7 +25,9 @@ from ..nets.subnets import mlp_constructor
 
 __all__ = ["coupling_flow", "COUPLINGS", "PERMUTATIONS"]
 
+#: Block kinds ``coupling_flow(coupling=...)`` accepts.
 COUPLINGS = ("affine", "additive", "gin", "spline", "autoregressive", "autoregressive_spline")
+#: Mixing layers between blocks ``coupling_flow(permutation=...)`` accepts.
 PERMUTATIONS = ("random", "orthogonal", "lu", "none")
 
 

@@ -15,6 +15,7 @@ from ..nets.subnets import mlp_constructor
 
 __all__ = ["SplitLatentINN", "SPLIT_LATENT_BLOCKS"]
 
+#: Block kinds ``SplitLatentINN(coupling=...)`` accepts.
 SPLIT_LATENT_BLOCKS = ("allinone", "affine")
 
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 __all__ = ["MLP", "LinearSkipMLP", "ConvNet", "Parallel", "mlp_constructor", "conv_constructor", "parallel_constructor",
            "SubnetConstructor"]
 
+#: ``subnet_constructor(in_features, out_features) -> nn.Module``: builds one subnetwork of a block.
 SubnetConstructor = Callable[[int, int], nn.Module]
 
 

@@ -74,6 +74,7 @@ class MLPSummary(nn.Module):
         return self.net(x.flatten(1))
 
 
+#: Summary-network name (``fit_posterior(summary=...)``, config files) -> its class.
 SUMMARY_NETWORKS: dict[str, type[nn.Module]] = {
     "mlp": MLPSummary,
     "deepset": DeepSet,

@@ -46,6 +46,8 @@ class Pass:
 
 @dataclass(frozen=True)
 class Table:
+    """A table: header cells, rows of cells (booleans as yes / no, ``Pass`` as a badge) and a caption."""
+
     headers: list[str]
     rows: list[list[Any]]
     caption: str = ""
@@ -61,12 +63,16 @@ class Text:
 
 @dataclass(frozen=True)
 class Code:
+    """A preformatted block (a config file, a log excerpt) with an optional caption."""
+
     text: str
     caption: str = ""
 
 
 @dataclass
 class Section:
+    """One section of a report page: its title, the anchor it is linked by, and its blocks."""
+
     title: str
     anchor: str
     blocks: list[Figure | Table | Text | Code] = field(default_factory=list)

@@ -135,6 +135,7 @@ def checkerboard(cells: int = 4, size: float = 4.0) -> Density2D:
     return Density2D("checkerboard", sample, log_prob)
 
 
+#: Name -> constructor of each 2-D density (:func:`density` looks names up here).
 DENSITIES = {"two_moons": two_moons, "eight_gaussians": eight_gaussians, "rings": rings,
              "checkerboard": checkerboard}
 

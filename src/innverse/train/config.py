@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = ["TrainConfig", "SCHEDULES"]
 
+#: Learning-rate schedules ``TrainConfig(schedule=...)`` accepts.
 SCHEDULES = ("cosine", "onecycle", "constant")
 
 

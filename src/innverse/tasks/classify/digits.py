@@ -36,6 +36,7 @@ __all__ = [
     "rotated",
 ]
 
+#: Grey levels of the 8x8 digits (0..16).
 LEVELS = 17  # grey levels 0..16 of the 8x8 digits
 
 

@@ -45,6 +45,7 @@ from ..base import AbstractTask
 
 __all__ = ["OOD_KINDS", "SpectralTissueTask"]
 
+#: Out-of-distribution tissue kinds the task can simulate.
 OOD_KINDS = ("fat", "bile", "led")
 _LOW = (0.01, 0.3, 10.0, 0.8, 2900.0, 0.5)
 _HIGH = (0.08, 1.0, 30.0, 2.0, 3500.0, 1.0)
@@ -115,7 +116,7 @@ class SpectralTissueTask(AbstractTask):
         return self._uniform(n, _LOW, _HIGH, generator)
 
     def reflectance(self, parameters: Tensor, extra_absorption: Tensor | None = None) -> Tensor:
-        """Diffuse reflectance ``(n, L)`` on :attr:`wavelengths` for parameters ``(n, 6)`` (+ extra ``mu_a`` ``(n, L)``)."""
+        """Diffuse reflectance ``(n, L)`` on ``wavelengths`` for parameters ``(n, 6)`` (+ extra ``mu_a`` ``(n, L)``)."""
         v, s, a, b = (parameters[:, i:i + 1] for i in range(4))
         hbo2, hb = self.extinction
         mu_a = v * math.log(10) * _C_HB * (s * hbo2 + (1 - s) * hb)

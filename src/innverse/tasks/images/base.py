@@ -30,6 +30,7 @@ from ...imaging.checks import check_images
 
 __all__ = ["SPLITS", "AbstractImageTask", "AbstractRestorationTask", "DegradedBatches"]
 
+#: Names of the data splits of an image task.
 SPLITS = ("train", "val", "test")
 
 

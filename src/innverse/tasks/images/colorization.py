@@ -31,8 +31,10 @@ from .base import AbstractImageTask, check_split
 
 __all__ = ["AB_SCALE", "PHOTOS", "PatchColorization"]
 
+#: scikit-image photos the colourisation patches are cut from.
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
           "stereo_motorcycle")
+#: The Lab colour channels (a, b) are divided by this to lie in about [-1, 1].
 AB_SCALE = 100.0
 _TILE, _PATCH = 64, 32
 _FRACTIONS = {"train": (0.0, 0.7), "val": (0.7, 0.8), "test": (0.8, 1.0)}
