@@ -1,0 +1,146 @@
+"""The SBI benchmark table: innverse's estimators against the published sbibm figures (and sbi, same data).
+
+For every task and simulation budget, innverse trains on the same simulations (seed = budget)
+with each mode — ``amortized`` (``fit_posterior`` defaults), ``ensemble`` (5 members),
+``fmpe`` (flow matching, ``FlowOptions(coupling="flow_matching")``) and ``sequential`` (TSNPE,
+one run per observation, the budget split into 4 rounds) — next to a peer row, ``zuko_nsf`` (a plain
+training loop around zuko's NSF, ``benchmarks/_zuko_loop.py``) — and is scored by C2ST against the
+reference posterior on the task's observations (10,000 samples each). Next to them: the mean
+C2ST of sbibm's NPE and of the best algorithm published in the sbibm results table
+(Lueckmann et al. 2021, ``sbi-benchmark/results`` main_paper.csv, mean over the 10 observations;
+figures as quoted in this project's issue tracker), and sbi's NPE where a run of
+``benchmarks/sbi_c2st.py`` (same simulations and observations) is given with ``--sbi-from``.
+
+    PYTHONPATH=src nice .venv/bin/python benchmarks/sbibm_table.py --budgets 1000 --modes amortized,ensemble,fmpe
+    PYTHONPATH=src .venv/bin/python benchmarks/sbibm_table.py --tasks two_moons --budgets 1000 --observations 2
+
+Results are appended to a JSON file as each (task, budget, mode) finishes (``--resume`` skips
+finished ones) and a Markdown table is written next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from _common import RESULTS, machine_tag
+from _zuko_loop import fit_zuko_nsf
+from innverse.amortized import fit_posterior, fit_sequential, simulate
+from innverse.diagnostics import c2st
+from innverse.tasks import SBI_TASKS, get_task
+
+#: published mean C2ST at (10^3, 10^4): sbibm's NPE and the best algorithm (which)
+PUBLISHED = {
+    "two_moons": ((0.725, 0.606), (0.643, 0.554, "SNPE")),
+    "slcp": ((0.975, 0.901), (0.921, 0.713, "SNLE")),
+    "slcp_distractors": ((0.982, 0.970), (0.978, 0.931, "SNPE")),
+    "gaussian_linear": ((0.694, 0.552), (0.628, 0.544, "")),
+    "gaussian_linear_uniform": ((0.696, 0.553), (0.631, 0.527, "SNPE")),
+    "gaussian_mixture": ((0.716, 0.615), (0.669, 0.551, "SNPE")),
+    "bernoulli_glm": ((0.863, 0.678), (0.634, 0.553, "SNLE")),
+    "bernoulli_glm_raw": ((0.900, 0.765), (0.900, 0.658, "SNPE")),
+    "sir": ((0.815, 0.680), (0.638, 0.561, "SNPE")),
+    "lotka_volterra": ((0.999, 0.997), (0.909, 0.738, "SNLE")),
+}
+MODES = ("amortized", "ensemble", "fmpe", "sequential", "zuko_nsf")
+
+
+def _score(task, draw, observations, samples: int) -> list[float]:
+    return [c2st(task.reference_posterior(i, samples), draw(i), seed=i) for i in observations]
+
+
+def run_mode(task, budget: int, mode: str, observations: list[int], samples: int) -> dict:
+    """Train (and time) one mode on the budget's simulations; its C2ST per observation."""
+    t0 = time.perf_counter()
+    if mode == "sequential":   # one run per observation: the time is the mean per observation
+        scores = []
+        for i in observations:
+            post, _ = fit_sequential(task.simulate, task.prior, task.observation(i), rounds=4,
+                                     simulations_per_round=budget // 4, seed=budget + i)
+            scores.append(c2st(task.reference_posterior(i, samples), post.sample(samples, task.observation(i), seed=i),
+                               seed=i))
+        return {"c2st": scores, "train_s": (time.perf_counter() - t0) / len(observations)}
+    sims = simulate(task.simulate, prior=task.prior, n=budget, seed=budget, progress=False)
+    if mode == "zuko_nsf":     # the peer row: a plain loop around zuko's NSF on the same simulations
+        draw = fit_zuko_nsf(sims.theta, sims.x, seed=budget)
+        seconds = time.perf_counter() - t0
+        scores = _score(task, lambda i: draw(samples, task.observation(i)), observations, samples)
+        return {"c2st": scores, "train_s": seconds}
+    options = {"ensemble": {"ensemble": 5}, "fmpe": {"flow": {"coupling": "flow_matching", "hidden": [128] * 3}}}
+    post = fit_posterior(sims.theta, sims.x, prior=task.prior, progress=False, **options.get(mode, {}))
+    seconds = time.perf_counter() - t0
+    scores = _score(task, lambda i: post.sample(samples, task.observation(i), seed=i), observations, samples)
+    return {"c2st": scores, "train_s": seconds}
+
+
+def table(rows: list[dict], sbi: dict) -> str:
+    lines = ["| task | budget | " + " | ".join(MODES) + " | sbi NPE (same data) | sbibm NPE | best published |",
+             "|---|---:|" + "---:|" * (len(MODES) + 3)]
+    keys = sorted({(r["task"], r["budget"]) for r in rows}, key=lambda k: (list(PUBLISHED).index(k[0]), k[1]))
+    for task, budget in keys:
+        col = budget // 10_000 if budget in (1000, 10_000) else None
+        got = {r["mode"]: r for r in rows if (r["task"], r["budget"]) == (task, budget)}
+        cells = [f"{statistics.fmean(got[m]['c2st']):.3f} ({got[m]['train_s']:.0f} s)" if m in got else "-"
+                 for m in MODES]
+        npe, best = PUBLISHED[task]
+        pub_npe = f"{npe[col]:.3f}" if col is not None else "-"
+        pub_best = f"{best[col]:.3f} {best[2]}" if col is not None else "-"
+        lines.append(f"| {task} | {budget} | " + " | ".join(cells) + f" | {sbi.get((task, budget), '-')} | "
+                     f"{pub_npe} | {pub_best} |")
+    return "\n".join(lines)
+
+
+def _sbi_rows(paths: list[str], observations: int) -> dict:
+    """sbi NPE's mean C2ST over the same first observations per (task, budget), from runs of benchmarks/sbi_c2st.py."""
+    out = {}
+    for path in paths:
+        for entry in json.loads(Path(path).read_text()).get("entries", []):
+            row = entry.get("libraries", {}).get("sbi", {})
+            if row.get("c2st"):
+                out[(entry["task"], entry["budget"])] = (f"{statistics.fmean(row['c2st'][:observations]):.3f} "
+                                                         f"({row.get('train_wall_s', float('nan')):.0f} s)")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default=",".join(SBI_TASKS))
+    ap.add_argument("--budgets", default="1000,10000")
+    ap.add_argument("--modes", default="amortized,ensemble,fmpe")
+    ap.add_argument("--observations", type=int, default=10)
+    ap.add_argument("--samples", type=int, default=10_000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--sbi-from", nargs="*", default=[])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out or RESULTS / f"sbibm_table_{time.strftime('%Y-%m-%d')}_{machine_tag()}.json")
+    rows = json.loads(out.read_text())["rows"] if args.resume and out.exists() else []
+    done = {(r["task"], r["budget"], r["mode"]) for r in rows}
+    for task_name in args.tasks.split(","):
+        task = get_task(task_name)
+        observations = list(range(min(args.observations, task.num_observations)))
+        for budget in (int(b) for b in args.budgets.split(",")):
+            for mode in args.modes.split(","):
+                if (task_name, budget, mode) in done:
+                    continue
+                row = {"task": task_name, "budget": budget, "mode": mode,
+                       **run_mode(task, budget, mode, observations, args.samples)}
+                rows.append(row)
+                print(f"{task_name:>24} {budget:>6} {mode:>10}: C2ST {statistics.fmean(row['c2st']):.3f} "
+                      f"({row['train_s']:.0f} s)", flush=True)
+                out.write_text(json.dumps({"machine": machine_tag(), "args": vars(args), "rows": rows}, indent=1))
+    text = table(rows, _sbi_rows(args.sbi_from, args.observations))
+    out.with_suffix(".md").write_text(f"# sbibm_table — {time.strftime('%Y-%m-%d')} — {machine_tag()}\n\n"
+                                      f"C2ST (mean over observations) and training wall time.\n\n{text}\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
