@@ -5,6 +5,7 @@ from . import (
            blocks,
            classify,
            core,
+           design,
            diagnostics,
            flows,
            imaging,
@@ -28,4 +29,4 @@ __all__ += ["diagnostics"]
 __all__ += ["amortized", "train"]
 __all__ += ["inverse", "reversible", "tasks"]
 __all__ += ["classify", "interop"]
-__all__ += ["imaging", "represent"]
+__all__ += ["imaging", "represent", "design"]
