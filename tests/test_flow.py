@@ -192,3 +192,13 @@ def test_coupling_flow_options(coupling, permutation):
     flow.log_prob(x, c).mean().backward()
     z, _ = flow.transform(x, c)
     torch.testing.assert_close(flow.transform.inverse(z, c)[0], x, rtol=1e-4, atol=1e-4)
+
+
+def test_an_empty_batch_has_an_empty_log_prob():
+    from innverse.flows import coupling_flow
+
+    flow = coupling_flow(2, 3, blocks=2, hidden=(8,))
+    assert flow.log_prob(torch.zeros(0, 2), torch.zeros(0, 3)).shape == (0,)
+    assert flow.log_prob(torch.zeros(4, 0, 2), torch.zeros(0, 3)).shape == (4, 0)
+    with pytest.raises(ValueError, match="Flow.log_prob: x has batch size 0 but the context has 3"):
+        flow.log_prob(torch.zeros(0, 2), torch.zeros(3, 3))

@@ -28,11 +28,13 @@ from .helpers import run_main  # noqa: E402
 
 pytest.importorskip("h5py")
 
-LONG = os.environ.get("INNVERSE_FUZZ") == "long"
+# "long": 400 cases per entry point, the same every run (the CI step); "explore": 400 fresh random ones
+LONG = os.environ.get("INNVERSE_FUZZ") in ("long", "explore")
+EXPLORE = os.environ.get("INNVERSE_FUZZ") == "explore"
 
 
 def profile(fast: int) -> settings:
-    return settings(max_examples=400 if LONG else fast, deadline=None, derandomize=not LONG, database=None,
+    return settings(max_examples=400 if LONG else fast, deadline=None, derandomize=not EXPLORE, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.function_scoped_fixture])
 

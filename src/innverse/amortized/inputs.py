@@ -55,6 +55,8 @@ def check_x(x: Any, x_shape: tuple[int, ...], owner: str, variable_size: bool,
     single = ok_single
     if single:
         t = t.unsqueeze(0)
+    elif t.shape[0] == 0:
+        raise ValueError(f"{owner}: expected x as {expected}, got an empty batch of shape {tuple(t.shape)}")
     bad = invalid_rows(t, variable_size)
     if bad.any():
         rows = bad.nonzero().flatten()[:10].tolist()

@@ -197,6 +197,8 @@ class Flow(nn.Module):
         rows, index, shape = broadcast_value("Flow.log_prob", x, self.event_shape, batch, "x", "context")
         if self.validate_args:
             _check_finite("Flow.log_prob", "x", rows)
+        if rows.shape[0] == 0:          # an empty batch has an empty answer (its blocks never see it)
+            return rows.new_zeros(shape)
         emb = self.embed(ctx)
         if ctx is not None and rows.shape[0] != ctx.shape[0]:
             emb = self._rows(emb, index)
