@@ -9,7 +9,9 @@ and low-contrast (grey levels halved) test digits. Scores (larger =
 more unusual): negative log-likelihood (the one-tailed test), the IB-INN's per-class likelihood,
 the two-tailed likelihood test, WAIC over 5 independently trained IB-INNs, the likelihood ratio
 against a background flow trained on perturbed digits (20% of the pixels replaced by noise), the
-predictive entropy of p(y|x) (a discriminative baseline), and the typicality test on batches of 5.
+input complexity (the NLL in bits minus the bits of a PNG / order-0 code of the image, Serra et al.
+2020), the predictive entropy of p(y|x) (a discriminative baseline), and the typicality test on
+batches of 5.
 Likelihoods average 4 dequantisation draws.
 
 Multispectral: an AnomalyDetector (coupling flow) on 16-band log camera signals simulated from
@@ -41,6 +43,7 @@ from innverse.classify import (
     class_likelihood_score,
     fit_density,
     image_inn,
+    input_complexity_score,
     likelihood_ratio_score,
     negative_log_likelihood,
     ood_metrics,
@@ -50,7 +53,7 @@ from innverse.classify import (
     waic_score,
 )
 from innverse.flows import coupling_flow
-from innverse.tasks.classify import SpectralTissueTask, load_digits_images, ood_image_sets
+from innverse.tasks.classify import LEVELS, SpectralTissueTask, load_digits_images, ood_image_sets
 
 BATCH = 5  # inputs per batch of the typicality test
 
@@ -130,6 +133,8 @@ def digits_part(seed: int, epochs: int, kind: str) -> tuple[dict, dict]:
         "two-tailed test": two.score,
         "WAIC (5 IB-INNs)": lambda x: waic_score([Dequantized(m) for m in members], x),
         "likelihood ratio": lambda x: likelihood_ratio_score(main, background, x),
+        "input complexity (PNG)": lambda x: input_complexity_score(main, x, "png", levels=LEVELS),
+        "input complexity (order-0)": lambda x: input_complexity_score(main, x, "order0", levels=LEVELS),
         "entropy of p(y|x)": lambda x: -(members[0].predict_proba(x + 0.5).clamp(min=1e-30).log()
                                          * members[0].predict_proba(x + 0.5)).sum(1).double(),
     }

@@ -130,3 +130,63 @@ def test_plain_likelihood_fails_on_too_typical_inputs_and_the_tests_fix_it():
     assert float((p_in <= 0.1).double().mean()) == pytest.approx(0.1, abs=0.03)
     assert float((two.p_value(near_mode) <= 0.01).double().mean()) > 0.95
     assert math.isclose(float(two.p_value(near_mode).min()), 1 / 1001)
+
+
+class UniformPixels:
+    """The exact density of images whose pixels are independent and uniform on 0..levels-1."""
+
+    def __init__(self, levels: int) -> None:
+        self.levels = levels
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        inside = ((x >= 0) & (x < self.levels)).flatten(1).all(1)
+        return torch.where(inside, -x[0].numel() * math.log(self.levels), -math.inf).double()
+
+
+def test_input_complexity_order0_by_hand_and_codecs_rank_simple_inputs_lower():
+    from innverse.classify import input_complexity
+
+    rows = torch.tensor([[0.0, 0.0, 1.0, 1.0], [3.0, 3.0, 3.0, 3.0]])
+    # [0,0,1,1]: 4 bits of entropy + 2 distinct values x 2 bits; [3,3,3,3]: 0 + 1 x 2 bits
+    assert input_complexity(rows, "order0", levels=4).tolist() == [8.0, 2.0]
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randint(0, 256, (5, 1, 16, 16), generator=gen).double()
+    flat = torch.full((5, 1, 16, 16), 7.0)
+    for codec in ("png", "zlib", "order0"):
+        assert (input_complexity(flat, codec) < input_complexity(noise, codec)).all(), codec
+    # a grey image and its (N, H, W) form and its three identical colour channels are the same image to PNG
+    torch.testing.assert_close(input_complexity(noise, "png"), input_complexity(noise[:, 0], "png"))
+    assert (input_complexity(noise.expand(-1, 3, -1, -1), "png") >= input_complexity(noise, "png")).all()
+
+
+def test_input_complexity_score_fixes_the_likelihood_on_low_complexity_inputs():
+    from innverse.classify import input_complexity, input_complexity_score
+
+    gen = torch.Generator().manual_seed(1)
+    model = UniformPixels(16)
+    inside = torch.randint(0, 16, (300, 1, 8, 8), generator=gen).double()
+    darker = torch.randint(0, 16, (300, 1, 8, 8), generator=gen).div(2, rounding_mode="floor").double()
+    nll_in, nll_out = negative_log_likelihood(model, inside), negative_log_likelihood(model, darker)
+    assert auroc(nll_in, nll_out) == pytest.approx(0.5)                    # the exact density cannot tell them apart
+    for codec in ("order0", "png"):
+        s_in = input_complexity_score(model, inside, codec, levels=16)
+        s_out = input_complexity_score(model, darker, codec, levels=16)
+        torch.testing.assert_close(s_in, nll_in / math.log(2) - input_complexity(inside, codec, 16))
+        assert auroc(s_in, s_out) > 0.99, codec
+
+
+def test_input_complexity_rejects_what_it_cannot_measure():
+    from innverse.classify import input_complexity, input_complexity_score
+
+    with pytest.raises(ValueError, match=r"input_complexity: expects quantised inputs.*not whole numbers"):
+        input_complexity(torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match=r"whole numbers in 0\.\.15, got values in \[0, 16\]"):
+        input_complexity(torch.tensor([[0.0, 16.0]]), "order0", levels=16)
+    with pytest.raises(ValueError, match="codec must be one of"):
+        input_complexity(torch.zeros(2, 4), "gzip")
+    with pytest.raises(ValueError, match=r"png codec needs images .* got shape \(2, 4\)"):
+        input_complexity(torch.zeros(2, 4), "png")
+    with pytest.raises(ValueError, match=r"levels must be an int in 2\.\.256"):
+        input_complexity(torch.zeros(2, 4), "zlib", levels=1000)
+    with pytest.raises(ValueError, match="returned"):
+        input_complexity_score(Gaussian(), torch.zeros(3, 4, 4), "png", dequantized=torch.zeros(2, 4, 4))

@@ -9,7 +9,8 @@ r"""Generative classifiers that know when they don't know.
 * OOD scores for any flow or IB-INN (larger = more unusual): :func:`negative_log_likelihood`,
   :class:`LikelihoodTest` (one/two-tailed), :class:`TypicalityTest` (batches), :func:`waic_score`,
   :func:`likelihood_ratio_score` (background model trained on :class:`Perturbation`-ed inputs),
-  :func:`class_likelihood_score`; metrics :func:`auroc`, :func:`aupr`, :func:`fpr_at_tpr`,
+  :func:`class_likelihood_score`, :func:`input_complexity_score` (likelihood minus the bits of a
+  lossless compressor, :func:`input_complexity`); metrics :func:`auroc`, :func:`aupr`, :func:`fpr_at_tpr`,
   :func:`threshold_at_fpr`;
 * :class:`AnomalyDetector`: fit a flow on normal data, score, threshold, conformal p-values.
 """
@@ -33,10 +34,20 @@ from .latent_mixture import LatentMixtureINN, spread_means
 from .likelihood_tests import LikelihoodTest, TypicalityTest, random_batches
 from .loss import IBLoss
 from .ood_metrics import OODMetrics, aupr, auroc, fpr_at_tpr, ood_metrics, threshold_at_fpr
-from .scores import class_likelihood_score, likelihood_ratio_score, negative_log_likelihood, waic, waic_score
+from .scores import (
+    CODECS,
+    class_likelihood_score,
+    input_complexity,
+    input_complexity_score,
+    likelihood_ratio_score,
+    negative_log_likelihood,
+    waic,
+    waic_score,
+)
 from .temperature import TemperatureScaling
 
 __all__ = [
+    "CODECS",
     "AnomalyDetector",
     "Augment",
     "CalibrationReport",
@@ -59,6 +70,8 @@ __all__ = [
     "fit_density",
     "fpr_at_tpr",
     "image_inn",
+    "input_complexity",
+    "input_complexity_score",
     "integrated_calibration_error",
     "likelihood_ratio_score",
     "maximum_calibration_error",
