@@ -200,5 +200,5 @@ def test_an_empty_batch_has_an_empty_log_prob():
     flow = coupling_flow(2, 3, blocks=2, hidden=(8,))
     assert flow.log_prob(torch.zeros(0, 2), torch.zeros(0, 3)).shape == (0,)
     assert flow.log_prob(torch.zeros(4, 0, 2), torch.zeros(0, 3)).shape == (4, 0)
-    with pytest.raises(ValueError, match="Flow.log_prob: x has batch size 0 but the context has 3"):
+    with pytest.raises(ValueError, match=r"Flow\.log_prob: x has batch size 0 but the context has 3"):
         flow.log_prob(torch.zeros(0, 2), torch.zeros(3, 3))
