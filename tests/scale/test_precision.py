@@ -1,5 +1,6 @@
-"""bfloat16 mixed precision in the training loop (CPU): the subnetworks compute in bfloat16, the
-log-determinants and the loss stay float32, and a flow trains as far as in float32."""
+"""Mixed precision in the training loop (CPU): the subnetworks compute in bfloat16 or float16, the
+log-determinants and the loss stay float32, and a flow trains as far as in float32; float16's
+dynamic loss scaling skips overflowing steps without counting them as failures."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _data() -> torch.Tensor:
     return torch.randn(512, 3, generator=g) @ a.T
 
 
-def _fit(precision: str, seen: dict) -> tuple[float, float]:
+def _fit(precision: str, seen: dict, factor: float = 1.0, max_nonfinite: int = 20) -> tuple[float, float]:
     torch.manual_seed(0)
     flow = coupling_flow(3, blocks=2, hidden=(32, 32), coupling="spline")
     x = _data()
@@ -30,10 +31,12 @@ def _fit(precision: str, seen: dict) -> tuple[float, float]:
         seen.setdefault("log_det", log_det.dtype)
         value = -flow.log_prob(batch[0]).mean()
         seen.setdefault("loss", value.dtype)
-        return value
+        return factor * value
 
-    cfg = TrainConfig(epochs=10, batch_size=128, lr=3e-3, patience=None, ema=None, precision=precision)
-    train(flow, loss, TensorBatches(x, batch_size=128), config=cfg, progress=False)
+    cfg = TrainConfig(epochs=10, batch_size=128, lr=3e-3, patience=None, ema=None, precision=precision,
+                      max_nonfinite=max_nonfinite)
+    history = train(flow, loss, TensorBatches(x, batch_size=128), config=cfg, progress=False)
+    seen["skipped"] = sum(r["skipped"] for r in history.records)
     with torch.no_grad():
         return before, float(-flow.log_prob(x).mean())
 
@@ -41,7 +44,8 @@ def _fit(precision: str, seen: dict) -> tuple[float, float]:
 def test_bfloat16_trains_with_float32_log_dets_and_loss():
     seen16: dict = {}
     before, after16 = _fit("bfloat16", seen16)
-    assert seen16 == {"matmul": torch.bfloat16, "log_det": torch.float32, "loss": torch.float32}
+    assert {k: seen16[k] for k in ("matmul", "log_det", "loss")} == {
+        "matmul": torch.bfloat16, "log_det": torch.float32, "loss": torch.float32}
     seen32: dict = {}
     _, after32 = _fit("float32", seen32)
     assert seen32["matmul"] == torch.float32
@@ -50,6 +54,37 @@ def test_bfloat16_trains_with_float32_log_dets_and_loss():
     assert abs(after16 - after32) < 0.1
 
 
-def test_float16_is_refused_with_the_reason():
-    with pytest.raises(ValueError, match=r"precision must be 'float32' or 'bfloat16', got 'float16' .*loss scaling"):
-        TrainConfig(precision="float16")
+def test_float16_trains_with_loss_scaling_and_float32_log_dets_and_loss():
+    seen16: dict = {}
+    before, after16 = _fit("float16", seen16)
+    assert {k: seen16[k] for k in ("matmul", "log_det", "loss")} == {
+        "matmul": torch.float16, "log_det": torch.float32, "loss": torch.float32}
+    _, after32 = _fit("float32", {})
+    assert after16 < before - 1.0
+    assert abs(after16 - after32) < 0.1
+
+
+def test_float16_overflow_halves_the_scale_and_is_not_a_failure():
+    # a loss of ~3e3: times the initial scale 2^16 its float16 gradients overflow (max 65504), so the
+    # first steps are skipped while the scale halves; far more than max_nonfinite=3 of them, not counted
+    seen: dict = {}
+    before, after = _fit("float16", seen, factor=1000.0, max_nonfinite=3)
+    assert seen["skipped"] > 3
+    assert after < before - 0.5                       # it trains (40 steps, the first ones skipped, gradients clipped)
+    with pytest.raises(Exception, match="consecutive steps had a non-finite loss"):   # a NaN loss still counts
+        _fit("float16", {}, factor=float("nan"), max_nonfinite=3)
+
+
+def test_loss_scaler_backs_off_grows_and_counts_once_it_reaches_one():
+    from innverse.train.precision import LossScaler
+
+    s = LossScaler(True, init=4.0, interval=3)
+    assert s.overflowed() and s.scale == 2.0          # 4 -> 2, the scaler's skip
+    assert s.overflowed() and s.scale == 1.0          # 2 -> 1, still the scaler's
+    assert not s.overflowed()                         # at scale 1 an overflow is a real failure
+    s.finite(), s.finite()
+    assert s.scale == 0.5
+    s.finite()
+    assert s.scale == 1.0 and s.good_steps == 0       # doubled after 3 finite steps in a row
+    off = LossScaler(False)
+    assert off.scale == 1.0 and not off.overflowed() and off.scale == 1.0

@@ -52,8 +52,9 @@ class TrainConfig:
             which removes most of the minibatch noise of the final iterate.
         seed: seed of the data order and of the generator the loss draws noise from.
         checkpoint_every: write the checkpoint every this many epochs (when a path is given).
-        precision: ``"float32"`` or ``"bfloat16"``: mixed precision, the loss function under
-            bfloat16 autocast and the loss in float32 (see :mod:`innverse.train.precision`).
+        precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``: mixed precision, the loss
+            function under autocast and the loss in float32; float16 with dynamic loss scaling
+            (see :mod:`innverse.train.precision`).
     """
 
     epochs: int | None = None
@@ -81,10 +82,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: {name} must be an integer >= 1{' or None' if allow_none else ''}, "
                              f"got {value!r}")
 
-        if self.precision not in ("float32", "bfloat16"):
-            raise ValueError(f"TrainConfig: precision must be 'float32' or 'bfloat16', got {self.precision!r}"
-                             + (" (float16 needs loss scaling, which the loop does not do)"
-                                if self.precision == "float16" else ""))
+        if self.precision not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"TrainConfig: precision must be 'float32', 'bfloat16' or 'float16', got "
+                             f"{self.precision!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig: schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         for name in ("epochs", "batch_size", "patience", "min_patience"):

@@ -21,7 +21,7 @@ from .config import TrainConfig
 from .data import BatchSource
 from .distributed import DataParallel
 from .history import EpochCallback, History, append_jsonl
-from .precision import as_float32, autocast
+from .precision import LossScaler, as_float32, autocast
 from .progress import progress_bar
 from .schedule import learning_rate
 
@@ -114,6 +114,7 @@ class _Loop:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.noise = torch.Generator(self.device).manual_seed(cfg.seed + 2)
         self.average = WeightAverage(self.params, cfg.ema) if cfg.ema else None
+        self.scaler = LossScaler(cfg.precision == "float16")
         self.history = History()
         self.epoch, self.step, self.bad_epochs, self.consecutive = 0, 0, 0, 0
         self.best_state: dict[str, Any] | None = None
@@ -126,6 +127,7 @@ class _Loop:
                 "generator": self.gen.get_state(), "noise_generator": self.noise.get_state(),
                 "torch_rng": torch.get_rng_state(), "history": self.history.to_dict(), "config": self.cfg.to_dict(),
                 "average": None if self.average is None else self.average.state(),
+                "loss_scale": self.scaler.state() if self.scaler.enabled else None,
                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict()}
 
     def load(self, path: str | Path) -> None:
@@ -145,6 +147,7 @@ class _Loop:
         self.best_state = state["best_state"]
         if self.average is not None:
             self.average.load(state["average"])
+        self.scaler.load(state.get("loss_scale"))
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
 
@@ -169,14 +172,15 @@ class _Loop:
         local, n_local, n_global = self.dp.shard(batch)
         with autocast(self.cfg.precision, self.device):
             loss = as_float32(self.loss_fn(local, step)) if n_local else None
+        scale = self.scaler.scale
         if self.dp.world == 1:
             ok = bool(torch.isfinite(loss))  # type: ignore[arg-type]
             if ok:
-                loss.backward()  # type: ignore[union-attr]
+                (loss * scale if self.scaler.enabled else loss).backward()  # type: ignore[operator, union-attr]
             return (float(loss.detach()) if ok else math.nan), n_global, ok  # type: ignore[union-attr]
         value = 0.0 if loss is None else float(loss.detach())
         if loss is not None and math.isfinite(value):
-            loss.backward()
+            (loss * scale if self.scaler.enabled else loss).backward()
         (total,) = self.dp.sum(value * n_local)
         self.dp.reduce_gradients(self.params, n_local / n_global)
         return total / n_global, n_global, math.isfinite(total)
@@ -185,11 +189,18 @@ class _Loop:
         """Loss, backward, clipping and the update: ``(mean loss, rows)``, or None for a skipped non-finite step."""
         self.opt.zero_grad(set_to_none=True)
         value, rows, ok = self._backward(batch, step)
+        overflow = False
         if ok:
             grads = [p for p in self.params if p.grad is not None]
+            if self.scaler.enabled:
+                for p in grads:
+                    p.grad.div_(self.scaler.scale)  # type: ignore[union-attr]
             max_norm = self.cfg.clip_grad if self.cfg.clip_grad is not None else math.inf
             ok = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(grads, max_norm)))
+            overflow = not ok and self.scaler.overflowed()   # the scale was too large: skipped, not counted
         self.step += 1
+        if overflow:
+            return None
         if not ok:
             self.consecutive += 1
             if self.consecutive >= self.cfg.max_nonfinite:
@@ -199,6 +210,7 @@ class _Loop:
                     "learning rate, or standardise the inputs")
             return None
         self.consecutive = 0
+        self.scaler.finite()
         self.opt.step()
         if self.scheduler is not None:
             self.scheduler.step()
