@@ -88,3 +88,19 @@ def test_loss_scaler_backs_off_grows_and_counts_once_it_reaches_one():
     assert s.scale == 1.0 and s.good_steps == 0       # doubled after 3 finite steps in a row
     off = LossScaler(False)
     assert off.scale == 1.0 and not off.overflowed() and off.scale == 1.0
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_fit_posterior_with_a_summary_network_trains_under_mixed_precision(precision):
+    # the summary network's output comes out of autocast in half precision and conditions the flow
+    from innverse.amortized import box_uniform, fit_posterior
+
+    g = torch.Generator().manual_seed(0)
+    prior = box_uniform(-1.0, 1.0, dim=2)
+    theta = prior.sample((1024,))
+    x = theta.repeat(1, 4) + 0.05 * torch.randn(1024, 8, generator=g)
+    post = fit_posterior(theta, x, prior=prior, summary="mlp", training={"epochs": 8, "precision": precision},
+                         progress=False, seed=0)
+    s = post.sample(500, x[0], seed=1)
+    assert s.dtype == torch.float32
+    assert (s.mean(0) - theta[0]).abs().max() < 0.15          # it learned: the posterior sits near the truth

@@ -31,6 +31,13 @@ def _sample_shape(sample_shape: SampleShape) -> torch.Size:
     return shape
 
 
+def _autocast_output(t: Tensor) -> bool:
+    """Whether ``t`` has the dtype autocast gives outputs here (a summary network's, under mixed precision)."""
+    kind = t.device.type
+    return (t.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(kind)
+            and torch.get_autocast_dtype(kind) == t.dtype)
+
+
 def _check_finite(owner: str, what: str, t: Tensor) -> None:
     if not torch.isfinite(t).all():
         bad = (~torch.isfinite(t)).reshape(t.shape[0], -1).any(1).nonzero().flatten()
@@ -145,7 +152,7 @@ class Flow(nn.Module):
     def _check_dtype(self, what: str, t: Tensor) -> None:
         """A tensor of another floating dtype than the flow's would fail deep inside torch: say so here."""
         want = self.base.dtype
-        if t.dtype != want and self.context_net is None:
+        if t.dtype != want and self.context_net is None and not _autocast_output(t):
             raise ValueError(f"Flow: {what} has dtype {t.dtype} but the flow computes in {want}; convert the data "
                              f"(.to({want})) or the flow (.to({t.dtype}))")
 
