@@ -4,6 +4,7 @@
     nice python benchmarks/rope_calibration.py --tasks sir_reporting_delay
     nice python benchmarks/rope_calibration.py --tasks windkessel_drift
     python benchmarks/rope_calibration.py --tasks pendulum_friction --sizes 10,50 --simulations 3000 --no-save
+    python benchmarks/rope_calibration.py --plot benchmarks/results/rope_calibration_*.json   # curves only
 
 For each task (``innverse.tasks.design``: pendulum with unmodelled friction, SIR with reporting
 delays, windkessel with sensor drift):
@@ -32,11 +33,13 @@ calibration pairs. Times are wall clock on a shared machine. Results: JSON + Mar
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 
-from _common import write_results
+from _common import machine_tag, write_results
 from innverse.amortized import fit_posterior
 from innverse.design import RoPEOptions, fine_tune_posterior, rope, score_posterior
 from innverse.diagnostics import misspecification_test
@@ -116,6 +119,42 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+CURVES = (("rope", "RoPE", "C0"), ("fine_tuned_summary_only", "fine-tuned summary, no OT", "C2"),
+          ("npe_fine_tuned_on_calibration", "NPE fine-tuned on calibration set", "C1"))
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """LPP and ACAUC (HPD) against the calibration-set size, one column per task; the NPE as reference lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 6.4), squeeze=False)
+    for col, r in enumerate(results):
+        sizes = [int(n) for n in r["sizes"]]
+        for key, label, colour in CURVES:
+            rows = [r["sizes"][n][key] for n in r["sizes"]]
+            lpp, se = [x["lpp"] for x in rows], [x["lpp_se"] for x in rows]
+            axes[0, col].errorbar(sizes, lpp, yerr=se, marker="o", ms=4, capsize=2, color=colour, label=label)
+            axes[1, col].plot(sizes, [x["acauc_hpd"] for x in rows], marker="o", ms=4, color=colour, label=label)
+        for row, key in ((0, "lpp"), (1, "acauc_hpd")):
+            ax = axes[row, col]
+            ax.axhline(r["npe_on_real"][key], color="k", ls="--", lw=1, label="NPE, no correction")
+            ax.axhline(r["npe_on_simulations"][key], color="grey", ls=":", lw=1, label="NPE on its own simulations")
+            ax.set_xscale("log")
+            ax.set_xlabel("labelled real pairs n")
+        axes[1, col].axhspan(-0.05, 0.05, color="C0", alpha=0.08)
+        axes[0, col].set_title(r["task"])
+    axes[0, 0].set_ylabel("LPP (higher is better)")
+    axes[1, 0].set_ylabel("ACAUC, HPD (0 = calibrated)")
+    axes[0, -1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default=",".join(TASKS))
@@ -128,7 +167,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default=None, help="results name (default rope_calibration_<tasks>)")
     p.add_argument("--no-save", action="store_true")
+    p.add_argument("--plot", nargs="+", metavar="JSON", help="only plot the curves of these result files")
     args = p.parse_args()
+    if args.plot:
+        results = [r for f in args.plot for r in json.loads(Path(f).read_text())["results"]]
+        date = json.loads(Path(args.plot[0]).read_text())["date"][:10]
+        plot(results, Path(args.plot[0]).parent / f"rope_calibration_curves_{date}_{machine_tag()}.png")
+        return
     args.sizes = [int(s) for s in args.sizes.split(",")]
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -137,8 +182,9 @@ def main() -> None:
     print("\n" + text)
     if not args.no_save:
         name = args.name or "rope_calibration_" + args.tasks.replace(",", "_")
-        write_results(name, {"args": vars(args), "seconds": time.perf_counter() - t0, "results": results,
-                                  "torch_threads": 1}, text)
+        path = write_results(name, {"args": vars(args), "seconds": time.perf_counter() - t0, "results": results,
+                                         "torch_threads": 1}, text)
+        plot(results, path.with_suffix(".png"))
 
 
 if __name__ == "__main__":
