@@ -202,3 +202,44 @@ def test_c2st_sklearn_backend_names_the_missing_extra(monkeypatch):
     a = torch.randn(20, 2)
     with pytest.raises(ImportError, match=r"pip install 'innverse\[sklearn\]'"):
         c2st(a, a + 1, backend="sklearn")
+
+
+def test_mmd_agg_test_is_exact_under_the_null_and_reduces_to_mmd_test_with_one_scale():
+    from innverse.diagnostics import mmd_agg_test
+
+    g = _gen(12)
+    p = [mmd_agg_test(torch.randn(20, 2, generator=g), torch.randn(25, 2, generator=g),
+                      permutations=199, seed=i)[1] for i in range(300)]
+    assert stats.kstest(p, "uniform").pvalue > 0.01
+    assert 0.02 < np.mean(np.asarray(p) <= 0.05) < 0.09
+    a, b = torch.randn(30, 3, generator=g), torch.randn(40, 3, generator=g) + 0.3
+    # one bandwidth: the standardised statistic orders the splits as the MMD does, the same relabellings
+    assert mmd_agg_test(a, b, scales=(1.0,), permutations=199, seed=3)[1] == mmd_test(a, b, permutations=199, seed=3)[1]
+
+
+def test_mmd_agg_test_sees_a_small_scale_difference_the_median_kernel_misses():
+    from innverse.diagnostics import mmd_agg_test
+
+    g = _gen(13)
+
+    def ring(n: int, width: float) -> torch.Tensor:
+        angle = torch.rand(n, generator=g) * 2 * math.pi
+        radius = 1 + width * torch.randn(n, generator=g)
+        return torch.stack([radius * angle.cos(), radius * angle.sin()], 1)
+
+    a, b = ring(150, 0.01), ring(150, 0.06)            # a thin ring and a slightly thicker one
+    assert mmd_test(a, b, permutations=500)[1] > 0.05
+    assert mmd_agg_test(a, b, scales=(0.03, 0.1, 0.3, 1.0), permutations=500)[1] < 0.01
+
+
+def test_mmd_agg_test_bad_input():
+    from innverse.diagnostics import mmd_agg_test
+
+    with pytest.raises(ValueError, match="mmd_agg_test: scales"):
+        mmd_agg_test(torch.randn(5, 2), torch.randn(5, 2), scales=(1.0, -2.0))
+    with pytest.raises(ValueError, match="mmd_agg_test: scales"):
+        mmd_agg_test(torch.randn(5, 2), torch.randn(5, 2), scales="wide")
+    with pytest.raises(ValueError, match="mmd_agg_test: permutations"):
+        mmd_agg_test(torch.randn(5, 2), torch.randn(5, 2), permutations=True)
+    with pytest.raises(ValueError, match=r"mmd_agg_test.*same number of features"):
+        mmd_agg_test(torch.randn(5, 2), torch.randn(5, 3))

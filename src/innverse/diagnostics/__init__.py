@@ -1,6 +1,6 @@
 """Diagnostics that tell whether an estimator can be trusted.
 
-Two-sample tests (:func:`c2st`, :func:`mmd`, :func:`mmd_test`), simulation-based calibration
+Two-sample tests (:func:`c2st`, :func:`mmd`, :func:`mmd_test`, :func:`mmd_agg_test`), simulation-based calibration
 (:func:`sbc_ranks`, :func:`sbc_test`), expected coverage (:func:`credibility_central`,
 :func:`credibility_hpd`, :func:`credibility_tarp`, :func:`coverage_test`), recovery
 (:func:`recovery`), learning (:func:`learning_test`), misspecification (:class:`SummaryOutlierDetector`,
@@ -32,7 +32,7 @@ from .coverage import (
 )
 from .ecdf import ECDFBand, ecdf_band, uniformity_test
 from .invertibility import BlockInvertibility, InvertibilityReport, InvertibilityWarning, check_invertibility
-from .kernel_test import gaussian_kernel, median_bandwidth, mmd, mmd_test
+from .kernel_test import gaussian_kernel, median_bandwidth, mmd, mmd_agg_test, mmd_test
 from .learning import learning_test
 from .lipschitz import local_lipschitz
 from .misspecification import MisspecificationWarning, SummaryOutlierDetector, misspecification_test
@@ -84,6 +84,7 @@ __all__ = [
     "gaussian_kernel",
     "median_bandwidth",
     "mmd",
+    "mmd_agg_test",
     "mmd_test",
 ]
 

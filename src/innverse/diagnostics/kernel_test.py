@@ -1,4 +1,4 @@
-"""Maximum mean discrepancy: unbiased estimator, median-heuristic bandwidth, permutation test."""
+"""Maximum mean discrepancy: unbiased estimator, median-heuristic bandwidth, permutation tests (one kernel or several)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from torch import Tensor
 
 from ._inputs import as_samples, paired_samples
 
-__all__ = ["gaussian_kernel", "median_bandwidth", "mmd", "mmd_test"]
+__all__ = ["gaussian_kernel", "median_bandwidth", "mmd", "mmd_agg_test", "mmd_test"]
+
+#: Bandwidths of :func:`mmd_agg_test`, as multiples of the median heuristic.
+SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 Bandwidth = float | Sequence[float] | Tensor | None
 _BLOCK = 2048  # rows per kernel block: bounds memory at _BLOCK x n entries
@@ -160,4 +163,72 @@ def mmd_test(a: Any, b: Any, *, permutations: int = 1000, bandwidth: Bandwidth =
         ranks = torch.rand(p, n + m, generator=gen).argsort(1).argsort(1).to(pooled.device)
         u = (ranks < n).to(torch.float64).T
         exceed += int((_mmd_from_labels(k0, u, n, m) >= stat - 1e-12 * stat.abs()).sum())
+    return float(stat), (1 + exceed) / (1 + permutations)
+
+
+def _permutation_labels(n: int, m: int, permutations: int, seed: int, device: torch.device) -> Tensor:
+    """Indicators ``(n + m, 1 + B)``: the observed split first, then ``B`` random relabellings."""
+    gen = torch.Generator().manual_seed(seed)
+    ranks = torch.rand(permutations, n + m, generator=gen).argsort(1).argsort(1)
+    u = torch.cat([torch.arange(n + m)[None] < n, ranks < n]).to(torch.float64).T
+    return u.to(device)
+
+
+def mmd_agg_test(a: Any, b: Any, *, scales: Sequence[float] = SCALES, permutations: int = 1000,
+                 seed: int = 0) -> tuple[float, float]:
+    r"""Permutation two-sample test over several Gaussian bandwidths at once (one p-value).
+
+    One bandwidth is a bet on the scale at which the two distributions differ: the median
+    heuristic sees shifts of the bulk but misses differences at small scales (a thin manifold
+    moved sideways, a drift in a few coordinates), which is how a misspecified simulator often
+    shows. This test computes the unbiased MMD² at every bandwidth
+    :math:`\sigma_l = s_l \cdot \mathrm{median}` for the observed split and for ``B`` random
+    relabellings, standardises each bandwidth's values over those ``B + 1`` splits, and takes the
+    maximum over bandwidths as the statistic:
+
+    .. math::
+        T = \max_l \frac{\widehat{\mathrm{MMD}}^2_l - \bar m_l}{s_l},
+        \qquad p = \frac{1 + \#\{b : T_{(b)} \ge T\}}{1 + B}.
+
+    The standardisation treats every split alike, so the relabellings stay exchangeable with the
+    observed split and the p-value is exact under the null, as for :func:`mmd_test`; the price
+    of several bandwidths is paid once, inside the permutation distribution, not by a Bonferroni
+    correction. Memory ``O((n + m)^2)``.
+
+    Args:
+        a: samples ``(n, d)``; b: samples ``(m, d)``; ``n, m >= 2``.
+        scales: multiples of the median heuristic (pooled sample), positive.
+        permutations: number of random relabellings ``B`` (>= 1).
+        seed: seed of the relabellings.
+
+    Returns:
+        ``(statistic, p_value)``: ``T`` and its permutation p-value.
+
+    References:
+        Schrab et al. "MMD Aggregated Two-Sample Test". JMLR 2023 (aggregation over bandwidths);
+        Gretton et al. "A Kernel Two-Sample Test". JMLR 2012.
+    """
+    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
+        raise ValueError(f"mmd_agg_test: permutations must be a positive integer, got {permutations!r}")
+    try:
+        factors = [float(f) for f in scales]
+    except (TypeError, ValueError):
+        raise ValueError(f"mmd_agg_test: scales must be a sequence of positive numbers, got {scales!r}") from None
+    if not factors or not all(f > 0 and f < float("inf") for f in factors):
+        raise ValueError(f"mmd_agg_test: scales must be a non-empty sequence of positive numbers, got {scales!r}")
+    ta, tb = paired_samples(a, b, "mmd_agg_test", min_rows=2, dtype=torch.float64)
+    pooled = torch.cat([ta, tb])
+    median = median_bandwidth(pooled)
+    n, m = ta.shape[0], tb.shape[0]
+    u = _permutation_labels(n, m, permutations, seed, pooled.device)
+    standardised = []
+    for f in factors:
+        k0 = gaussian_kernel(pooled, pooled, torch.tensor([f * median], dtype=torch.float64, device=pooled.device))
+        k0.fill_diagonal_(0.0)
+        values = torch.cat([_mmd_from_labels(k0, u[:, i:i + 256], n, m) for i in range(0, u.shape[1], 256)])
+        spread = values.std()
+        standardised.append((values - values.mean()) / (spread if spread > 0 else 1.0))
+    t = torch.stack(standardised).max(0).values
+    stat = t[0]
+    exceed = int((t[1:] >= stat - 1e-12 * stat.abs()).sum())
     return float(stat), (1 + exceed) / (1 + permutations)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 
 from ._inputs import as_samples, paired_samples
 from .conformal import ScoreCalibrator, _check_level
-from .kernel_test import median_bandwidth, mmd_test
+from .kernel_test import SCALES, median_bandwidth, mmd_agg_test
 from .whitening import whitening
 
 __all__ = ["MisspecificationWarning", "SummaryOutlierDetector", "misspecification_test", "METHODS"]
@@ -219,12 +220,16 @@ def _local_bandwidth(fit: Tensor, k: int) -> float:
 
 def misspecification_test(observed_summaries: Any, simulated_summaries: Any, *, level: float = 0.05,
                           permutations: int = 1000, max_simulated: int = 2000,
-                          seed: int = 0) -> dict[str, Any]:
+                          scales: Sequence[float] = SCALES, seed: int = 0) -> dict[str, Any]:
     r"""Set-level test: do the observations' summaries come from the simulated summaries' distribution?
 
     Both sets are whitened with the pooled mean and Ledoit-Wolf covariance (label-free, so the
-    permutation test stays exact); the unbiased MMD² between them is compared with its permutation distribution
-    (:func:`~innverse.diagnostics.mmd_test`, Gaussian kernel, median heuristic). A small p-value
+    permutation test stays exact); the unbiased MMD² between them, at several Gaussian bandwidths
+    (``scales`` times the median heuristic), is compared with its permutation distribution
+    (:func:`~innverse.diagnostics.mmd_agg_test`: one exact p-value for all bandwidths). Several
+    bandwidths matter here: a misspecified simulator often moves the observations off the thin
+    set the simulated summaries lie on, a difference at a scale far below the median distance
+    that a single median-heuristic kernel barely sees. A small p-value
     means the observed data, taken together, are unlike the simulations: the simulator (or
     prior) is misspecified for them, and posteriors for them should not be trusted.
 
@@ -233,6 +238,8 @@ def misspecification_test(observed_summaries: Any, simulated_summaries: Any, *, 
             :class:`SummaryOutlierDetector`).
         simulated_summaries: ``(N, S)``; a random subset of ``max_simulated`` is used beyond.
         level: significance level of the verdict.
+        scales: kernel bandwidths as multiples of the median heuristic (``(1.0,)``: the median
+            heuristic alone, the plain :func:`~innverse.diagnostics.mmd_test`).
         permutations, seed: of the permutation test.
 
     Returns:
@@ -251,6 +258,7 @@ def misspecification_test(observed_summaries: Any, simulated_summaries: Any, *, 
     # Whitening (like the bandwidth) is computed on the pooled sample, so that it does not depend
     # on the labels: the permutation test stays exact.
     shift, w = whitening(torch.cat([obs, sim]))
-    stat, p = mmd_test((obs - shift) @ w.T, (sim - shift) @ w.T, permutations=permutations, seed=seed)
+    stat, p = mmd_agg_test((obs - shift) @ w.T, (sim - shift) @ w.T, scales=scales, permutations=permutations,
+                           seed=seed)
     return {"statistic": stat, "p_value": p, "flagged": p <= level, "level": level,
             "num_observed": int(obs.shape[0]), "num_simulated": int(sim.shape[0])}
