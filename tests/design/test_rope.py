@@ -93,3 +93,20 @@ def test_the_workflow_flags_misspecification_and_recommends_calibration(npe):
     assert "collect a calibration set of at least 10" in none.recommendation
     with pytest.raises(ValueError, match="calibration_pairs must be an integer"):
         check_misspecification(npe, x_sim, calibration_pairs=-1)
+    assert "pass x_simulated=" in clean.recommendation and clean.p_data is None
+
+
+def test_the_workflow_tests_the_observations_themselves_when_given_simulations(npe):
+    _, x_sim = pairs(200, 5)
+    _, x_ref = pairs(400, 7)
+    clean = check_misspecification(npe, x_sim, x_simulated=x_ref)
+    assert not clean.flagged and clean.p_data is not None and "x_simulated" not in clean.recommendation
+    assert clean.p_value == pytest.approx(min(1.0, 2 * min(clean.p_summaries, clean.p_data)))
+    drifted = x_sim.clone()
+    drifted[:, -1] += 0.5 * x_ref[:, -1].std()       # half a standard deviation on one of the 8 features
+    report = check_misspecification(npe, drifted, x_simulated=x_ref)
+    assert report.p_data < 0.01 and report.flagged
+    with pytest.raises(ValueError, match="x_simulated must hold at least 2"):
+        check_misspecification(npe, x_sim, x_simulated=x_ref[:1])
+    with pytest.raises(ValueError, match=r"check_misspecification: expected x as one observation \(8,\)"):
+        check_misspecification(npe, x_sim, x_simulated=x_ref[:, :5])

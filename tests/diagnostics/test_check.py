@@ -103,6 +103,37 @@ def test_misspecified_observations_are_flagged(model):
     assert all(m["flags"]) and m["set_test"]["flagged"] and not m["passed"] and not bad.passed
 
 
+class _BlindSummaries:
+    """The exact posterior with a summary network that ignores the last coordinate of the data."""
+
+    def __init__(self, post):
+        self.post = post
+
+    def sample(self, n, x):
+        return self.post.sample(n, x)
+
+    def log_prob(self, theta, x):
+        return self.post.log_prob(theta, x)
+
+    def summaries(self, x):
+        return torch.as_tensor(x)[:, :2]
+
+
+def test_a_drift_the_summaries_cannot_see_is_caught_in_the_data(model):
+    torch.manual_seed(4)
+    good = model.simulator(model.prior.sample((40,)))
+    drifted = good.clone()
+    drifted[:, 2] += 1.0                         # a sensor drift in the coordinate the summaries ignore
+    post = _BlindSummaries(model.posterior())
+    ok = check(post, model.prior, model.simulator, n=100, samples=50, observations=good)["misspecification"]
+    assert ok["passed"] and ok["data_test"]["available"] and not ok["data_test"]["flagged"]
+    bad = check(post, model.prior, model.simulator, n=100, samples=50, observations=drifted)["misspecification"]
+    assert not bad["set_test"]["flagged"]         # the summaries look like the simulations' ...
+    assert bad["data_test"]["p_value"] < 0.01 and not bad["passed"]   # ... the data do not
+    plain = check(model.posterior(), model.prior, model.simulator, n=100, samples=50, observations=drifted)
+    assert "data_test" not in plain["misspecification"]   # no summary network: the summaries are the data
+
+
 def test_bad_input(model):
     post = model.posterior()
     with pytest.raises(TypeError, match=r"torch\.distributions\.Distribution"):

@@ -123,7 +123,9 @@ class CheckResult:
         m = self.misspecification
         if m.get("available"):
             rows.append(f"  misspecif.   {_v(m)}  {sum(m['flags'])}/{len(m['flags'])} observations outside the simulations"
-                        + (f", set-level p = {m['set_test']['p_value']:.3g}" if m.get("set_test") else ""))
+                        + (f", set-level p = {m['set_test']['p_value']:.3g}" if m.get("set_test") else "")
+                        + (f" (summaries), {m['data_test']['p_value']:.3g} (data)"
+                           if m.get("data_test", {}).get("available") else ""))
         return "\n".join(rows)
 
 

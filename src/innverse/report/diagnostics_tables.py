@@ -54,7 +54,8 @@ _KNOWN = {
     "learning": ("Learned from the data", "recovery",
                  [("R² posterior mean", ("r2_posterior",)), ("R² regression on x", ("r2_regression",))]),
     "misspecification": ("Observations like the simulations", "posterior",
-                         [("flags", ("flags",)), ("set-level p", ("set_test", "p_value"))]),
+                         [("flags", ("flags",)), ("set-level p", ("set_test", "p_value")),
+                          ("set-level p, data", ("data_test", "p_value"))]),
 }
 
 
