@@ -153,3 +153,16 @@ def test_bad_arguments():
         bits_per_dim(StandardNormalPixels(), torch.zeros(2, 1, 4, 4), UniformDequantization((1, 4, 4), 4), draws=0)
     with pytest.raises(ValueError, match="alpha must be in"):
         Logit((1, 2, 2), alpha=0.5)
+
+
+def test_to_unit_and_quantize_take_samples_for_several_conditions():
+    from innverse.imaging import UniformDequantization
+
+    deq = UniformDequantization((1, 4, 4), 17, alpha=0.05)
+    s = torch.randn(6, 3, 1, 4, 4, dtype=torch.float64)      # (samples, conditions, C, H, W)
+    y = deq.to_unit(s)
+    assert y.shape == s.shape
+    torch.testing.assert_close(y[2], deq.to_unit(s[2]))     # the same map as on one batch
+    assert deq.quantize(s).shape == s.shape
+    with pytest.raises(ValueError, match=r"UniformDequantization\.to_unit: expected samples \(\*batch, 1, 4, 4\)"):
+        deq.to_unit(torch.randn(6, 4, 4))

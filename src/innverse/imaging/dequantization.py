@@ -89,8 +89,15 @@ class _Dequantizer(nn.Module):
         return s, weight + ld
 
     def to_unit(self, s: Tensor) -> Tensor:
-        """Model space back to :math:`y \\in [0, 1]` (undo the preprocessing)."""
-        return s if self.preprocess is None else self.preprocess.inverse(s, log_det=False)[0]
+        """Model space back to :math:`y \\in [0, 1]` (undo the preprocessing); any leading dimensions ``(*lead, *shape)``."""
+        if s.dim() <= len(self.shape) or tuple(s.shape[-len(self.shape):]) != tuple(self.shape):
+            raise ValueError(f"{type(self).__name__}.to_unit: expected samples (*batch, {', '.join(map(str, self.shape))}), "
+                             f"got shape {tuple(s.shape)}")
+        if self.preprocess is None:
+            return s
+        lead = s.shape[:s.dim() - len(self.shape)]
+        flat = s.reshape(-1, *self.shape) if len(lead) != 1 else s
+        return self.preprocess.inverse(flat, log_det=False)[0].reshape(s.shape)
 
     def quantize(self, s: Tensor) -> Tensor:
         """Model-space samples to discrete pixels :math:`v = \\lfloor K y \\rfloor`, clipped to ``[0, K-1]``."""
