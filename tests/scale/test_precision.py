@@ -104,3 +104,20 @@ def test_fit_posterior_with_a_summary_network_trains_under_mixed_precision(preci
     s = post.sample(500, x[0], seed=1)
     assert s.dtype == torch.float32
     assert (s.mean(0) - theta[0]).abs().max() < 0.15          # it learned: the posterior sits near the truth
+
+
+@pytest.mark.skipif(__import__("shutil").which("cc") is None, reason="torch.compile on CPU needs a C compiler")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")  # compiler
+def test_compiled_training_follows_the_eager_run():
+    def fit(compile_: bool) -> float:
+        torch.manual_seed(0)
+        flow = coupling_flow(3, blocks=2, hidden=(16,))
+        x = _data()
+        cfg = TrainConfig(epochs=2, batch_size=256, lr=1e-3, patience=None, ema=None, compile=compile_)
+        history = train(flow, lambda b, step: -flow.log_prob(b[0]).mean(), TensorBatches(x, batch_size=256),
+                        config=cfg, progress=False)
+        return history.records[-1]["train_loss"]
+
+    assert fit(True) == pytest.approx(fit(False), rel=1e-4)
+    with pytest.raises(ValueError, match="compile must be True or False"):
+        TrainConfig(compile="yes")

@@ -105,6 +105,8 @@ class _Loop:
     def __init__(self, model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: BatchSource | None,
                  cfg: TrainConfig, opt: torch.optim.Optimizer, scheduler: Any) -> None:
         self.model, self.loss_fn, self.train_data, self.val_data, self.cfg = model, loss_fn, train_data, val_data, cfg
+        if cfg.compile:
+            self.loss_fn = torch.compile(loss_fn)
         self.opt, self.scheduler = opt, scheduler
         self.params = [p for g in opt.param_groups for p in g["params"]]
         self.device = self.params[0].device
