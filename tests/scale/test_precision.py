@@ -106,9 +106,13 @@ def test_fit_posterior_with_a_summary_network_trains_under_mixed_precision(preci
     assert (s.mean(0) - theta[0]).abs().max() < 0.15          # it learned: the posterior sits near the truth
 
 
-@pytest.mark.skipif(__import__("shutil").which("cc") is None, reason="torch.compile on CPU needs a C compiler")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning")  # compiler
 def test_compiled_training_follows_the_eager_run():
+    try:                    # torch.compile on CPU needs a working C++ toolchain and Python headers
+        torch.compile(lambda t: t.sin() + 1)(torch.ones(3))
+    except Exception as err:  # any failure of the toolchain probe: not available here
+        pytest.skip(f"torch.compile does not work on this machine: {type(err).__name__}")
+
     def fit(compile_: bool) -> float:
         torch.manual_seed(0)
         flow = coupling_flow(3, blocks=2, hidden=(16,))
