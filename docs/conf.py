@@ -3,7 +3,8 @@
 Toolchain: Sphinx with the Furo theme, because the docstrings are reStructuredText (``:math:``,
 ``:class:``, ``.. math::``) with Google sections, which Sphinx's autodoc and napoleon render and
 cross-check natively; sphinx-gallery executes the tutorials (``docs/tutorials/*.py``) and the
-gallery (``docs/gallery/*.py``) and embeds their output and figures; formulas become MathML at build
+gallery (``docs/gallery/*.py``) and embeds their output and figures; the user guide
+(``docs/guide/*.md``) is Markdown, read by MyST; formulas become MathML at build
 time (``_ext/mathml.py``), so the site needs no JavaScript from the network.
 
 The build is strict: ``nitpicky`` turns every unresolved reference to an innverse name into a
@@ -43,6 +44,7 @@ extensions = [
     "sphinx_gallery.gen_gallery",
     "sphinx_copybutton",
     "sphinxarg.ext",
+    "myst_parser",
     "mathml",
     "apigen",
     "clipages",
