@@ -209,3 +209,27 @@ def test_a_grayscale_image_given_to_a_colour_model_is_refused():
         flow.transform(gray)
     with pytest.raises(ValueError, match=r"takes 3-channel \(colour\) images.*got 1-channel \(grayscale\) images"):
         encode(flow, gray)
+
+
+def test_a_conditional_image_flow_saves_and_loads_with_its_condition_network(tmp_path):
+    import innverse
+
+    torch.manual_seed(0)
+    flow = image_flow((1, 8, 8), levels=2, blocks_per_level=2, condition_shape=(1, 4, 4), dense_blocks=1)
+    x, c = torch.rand(6, 1, 8, 8), torch.rand(6, 1, 4, 4)
+    with torch.no_grad():
+        flow.log_prob(x, c)                        # ActNorm's data-dependent start, then a trained state
+        for p in flow.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    flow.eval()
+    innverse.save(flow, tmp_path / "cinn")
+    back = innverse.load(tmp_path / "cinn").eval()
+    x2, c2 = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(back.log_prob(x2, c2), flow.log_prob(x2, c2))
+    assert back.sample(3, c2, generator=torch.Generator().manual_seed(1)).shape == (3, 4, 1, 8, 8)
+    torch.testing.assert_close(back.sample(3, c2, generator=torch.Generator().manual_seed(1)),
+                               flow.sample(3, c2, generator=torch.Generator().manual_seed(1)))
+    custom = image_flow((1, 8, 8), ConditionCNN((1, 4, 4), (1, 8, 8), levels=2), levels=2, blocks_per_level=1)
+    with pytest.raises(TypeError, match=r"image_flow was given argument 'condition_net' \(a ConditionCNN\)"):
+        innverse.save(custom, tmp_path / "custom")

@@ -41,6 +41,7 @@ from ..blocks import ActNorm, AffineCoupling, Flatten, HaarDownsample, Invertibl
 from ..core import Flow, GraphBuilder, Port, Sequence
 from ..core.graph import ConditionPort, Graph
 from ..core.module import AbstractInvertible, Shape, as_shape
+from ..io.recipes import attach_recipe
 from ..nets.subnets import SubnetConstructor, conv_constructor, mlp_constructor
 from ..reversible import Reversible
 from .image_conditioning import ConditionCNN, ConditionMLP, level_resolutions
@@ -206,6 +207,7 @@ def image_flow(shape: SequenceABC[int], condition_net: nn.Module | None = None, 
         ValueError: a level cannot halve its input (the message names the level and the size), or
             the conditioning network's features do not match the levels' resolutions.
     """
+    arguments = dict(locals())      # the call, for innverse.save (a custom condition_net or subnet makes it unsavable)
     shape = as_shape(shape, "shape")
     resolutions = level_resolutions(shape, levels)
     for name, value, least in (("blocks_per_level", blocks_per_level, 1), ("dense_blocks", dense_blocks, 0)):
@@ -234,7 +236,7 @@ def image_flow(shape: SequenceABC[int], condition_net: nn.Module | None = None, 
     graph: Graph = b.build([*latents, x])
     graph.block_name = "image_flow"
     context_net = None if condition_net is None else LevelFeatures(condition_net, features, levels)
-    return Flow(graph, context_net=context_net, context_shape=cshape)
+    return attach_recipe(Flow(graph, context_net=context_net, context_shape=cshape), "image_flow", arguments)
 
 
 def multiscale_flow(shape: SequenceABC[int], scales: int = 2, blocks_per_scale: int = 4, hidden_channels: int = 64,
