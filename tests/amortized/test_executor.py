@@ -118,3 +118,26 @@ def test_simulator_returning_wrong_batch_size_is_counted():
     theta = torch.zeros(4, 2)
     with pytest.raises(RuntimeError, match="returned shape"):
         simulate(bad, theta, batch_size=2, progress=False)
+
+
+def test_a_script_without_a_main_guard_gets_a_clear_error_not_endless_reruns(tmp_path):
+    # spawn workers import the main script again; this one calls simulate at top level, so every
+    # worker dies while starting. It must fail at once, naming the cause (before: minutes of
+    # row-by-row re-runs of "crashing" simulations).
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "import torch\n"
+        "from innverse.amortized import ProcessPool, box_uniform, simulate\n"
+        "def sim(theta, generator):\n"
+        "    return theta + torch.randn(theta.shape, generator=generator)\n"
+        "simulate(sim, prior=box_uniform(-1.0, 1.0, dim=2), n=40, batch_size=10, seed=0, progress=False,\n"
+        "         workers=ProcessPool(2))\n")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0
+    assert "workers died while starting" in done.stderr and '__name__ == "__main__"' in done.stderr
+    assert time.perf_counter() - start < 200

@@ -98,6 +98,30 @@ def _stop(pool: ProcessPoolExecutor, abort: bool) -> None:
         p.join(timeout=5)
 
 
+def _ready() -> int:
+    """A task that only proves a worker started (its pid)."""
+    return os.getpid()
+
+
+def _started(pool: ProcessPoolExecutor, options: ProcessPool) -> None:
+    """Raise a clear error when the pool's workers die before they can run anything.
+
+    The usual cause: with the ``spawn`` start method every worker imports the main script again,
+    and a script that calls :func:`simulate` at top level (no ``if __name__ == "__main__":``)
+    makes each worker start a pool of its own, which Python refuses. Without this check the
+    broken pool looks like crashing simulations, and the row-by-row re-runs go on for minutes.
+    """
+    try:
+        pool.submit(_ready).result()
+    except BrokenProcessPool as err:
+        _stop(pool, True)
+        raise RuntimeError(
+            f"simulate: the process pool's workers died while starting, before any simulation ran "
+            f"(start method {options.start_method!r}). Each worker imports the main script again: put the code "
+            "that calls simulate under `if __name__ == \"__main__\":`, and define the simulator in a module the "
+            "workers can import (not in an interactive session), or run without workers=ProcessPool(...)") from err
+
+
 def _died(i: int, b: int) -> BatchResult:
     msg = "worker process died while simulating (a crash in the simulator)"
     return BatchResult(i, None, np.zeros(b, bool), exceptions=b, errors=Counter({msg: b}))
@@ -177,6 +201,7 @@ def run_pool(simulator: Callable[..., Any], job: Callable[[int], tuple[np.ndarra
     seeds: dict[int, int] = {}
     nxt = indices[0] if len(indices) else 0
     pool = _pool(options)
+    _started(pool, options)
     futures: dict[Future, Unit] = {}
 
     def submit(unit: Unit) -> None:
