@@ -23,6 +23,14 @@ def reset(gallery_conf: dict[str, Any], fname: str) -> None:
     matplotlib.rcParams["figure.dpi"] = 100
     matplotlib.rcParams["savefig.bbox"] = "tight"
 
+    # Scripts run in joblib's loky workers, which make "loky" multiprocessing's default start
+    # method; a process pool or Dask cluster a script starts would then fail ("cannot find context
+    # for 'loky'"). Restore Python's default.
+    import multiprocessing
+
+    if multiprocessing.get_start_method(allow_none=True) == "loky":
+        multiprocessing.set_start_method(None, force=True)
+
 
 
 def figure_scraper(block: Any, block_vars: dict[str, Any], gallery_conf: dict[str, Any], **kwargs: Any) -> str:
