@@ -1,4 +1,4 @@
-"""Helpers shared by test packages: running a Python snippet in a fresh subprocess."""
+"""Helpers shared by test packages: one torch thread per test, running a Python snippet in a fresh subprocess."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 import innverse
 
@@ -21,3 +24,15 @@ def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 24
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread for a test (small models run as fast, and timings do not depend on the load).
+
+    A test package opts in with ``from ..helpers import one_thread`` in its ``conftest.py``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

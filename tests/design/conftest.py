@@ -7,14 +7,7 @@ import torch
 
 from innverse.amortized import box_uniform, fit_posterior
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+from ..helpers import one_thread  # noqa: F401  (an autouse fixture: one torch thread per test)
 
 PRIOR_LOW, PRIOR_HIGH = torch.tensor([0.0, 0.0]), torch.tensor([1.0, 1.0])
 MIXING = torch.randn(2, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)

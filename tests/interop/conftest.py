@@ -7,15 +7,8 @@ import torch
 
 from innverse.amortized import fit_posterior, gaussian
 
+from ..helpers import one_thread  # noqa: F401  (an autouse fixture: one torch thread per test)
 from .model import simulations
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

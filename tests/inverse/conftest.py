@@ -4,13 +4,5 @@ The models here are tiny: with several intra-op threads on a busy 2-core machine
 spin-wait on each other and training runs several times slower than on one thread.
 """
 
-import pytest
-import torch
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from ..helpers import one_thread  # noqa: F401  (an autouse fixture: one torch thread per test)
