@@ -258,6 +258,70 @@ def test_a_simulator_the_workers_cannot_import_is_named_and_nothing_is_written(t
     _untouched(path)
 
 
+LATE = textwrap.dedent("""
+    import os, time
+    def simulate(theta, generator):
+        open({started!r}, "a").close()
+        time.sleep(0.0 if os.path.exists({go!r}) else 0.05)
+        return theta * 2
+""")
+
+
+def test_a_worker_that_joins_late_and_cannot_load_the_simulator_is_closed_and_costs_no_batch(tmp_path, monkeypatch,
+                                                                                              caplog):
+    """A worker joins mid-run without the simulator's module on its path. It is retired before it reads a task
+    and closed with its nanny; with ``allowed-failures`` 0 one task taken by a dying worker would be declared
+    killed, so a clean run shows that none was. The client is told which worker and why."""
+    go, started = tmp_path / "go", tmp_path / "started"
+    (tmp_path / "late_sim.py").write_text(LATE.format(go=str(go), started=str(started)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import dask
+    import late_sim
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        c = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address="127.0.0.1:0")
+    client = distributed.Client(c)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(ROOT / "src")}
+    out: dict = {}
+
+    def run() -> None:
+        out["sims"] = simulate(late_sim.simulate, prior=_prior(), n=1600, batch_size=BATCH, seed=SEED, progress=False,
+                               workers=DaskCluster(c.scheduler_address))
+
+    late = None
+    try:
+        runner = threading.Thread(target=run)
+        runner.start()
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:  # the run has passed its start-up checks
+            time.sleep(0.02)
+        late = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", c.scheduler_address,
+                                 "--nthreads", "1", "--name", "late"], env=env, cwd=str(ROOT),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not client.get_events("innverse-simulate-rejected") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        go.touch()
+        runner.join(timeout=120)
+        assert not runner.is_alive()
+        assert late.wait(timeout=30) == 0  # worker and nanny closed, not restarted
+    finally:
+        go.touch()
+        if late is not None and late.poll() is None:
+            late.kill()
+        client.close()
+        c.close()
+    sims = out["sims"]
+    assert sims.report.succeeded == 1600 and sims.report.failed == 0
+    torch.testing.assert_close(sims.x, sims.theta * 2)
+    (address, reason), = sims.report.rejected_workers.items()
+    assert "ModuleNotFoundError" in reason and "late_sim" in reason
+    assert "could not load the simulator and were closed" in str(sims.report)
+    assert not any("killed its Dask workers" in r.message for r in caplog.records)
+    assert any(address in r.message and "cannot load the simulator" in r.message for r in caplog.records)
+
+
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="DaskCluster: workers must be an int >= 1, got 0"):
         DaskCluster(workers=0)

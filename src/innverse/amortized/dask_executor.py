@@ -16,6 +16,12 @@ batch is treated as a crash in the simulator, like on the pool: its rows are re-
 
 Nothing is written before the simulator is known to pickle (``cloudpickle``, as Dask sends it), the
 scheduler answers, and the connected workers can unpickle it (import its module and innverse).
+Workers that join later (an adaptive or queued cluster) are checked as they register, by a worker
+plugin, before they take a task: one that cannot load the simulator is retired and closed with its
+nanny, and the client is told which worker and why (a warning, and ``SimulationReport.rejected_workers``).
+Without the check such a worker dies on the first task it reads, and that task counts as run on a
+dying worker: a cluster that keeps starting such workers (adaptive scaling, a job array) gets tasks
+declared killed and their simulations re-run or counted as crashes they were not.
 
 References:
     Rocklin, M. (2015). Dask: Parallel computation with blocked algorithms and task scheduling.
@@ -25,6 +31,7 @@ References:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -43,6 +50,9 @@ logger = logging.getLogger("innverse")
 
 #: seconds between counts of the cluster's worker threads (the look-ahead follows a cluster that scales)
 RECOUNT_SECONDS = 2.0
+
+#: the event topic on which workers that cannot load the simulator report (see :func:`_load_check`)
+REJECTED_TOPIC = "innverse-simulate-rejected"
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,42 @@ def _check_workers_load(client: Any, simulator: Callable[..., Any]) -> None:
                            "module's folder on their PYTHONPATH)") from err
 
 
+@functools.cache
+def _load_check() -> type:
+    """The worker plugin class (made on first use: ``distributed`` is an optional dependency).
+
+    A worker that cannot unpickle the task (``run_batch`` and the simulator) leaves. The plugin's
+    ``setup`` runs on every worker connected when it is registered and on each worker that joins
+    later, before that worker reads its first task from the scheduler. On failure it reports on
+    :data:`REJECTED_TOPIC`, asks the scheduler to retire it (its queued tasks move elsewhere and are
+    not counted against ``allowed_failures``) and closes it together with its nanny, so it does not
+    come back.
+    """
+    from distributed.diagnostics.plugin import WorkerPlugin
+    from distributed.protocol.pickle import loads
+
+    class LoadCheck(WorkerPlugin):
+        idempotent = True
+
+        def __init__(self, payload: bytes) -> None:
+            self.payload = payload
+
+        async def setup(self, worker: Any) -> None:
+            try:
+                loads(self.payload)
+            except Exception as err:  # unpickling raises whatever the module's import raises
+                reason = f"{type(err).__name__}: {err}"
+                logger.error("simulate: worker %s cannot load the simulator (%s); closing it", worker.address, reason)
+                worker.log_event(REJECTED_TOPIC, {"worker": worker.address, "reason": reason})
+                # retired before this worker reads its first task: the scheduler moves the tasks it
+                # queued here elsewhere without counting a failure against them
+                await worker.scheduler.retire_workers(workers=[worker.address], close_workers=False, remove=True,
+                                                      stimulus_id=f"innverse-load-check-{time.time()}")
+                worker.loop.add_callback(worker.close, nanny=True, reason="innverse: cannot load the simulator")
+
+    return LoadCheck
+
+
 @contextlib.contextmanager
 def _client(options: DaskCluster) -> Iterator[tuple[Any, Any]]:
     """A connected ``(client, cluster or None)``; closed (and the embedded cluster stopped) on exit."""
@@ -175,6 +221,15 @@ class DaskSession:
         #: the address of the Dask dashboard (served when bokeh is installed)
         self.dashboard = client.dashboard_link
         self._token = uuid.uuid4().hex[:8]
+        #: ``(worker address, reason)`` of workers that joined during the run and could not load the simulator
+        self.rejected: list[tuple[str, str]] = []
+
+    def _rejected(self, event: tuple[float, dict[str, str]]) -> None:
+        msg = event[1]
+        self.rejected.append((msg["worker"], msg["reason"]))
+        logger.warning("simulate: Dask worker %s joined but cannot load the simulator (%s) and was closed; it "
+                       "must import innverse and the simulator's module (same environment, module on its PYTHONPATH)",
+                       msg["worker"], msg["reason"])
 
     @property
     def window(self) -> int:
@@ -275,17 +330,33 @@ def connect(options: DaskCluster, simulator: Callable[..., Any], announce: bool 
         TypeError: the simulator cannot be pickled (nothing has started).
         ConnectionError: the scheduler does not answer within ``options.timeout`` seconds.
         ValueError: the address is not a scheduler address.
-        RuntimeError: a connected worker cannot import the simulator or innverse (workers that join
-            later are not checked).
+        RuntimeError: a connected worker cannot import the simulator or innverse. (Workers that join
+            later and cannot are closed as they register, with a warning; see :func:`_load_check`.)
     """
     _distributed()
     _check_pickles(simulator)
     with _client(options) as (client, _cluster):
         _check_workers_load(client, simulator)
         session = DaskSession(client, simulator, options)
+        from distributed.protocol.pickle import dumps
+
+        plugin = f"innverse-load-check-{session._token}"
+        client.subscribe_topic(REJECTED_TOPIC, session._rejected)
+        try:
+            client.register_plugin(_load_check()(dumps((run_batch, simulator))), name=plugin)
+        except OSError:
+            # a worker that joined since the check above failed the plugin's setup and closed while the
+            # scheduler told it of the plugin; the scheduler keeps the plugin for the workers to come
+            logger.debug("simulate: a worker left while the load check was being registered", exc_info=True)
         logger.info("simulate: Dask cluster with %d workers; dashboard %s", session.workers, session.dashboard)
         if announce:
             import sys
 
             sys.stderr.write(f"Dask: {session.workers} workers; dashboard {session.dashboard}\n")
-        yield session
+        try:
+            yield session
+        finally:
+            # leave a shared cluster as found; a failure here must not hide the error that ended the run
+            with contextlib.suppress(Exception):
+                client.unsubscribe_topic(REJECTED_TOPIC)
+                client.unregister_worker_plugin(plugin)

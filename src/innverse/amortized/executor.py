@@ -55,6 +55,8 @@ class SimulationReport:
     workers: int = 0
     seconds: float = 0.0
     dashboard: str | None = None
+    #: Dask workers that joined during the run but could not load the simulator, and were closed: address -> why
+    rejected_workers: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -64,7 +66,7 @@ class SimulationReport:
         return {"requested": self.requested, "succeeded": self.succeeded, "failed": self.failed,
                 "exceptions": self.exceptions, "nonfinite": self.nonfinite, "errors": dict(self.errors),
                 "batches": self.batches, "workers": self.workers, "seconds": self.seconds,
-                "dashboard": self.dashboard}
+                "dashboard": self.dashboard, "rejected_workers": dict(self.rejected_workers)}
 
     def __str__(self) -> str:
         s = (f"{self.succeeded} of {self.requested} simulations succeeded; {self.failed} failed "
@@ -72,6 +74,10 @@ class SimulationReport:
         if self.errors:
             top = sorted(self.errors.items(), key=lambda kv: -kv[1])[:5]
             s += "; errors: " + "; ".join(f"{n} x {msg}" for msg, n in top)
+        if self.rejected_workers:
+            why = next(iter(self.rejected_workers.values()))
+            s += (f"; {len(self.rejected_workers)} Dask workers that joined could not load the simulator and were "
+                  f"closed ({why})")
         return s
 
 
@@ -293,6 +299,8 @@ def simulate(simulator: Callable[..., Any], theta: Any = None, *, prior: Distrib
             bar.close()
             collect.report.seconds = time.perf_counter() - t0
             collect.report.errors = dict(collect.errors.most_common(20))
+            if session is not None:
+                collect.report.rejected_workers = dict(session.rejected)
             if store is not None:
                 store.set_errors(collect.report.errors)
     return collect.result()
