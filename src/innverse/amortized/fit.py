@@ -150,8 +150,9 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
             :class:`~innverse.amortized.EnsemblePosterior` (in-memory data only).
         device: where the networks train and the returned posterior computes (``"cpu"``, the
             default, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device``). Simulations, the
-            standardisation and the least-squares start stay on the CPU; training batches are
-            moved to the device as they are drawn.
+            standardisation and the least-squares start stay on the CPU. On a GPU, prepared
+            in-memory pairs that fit in a quarter of its free memory are copied there once; batches
+            from a store or a simulator travel through pinned memory, one batch ahead of the step.
 
     Raises:
         ValueError: bad options, too few valid pairs, or a device that does not exist here

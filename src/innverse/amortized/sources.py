@@ -22,6 +22,7 @@ from torch.distributions import Distribution
 from .._tensors import invalid_rows, to_tensor
 from ..blocks import SupportTransform
 from ..train import BatchSource, TensorBatches
+from ..train.data import device_batches
 from .estimator import PosteriorEstimator
 from .executor import simulate
 from .online import OnlineBatches
@@ -83,10 +84,11 @@ class _Prepared:
         return len(self.source)
 
     def epoch(self, index: int, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
-        # the estimator may have moved to a GPU for training: prepare the batch where it is
+        # the estimator may have moved to a GPU for training: prepare the batch where it is (sent there
+        # through pinned memory, one batch ahead)
         device = self.est.standardization.shift.device
-        for theta, x in self.source.epoch(index, generator):
-            yield self.est.prepare(theta.to(device), x.to(device))
+        for theta, x in device_batches(self.source.epoch(index, generator), device):
+            yield self.est.prepare(theta, x)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .average import WeightAverage
 from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import BatchSource
+from .data import BatchSource, device_batches, resident
 from .distributed import DataParallel
 from .history import EpochCallback, History, append_jsonl
 from .precision import LossScaler, as_float32, autocast
@@ -110,6 +110,9 @@ class _Loop:
         self.opt, self.scheduler = opt, scheduler
         self.params = [p for g in opt.param_groups for p in g["params"]]
         self.device = self.params[0].device
+        # in-memory data that fit go to a GPU once; everything else travels batch by batch (pinned, one ahead)
+        self.train_data = resident(train_data, self.device)
+        self.val_data = None if val_data is None else resident(val_data, self.device)
         for group in opt.param_groups:
             group.setdefault("base_lr", group["lr"])
         self.dp = DataParallel(self.device)
@@ -154,11 +157,6 @@ class _Loop:
             self.scheduler.load_state_dict(state["scheduler"])
 
     # -- steps -----------------------------------------------------------------------------------
-    def _batch(self, batch: Sequence[Tensor]) -> tuple[Tensor, ...]:
-        if batch[0].device == self.device:
-            return tuple(batch)
-        return tuple(t.to(self.device, non_blocking=True) for t in batch)
-
     def _set_lr(self) -> float:
         if self.scheduler is not None:
             return float(self.opt.param_groups[0]["lr"])
@@ -226,8 +224,7 @@ class _Loop:
         total, rows, skipped, lr = 0.0, 0, 0, float(self.opt.param_groups[0]["lr"])
         terms: dict[str, Tensor | float] = {}
         term_rows = 0
-        for raw in self.train_data.epoch(self.epoch, self.gen):
-            batch = self._batch(raw)
+        for batch in device_batches(self.train_data.epoch(self.epoch, self.gen), self.device):
             lr = self._set_lr()
             step = Step(self.epoch, self.step, min(1.0, self.step / max(1, self.total_steps)), self.noise)
             done = self._optimizer_step(batch, step)
@@ -252,8 +249,8 @@ class _Loop:
         self.model.eval()
         noise = torch.Generator(self.device).manual_seed(self.cfg.seed + 3)
         total, rows = 0.0, 0
-        for raw in self.val_data.epoch(0, torch.Generator().manual_seed(self.cfg.seed + 1)):
-            batch, n, _ = self.dp.shard(self._batch(raw))
+        for raw in device_batches(self.val_data.epoch(0, torch.Generator().manual_seed(self.cfg.seed + 1)), self.device):
+            batch, n, _ = self.dp.shard(raw)
             if n:
                 with autocast(self.cfg.precision, self.device):
                     total += float(self.loss_fn(batch, Step(self.epoch, self.step, 1.0, noise, training=False))) * n
