@@ -54,14 +54,20 @@ def camera(args) -> tuple[dict, str]:
     order = ["27 bands", "8 bands", "3 bands"]
     result = {"comparison": c.to_dict(), "seconds": time.perf_counter() - t0,
               "checks": checks(c, {p: order for p in c.parameter_names}), "unidentifiable": c.unidentifiable(),
-              "pareto_front": c.pareto_front()}
+              "pareto_front": c.pareto_front(), "caveats": c.caveats()}
     if args.plots:
         c.plot(args.plots + "/design_compare_camera.png")
     text = (f"### Camera: 3, 8, 27 nested bands\n\n{c.table()}\n\nUnidentifiable (contraction < {c.threshold}): "
             f"{c.unidentifiable()}\n\nPareto front (cost vs EIG): {result['pareto_front']}\n\n"
             + "\n".join(f"- {p}: ranking {v['ranking']} — more bands, more contraction: "
-                        f"{'yes' if v['as_expected'] else 'NO'}" for p, v in result["checks"].items()))
+                        f"{'yes' if v['as_expected'] else 'NO'}" for p, v in result["checks"].items())
+            + _caveats(c))
     return result, text
+
+
+def _caveats(c) -> str:
+    lines = c.caveats()
+    return "\n\nCaveats:\n" + "\n".join(f"- {line}" for line in lines) if lines else "\n\nEvery posterior passes SBC."
 
 
 def windkessel(args) -> tuple[dict, str]:
@@ -74,13 +80,16 @@ def windkessel(args) -> tuple[dict, str]:
               for p in c.parameter_names}
     result = {"comparison": c.to_dict(), "seconds": time.perf_counter() - t0, "better_single_modality": better,
               "expected_better": expected_better, "checks": checks(c, expected),
-              "both_at_least_as_good": {p: c.ranking("contraction", p)[0] == "both" for p in c.parameter_names}}
+              "both_at_least_as_good": {p: c.ranking("contraction", p)[0] == "both" for p in c.parameter_names},
+              "best_calibrated": c.best("contraction"), "caveats": c.caveats()}
     if args.plots:
         c.plot(args.plots + "/design_compare_windkessel.png")
     text = (f"### Windkessel: pressure, PPG, both\n\n{c.table()}\n\n"
             + "\n".join(f"- {p}: better single modality {better[p]}"
                         + (f" (by construction: {expected_better[p]})" if p in expected_better else "")
-                        + f"; best overall {c.ranking('contraction', p)[0]}" for p in c.parameter_names))
+                        + f"; best overall {c.ranking('contraction', p)[0]}; best with a calibrated posterior "
+                        f"{c.best('contraction')[p]}" for p in c.parameter_names)
+            + _caveats(c))
     return result, text
 
 
@@ -105,10 +114,10 @@ def design(args) -> tuple[dict, str]:
                            seed=args.seed)
     result = {"comparison": c.to_dict(), "train_seconds": trained, "optimum_nm": float(best.design[0]),
               "optimum_eig": best.information_gain, "optimum_eig_se": best.information_gain_se, "tried": best.tried,
-              "seconds": time.perf_counter() - t0}
+              "seconds": time.perf_counter() - t0, "caveats": c.caveats()}
     text = (f"### One free band (design-conditional NPE, trained once on {2 * args.simulations} simulations)\n\n"
             f"{c.table()}\n\nEIG-optimal 4th band: {float(best.design[0]):.0f} nm (EIG {best.information_gain:.2f} ± "
-            f"{best.information_gain_se:.2f} nats; {len(best.tried)} designs evaluated)")
+            f"{best.information_gain_se:.2f} nats; {len(best.tried)} designs evaluated)" + _caveats(c))
     return result, text
 
 

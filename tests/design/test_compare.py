@@ -8,7 +8,9 @@ import torch
 from innverse.amortized import box_uniform
 from innverse.design import (
     Budget,
+    Comparison,
     Setup,
+    SetupResult,
     compare,
     design_setups,
     optimize_design,
@@ -104,3 +106,31 @@ def test_bad_setups_are_refused():
         Budget(simulations=10)
     with pytest.raises(ValueError, match="cost must be a finite number"):
         Setup("a", first_only, cost=float("nan"))
+
+
+def _result(name: str, contraction: list[float], calibrated: list[bool]) -> SetupResult:
+    t = torch.tensor(contraction, dtype=torch.float64)
+    return SetupResult(name=name, cost=None, contraction=t, interval_width=1 - t, relative_width=1 - t,
+                       information_gain=float(t.sum()), information_gain_se=0.1, marginal_information=t,
+                       marginal_information_se=0.1 * torch.ones_like(t),
+                       sbc_p_value=torch.tensor([0.5 if ok else 1e-4 for ok in calibrated], dtype=torch.float64),
+                       calibration_error=torch.zeros_like(t), calibrated=torch.tensor(calibrated),
+                       recoverable=t > 0.1, multimodal_share=torch.zeros_like(t))
+
+
+def test_a_setup_whose_posterior_fails_sbc_is_not_named_best_and_the_caveat_says_why():
+    """An over-confident posterior looks sharp: its contraction does not count. The ranking itself stays the raw
+    ordering; best() passes the failed setup over, the table marks it and the caveats name it."""
+    c = Comparison(("a", "b"), (_result("sharp but wrong", [0.99, 0.9], [False, True]),
+                                _result("honest", [0.8, 0.95], [True, True]),
+                                _result("vague", [0.3, 0.2], [True, False])))
+    assert c.ranking("contraction", "a")[0] == "sharp but wrong"
+    assert c.best("contraction") == {"a": "honest", "b": "honest"}
+    assert c.miscalibrated() == {"sharp but wrong": ["a"], "honest": [], "vague": ["b"]}
+    assert "| sharp but wrong |  | a | 0.990 | 0.010 | 0.99 | 0.000 (fails) |" in c.table()
+    caveats = c.caveats()
+    assert len(caveats) == 2 and caveats[0].startswith("sharp but wrong: the posterior of a fails SBC (p = 0.0001)")
+    assert "Caveats:" in str(c)
+    nobody = Comparison(("a",), (_result("x", [0.9], [False]), _result("y", [0.5], [False])))
+    assert nobody.best() == {"a": "x"}
+    assert any("no setup's posterior passes SBC" in line for line in nobody.caveats())

@@ -79,8 +79,38 @@ class Comparison:
         return [self.results[int(i)].name for i in torch.argsort(score, descending=True, stable=True)]
 
     def best(self, metric: str = "contraction") -> dict[str, str]:
-        """The best setup for each parameter by ``metric``: ``{parameter: setup name}``."""
-        return {p: self.ranking(metric, p)[0] for p in self.parameter_names}
+        """The best setup for each parameter by ``metric`` among those whose posterior passes SBC for that
+        parameter: ``{parameter: setup name}``.
+
+        A posterior that fails SBC can look sharp because it is over-confident, so its contraction and
+        information gain do not count. Where no setup passes, the best by ``metric`` regardless, and
+        :meth:`caveats` says so.
+        """
+        out = {}
+        for d, p in enumerate(self.parameter_names):
+            ranked = self.ranking(metric, p)
+            ok = [n for n in ranked if bool(self[n].calibrated[d])]
+            out[p] = ok[0] if ok else ranked[0]
+        return out
+
+    def miscalibrated(self) -> dict[str, list[str]]:
+        """Per setup, the parameters whose posterior fails SBC (:func:`~innverse.diagnostics.sbc_test`)."""
+        return {r.name: [p for p, ok in zip(self.parameter_names, r.calibrated.tolist()) if not ok]
+                for r in self.results}
+
+    def caveats(self) -> list[str]:
+        """What the numbers cannot be trusted for: setups whose posteriors fail SBC for a parameter."""
+        out = []
+        for name, params in self.miscalibrated().items():
+            for p in params:
+                d = self.parameter_names.index(p)
+                out.append(f"{name}: the posterior of {p} fails SBC (p = {float(self[name].sbc_p_value[d]):.3g}); its "
+                           "contraction, interval width and information gain are not to be trusted (train it on "
+                           "more simulations, or check it with innverse.diagnostics); best() passes it over")
+        for d, p in enumerate(self.parameter_names):
+            if not any(bool(r.calibrated[d]) for r in self.results):
+                out.append(f"{p}: no setup's posterior passes SBC; best() falls back to the uncalibrated ranking")
+        return out
 
     def unidentifiable(self) -> dict[str, list[str]]:
         """Per setup, the parameters whose mean contraction stays below the threshold (posterior ~ prior)."""
@@ -103,20 +133,23 @@ class Comparison:
         """A Markdown table: one row per setup and parameter."""
         head = ("| setup | cost | parameter | contraction | CI width (rel.) | EIG (nats) | SBC p | multimodal | "
                 "identifiable |\n|---|---:|---|---:|---:|---:|---:|---:|---|")
+        # a failed SBC is marked where it is read: "0.000 (fails)"
         rows = [head]
         for r in self.results:
             cost = "" if r.cost is None else f"{r.cost:g}"
             for d, p in enumerate(self.parameter_names):
                 rows.append(f"| {r.name} | {cost} | {p} | {float(r.contraction[d]):.3f} | "
                             f"{float(r.relative_width[d]):.3f} | {float(r.marginal_information[d]):.2f} | "
-                            f"{float(r.sbc_p_value[d]):.3f} | {float(r.multimodal_share[d]):.2f} | "
+                            f"{float(r.sbc_p_value[d]):.3f}{'' if bool(r.calibrated[d]) else ' (fails)'} | "
+                            f"{float(r.multimodal_share[d]):.2f} | "
                             f"{'yes' if bool(r.recoverable[d]) else 'NO'} |")
             rows.append(f"| {r.name} | {cost} | *joint* | | | {r.information_gain:.2f} ± {r.information_gain_se:.2f} "
                         f"| | | |")
         return "\n".join(rows)
 
     def __str__(self) -> str:
-        return self.table()
+        caveats = self.caveats()
+        return self.table() + ("\n\nCaveats:\n" + "\n".join(f"- {c}" for c in caveats) if caveats else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"parameter_names": list(self.parameter_names), "level": self.level, "threshold": self.threshold,
