@@ -14,19 +14,22 @@ delays, windkessel with sensor drift):
    pairs and on ``--test`` held-out *real* pairs (the reality stand-in, seed 1), and the
    summary-space misspecification test runs on the real observations;
 2. for every calibration-set size n in ``--sizes`` (the first n of one pool of labelled real
-   pairs, seed 2, so the sets are nested), three corrections are scored on the same held-out
-   real pairs: RoPE (``innverse.design.rope``, bank of ``--bank`` simulations, epsilon chosen
-   on the calibration pairs' out-of-fold summaries), the NPE read through RoPE's fine-tuned
-   summary network without transport (an ablation), and the baseline "NPE fine-tuned on the
-   calibration set alone" (``fine_tune_posterior``: every weight trained further by maximum
-   likelihood on the n real pairs, early stopping on a fifth of them).
+   pairs, seed 2, so the sets are nested), the corrections are scored on the same held-out
+   real pairs: RoPE (``innverse.design.rope`` with its defaults: the transport posterior from a
+   bank of ``--bank`` simulations, epsilon chosen on the calibration pairs' out-of-fold
+   summaries, stacked with the folds' fine-tuned NPE copies by their out-of-fold log densities),
+   its two parts on their own (the transport posterior; the ensemble of the folds' fine-tuned
+   copies), the NPE read through RoPE's fine-tuned summary network without transport (an
+   ablation), and the baseline "NPE fine-tuned on the calibration set alone"
+   (``fine_tune_posterior``: every weight trained further by maximum likelihood on the n real
+   pairs, early stopping on a fifth of them).
 
 Scores (``innverse.design.score_posterior``): LPP, the mean log posterior density of the true
 parameters (higher is better, with its standard error), and ACAUC, the signed area between the
 expected-coverage curve and the diagonal (0: calibrated; negative: over-confident), for joint
 highest-density regions (``--samples`` draws per observation) and for central intervals per
-parameter. Nothing is tuned on the held-out pairs: RoPE's only choice, epsilon, is made on the
-calibration pairs. Times are wall clock on a shared machine. Results: JSON + Markdown under
+parameter. Nothing is tuned on the held-out pairs: RoPE's choices, epsilon and the stacking
+weight, are made on the calibration pairs. Times are wall clock on a shared machine. Results: JSON + Markdown under
 ``benchmarks/results/``.
 """
 
@@ -83,10 +86,16 @@ def run_task(name: str, args) -> dict:
         t0 = time.perf_counter()
         calibrated = rope(post, th_cal, x_cal, task.simulate, RoPEOptions(simulations=args.bank), seed=args.seed)
         fit_rope = time.perf_counter() - t0
+        transport = calibrated.first
         row = {"rope": {**scores(calibrated, th_test, x_test, args), "fit_seconds": fit_rope,
-                        "epsilon": calibrated.last_selection.get("epsilon"),
-                        "final_epochs": calibrated.report["final_epochs"]},
-               "fine_tuned_summary_only": scores(calibrated.fine_tuned_npe(), th_test, x_test, args)}
+                        "epsilon": transport.last_selection.get("epsilon"),
+                        "final_epochs": calibrated.report["final_epochs"],
+                        "stack_weight": calibrated.report["stack_weight"],
+                        "out_of_fold_lpp": calibrated.report["out_of_fold_lpp"]},
+               "rope_transport": {**scores(transport, th_test, x_test, args),
+                                  "epsilon": transport.last_selection.get("epsilon")},
+               "npe_fine_tuned_folds": scores(calibrated.second, th_test, x_test, args),
+               "fine_tuned_summary_only": scores(transport.fine_tuned_npe(), th_test, x_test, args)}
         t0 = time.perf_counter()
         tuned = fine_tune_posterior(post, th_cal, x_cal, seed=args.seed)
         row["npe_fine_tuned_on_calibration"] = {**scores(tuned, th_test, x_test, args),
@@ -103,23 +112,29 @@ def table(results: list[dict]) -> str:
         lines += [f"### {r['task']}", "",
                   f"NPE trained in {r['npe_seconds']:.0f} s; summary-space misspecification test on the real "
                   f"test observations: p = {r['misspecification_p_value']:.3g}.", "",
-                  "| model | n | LPP | ACAUC (HPD) | ACAUC (central) | epsilon |", "|---|---:|---:|---:|---:|---:|"]
+                  "| model | n | LPP | ACAUC (HPD) | ACAUC (central) | epsilon | transport weight |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
         for key, label in (("npe_on_simulations", "NPE, simulated test pairs"), ("npe_on_real", "NPE, real test pairs")):
             s = r[key]
             lines.append(f"| {label} | - | {s['lpp']:.2f} ± {s['lpp_se']:.2f} | {s['acauc_hpd']:+.3f} | "
-                         f"{s['acauc_central']:+.3f} | |")
+                         f"{s['acauc_central']:+.3f} | | |")
         for n, row in r["sizes"].items():
-            for key, label in (("rope", "RoPE"), ("fine_tuned_summary_only", "fine-tuned summary, no OT"),
-                               ("npe_fine_tuned_on_calibration", "NPE fine-tuned on calibration set")):
+            for key, label in ROWS:
                 s = row[key]
                 eps = f"{s['epsilon']:g}" if s.get("epsilon") is not None else ""
+                w = f"{s['stack_weight']:.2f}" if s.get("stack_weight") is not None else ""
                 lines.append(f"| {label} | {n} | {s['lpp']:.2f} ± {s['lpp_se']:.2f} | {s['acauc_hpd']:+.3f} | "
-                             f"{s['acauc_central']:+.3f} | {eps} |")
+                             f"{s['acauc_central']:+.3f} | {eps} | {w} |")
         lines.append("")
     return "\n".join(lines)
 
 
-CURVES = (("rope", "RoPE", "C0"), ("fine_tuned_summary_only", "fine-tuned summary, no OT", "C2"),
+ROWS = (("rope", "RoPE (transport stacked with fine-tuned NPE)"), ("rope_transport", "RoPE transport only"),
+        ("npe_fine_tuned_folds", "NPE fine-tuned, ensemble of the folds' copies"),
+        ("fine_tuned_summary_only", "fine-tuned summary, no OT"),
+        ("npe_fine_tuned_on_calibration", "NPE fine-tuned on calibration set"))
+CURVES = (("rope", "RoPE (stacked)", "C0"), ("rope_transport", "RoPE transport only", "C4"),
+          ("fine_tuned_summary_only", "fine-tuned summary, no OT", "C2"),
           ("npe_fine_tuned_on_calibration", "NPE fine-tuned on calibration set", "C1"))
 
 

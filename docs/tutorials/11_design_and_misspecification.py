@@ -131,6 +131,10 @@ theta_cal, x_cal = task.sample_real(50, torch.Generator().manual_seed(1))
 calibrated = rope(npe, theta_cal, x_cal, task.simulate, RoPEOptions(simulations=BANK), seed=0)
 print("fine-tuning epochs chosen by the folds:", calibrated.report["fold_best_epochs"],
       "final:", calibrated.report["final_epochs"])
+# The transport posterior is stacked with copies of the NPE fine-tuned on the real pairs; the weight
+# of the transport part comes from the pairs' cross-fitted log densities.
+print(f"weight of the transport part: {calibrated.report['stack_weight']:.2f}; out-of-fold LPP",
+      {k: round(v, 2) for k, v in calibrated.report["out_of_fold_lpp"].items()})
 scores["RoPE on real data"] = score_posterior(calibrated, theta_test, x_test, region="central")
 for name, s in scores.items():
     print(f"{name:>20}: LPP {s.lpp:6.2f} ± {s.lpp_se:.2f}, ACAUC {s.acauc:+.3f}")

@@ -9,6 +9,7 @@ from innverse.amortized import Posterior, PosteriorEstimator
 from innverse.design import (
     MIN_CALIBRATION,
     RoPEOptions,
+    RoPEPosterior,
     check_misspecification,
     fine_tune_posterior,
     rope,
@@ -57,6 +58,14 @@ def test_rope_corrects_a_misspecified_simulator_where_the_npe_is_overconfident(n
     assert before.acauc < -0.1                           # the uncorrected NPE is clearly over-confident
     assert after.lpp > before.lpp + 1.0
     assert abs(after.acauc) < abs(before.acauc) / 2
+    # the transport part alone also corrects it; the stacked pool is a proper mixture of the two parts
+    assert isinstance(calibrated.first, RoPEPosterior) and 0.0 <= calibrated.report["stack_weight"] <= 1.0
+    transport = score_posterior(calibrated.first, theta_test, x_test, samples=200, region="central")
+    assert transport.lpp > before.lpp + 1.0 and abs(transport.acauc) < abs(before.acauc) / 2
+    w = torch.tensor(calibrated.report["stack_weight"], dtype=torch.float64)
+    pooled = torch.logaddexp(calibrated.first.log_prob(theta_test, x_test).double() + w.log(),
+                             calibrated.second.log_prob(theta_test, x_test).double() + (1 - w).log())
+    torch.testing.assert_close(calibrated.log_prob(theta_test, x_test).double(), pooled)
     baseline = fine_tune_posterior(npe, theta_cal, x_cal, training={"epochs": 100})
     assert isinstance(baseline, Posterior) and baseline.estimator is not npe.estimator
 

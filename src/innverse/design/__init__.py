@@ -25,6 +25,7 @@ from .mixture import CalibrationRows, RoPEPosterior
 from .rope import MIN_CALIBRATION, RoPEOptions, rope
 from .scores import CalibrationScores, score_posterior
 from .setups import Budget, Setup, design_setups
+from .stacking import StackedPosterior, stacking_weight
 from .transport import TransportPlan, transport_plan
 from .workflow import MisspecificationReport, check_misspecification
 
@@ -41,6 +42,7 @@ __all__ = [
     "RoPEPosterior",
     "Setup",
     "SetupResult",
+    "StackedPosterior",
     "TransportPlan",
     "check_misspecification",
     "compare",
@@ -54,6 +56,7 @@ __all__ = [
     "pareto_front",
     "rope",
     "score_posterior",
+    "stacking_weight",
     "summary_targets",
     "train_design_posterior",
     "transport_plan",

@@ -170,6 +170,37 @@ class RoPEPosterior:
         est.embedding = copy.deepcopy(self.embedding)
         return Posterior(est)
 
+    def _calibration_plan(self, owner: str) -> TransportPlan:
+        if self.calibration is None:
+            raise ValueError(f"RoPEPosterior.{owner}: this posterior was built without calibration rows")
+        return self._select(self._cost(self.calibration.summaries), 0)[0]
+
+    @torch.inference_mode()
+    def calibration_log_prob(self) -> Tensor:
+        """``log q(theta_i | x_i)`` of the calibration pairs under the plan of their out-of-fold summaries alone
+        (``epsilon`` as chosen for that batch): out-of-fold scores of the transport posterior, ``(n,)``."""
+        plan = self._calibration_plan("calibration_log_prob")
+        return torch.logsumexp(plan.weights.log() + self.calibration.log_q, 1)
+
+    @torch.inference_mode()
+    def calibration_sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` draws from each calibration pair's transport posterior (the plan of :meth:`calibration_log_prob`),
+        ``(n, pairs, D)``."""
+        n = check_count("RoPEPosterior.calibration_sample", n)
+        plan = self._calibration_plan("calibration_sample")
+        index, weights = _components(plan.weights, self.max_components, self.mass_tolerance)
+        return self._draw(index, weights.log(), n, generator)
+
+    def _draw(self, index: Tensor, log_w: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+        """``n`` draws per row of the mixtures ``(index, log_w)`` over the bank: ``(n, rows, D)``."""
+        k = index.shape[0]
+        comp = torch.multinomial(log_w.exp(), n, replacement=True, generator=generator)            # (k, n)
+        rows = index.gather(1, comp).reshape(-1)
+        h = self.bank[rows].to(self._dtype())
+        out = torch.cat([self.estimator.sample_given_summaries(1, h[i:i + _CHUNK], generator)[0]
+                         for i in range(0, h.shape[0], _CHUNK)])
+        return out.reshape(k, n, self.theta_dim).transpose(0, 1)
+
     # -- the plan --------------------------------------------------------------------------------------
     def _whiten(self, h: Tensor) -> Tensor:
         return h.to(torch.float64) / self._spread
@@ -236,13 +267,7 @@ class RoPEPosterior:
         n = check_count("RoPEPosterior.sample", n)
         xt, single = check_x(x, self.x_shape, "RoPEPosterior.sample", self.estimator.variable_size, self._dtype())
         b = self._batch(xt)
-        k = xt.shape[0]
-        comp = torch.multinomial(b.log_w.exp(), n, replacement=True, generator=generator)        # (k, n)
-        rows = b.index.gather(1, comp).reshape(-1)
-        h = self.bank[rows].to(self._dtype())
-        out = torch.cat([self.estimator.sample_given_summaries(1, h[i:i + _CHUNK], generator)[0]
-                         for i in range(0, h.shape[0], _CHUNK)])
-        out = out.reshape(k, n, self.theta_dim).transpose(0, 1)
+        out = self._draw(b.index, b.log_w, n, generator)
         return out[:, 0] if single else out
 
     def log_prob(self, theta: Any, x: Any, outside: str = "error") -> Tensor:
