@@ -83,13 +83,14 @@ class Comparison:
         parameter: ``{parameter: setup name}``.
 
         A posterior that fails SBC can look sharp because it is over-confident, so its contraction and
-        information gain do not count. Where no setup passes, the best by ``metric`` regardless, and
-        :meth:`caveats` says so.
+        interval width do not count. The joint ``"information_gain"`` is a Barber-Agakov lower bound,
+        valid for any normalised posterior, so by that metric every setup counts. Where no setup
+        passes, the best by ``metric`` regardless, and :meth:`caveats` says so.
         """
         out = {}
         for d, p in enumerate(self.parameter_names):
             ranked = self.ranking(metric, p)
-            ok = [n for n in ranked if bool(self[n].calibrated[d])]
+            ok = [n for n in ranked if metric == "information_gain" or bool(self[n].calibrated[d])]
             out[p] = ok[0] if ok else ranked[0]
         return out
 
@@ -105,8 +106,9 @@ class Comparison:
             for p in params:
                 d = self.parameter_names.index(p)
                 out.append(f"{name}: the posterior of {p} fails SBC (p = {float(self[name].sbc_p_value[d]):.3g}); its "
-                           "contraction, interval width and information gain are not to be trusted (train it on "
-                           "more simulations, or check it with innverse.diagnostics); best() passes it over")
+                           "contraction and interval width are not to be trusted, and its information gains are "
+                           "lower bounds that may be loose (train it on more simulations, or check it with "
+                           "innverse.diagnostics); best() passes it over")
         for d, p in enumerate(self.parameter_names):
             if not any(bool(r.calibrated[d]) for r in self.results):
                 out.append(f"{p}: no setup's posterior passes SBC; best() falls back to the uncalibrated ranking")
