@@ -204,6 +204,24 @@ def test_files_from_before_the_linear_head_still_load():
     assert not again.flow_options.head_linear
 
 
+@pytest.mark.parametrize("prior", [box_uniform(torch.zeros(2), torch.ones(2)), None])
+def test_files_from_before_the_probit_support_map_load_with_the_logit_map(prior):
+    """A file written when bounded parameters went through a logit reads as logit, and gives the same densities."""
+    est = PosteriorEstimator(2, (3,), box_uniform(torch.zeros(2), torch.ones(2)), None,
+                             {"blocks": 1, "hidden": [8], "support_interval": "logit"})
+    cfg = est.config()
+    del cfg["flow"]["support_interval"]
+    if prior is None:        # a prior the file could not describe: the support bounds rebuild the map
+        cfg["prior"] = None
+    again = PosteriorEstimator.from_config(cfg)
+    again.load_state_dict(est.state_dict())
+    assert again.flow_options.support_interval == "logit" and again.support.interval == "logit"
+    theta = torch.rand(5, 2, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(again.log_prob(theta, x), est.log_prob(theta, x))
+    assert PosteriorEstimator(2, (3,), prior, None, {"blocks": 1}).support.interval == "probit"   # the default now
+
+
 def test_least_squares_start_of_the_gaussian_head_recovers_a_linear_gaussian_model():
     gen = torch.Generator().manual_seed(0)
     est = PosteriorEstimator(3, (4,), None, None, {"blocks": 1, "hidden": [8]})

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
+from scipy import stats
 
 from innverse.amortized import SupportTransform
 
 INF = math.inf
 
 
-def _transform():
+def _transform(interval: str = "probit"):
     lower = torch.tensor([-INF, 0.0, -INF, -1.0], dtype=torch.float64)
     upper = torch.tensor([INF, INF, 3.0, 2.0], dtype=torch.float64)
-    return SupportTransform(lower, upper)
+    return SupportTransform(lower, upper, interval)
 
 
-def test_round_trip_and_log_det_against_autograd_jacobian():
-    t = _transform()
+@pytest.mark.parametrize("interval", ["probit", "logit"])
+def test_round_trip_and_log_det_against_autograd_jacobian(interval):
+    t = _transform(interval)
     gen = torch.Generator().manual_seed(0)
     u = torch.randn(6, 4, generator=gen, dtype=torch.float64) * 2
     theta, ld_inv = t.inverse(u)
@@ -31,8 +34,9 @@ def test_round_trip_and_log_det_against_autograd_jacobian():
         assert torch.allclose(torch.linalg.slogdet(jac)[1], ld_inv[i], atol=1e-10)
 
 
-def test_extreme_latents_stay_strictly_inside_in_float32():
-    t = SupportTransform(torch.tensor([0.0, -1.0, 0.0]), torch.tensor([1.0, 1.0, INF]))
+@pytest.mark.parametrize("interval", ["probit", "logit"])
+def test_extreme_latents_stay_strictly_inside_in_float32(interval):
+    t = SupportTransform(torch.tensor([0.0, -1.0, 0.0]), torch.tensor([1.0, 1.0, INF]), interval)
     u = torch.tensor([[40.0, -40.0, -200.0], [1e6, 1e6, -1e6]], dtype=torch.float32)
     theta, ld = t.inverse(u)
     assert theta.dtype == torch.float32
@@ -42,11 +46,28 @@ def test_extreme_latents_stay_strictly_inside_in_float32():
     assert torch.isfinite(prior.log_prob(theta[:, :2])).all()
 
 
-def test_values_on_the_bound_map_to_finite_latents():
-    t = SupportTransform(torch.tensor([0.0]), torch.tensor([1.0]))
+@pytest.mark.parametrize(("interval", "far"), [("probit", 5.0), ("logit", 10.0)])
+def test_values_on_the_bound_map_to_finite_latents(interval, far):
+    t = SupportTransform(torch.tensor([0.0]), torch.tensor([1.0]), interval)
     u, ld = t(torch.tensor([[0.0], [1.0]]))
     assert torch.isfinite(u).all() and torch.isfinite(ld).all()
-    assert u[0, 0] < -10 and u[1, 0] > 10
+    assert u[0, 0] < -far and u[1, 0] > far
+
+
+def test_probit_maps_a_uniform_to_a_standard_normal_and_logit_to_a_logistic():
+    """The pushforward of U(a, b): exactly N(0, 1) under probit (KS test), the standard logistic under logit."""
+    a, b = -1.0, 3.0
+    theta = a + (b - a) * torch.rand(20000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    u_probit = SupportTransform(torch.tensor([a]), torch.tensor([b]), "probit")(theta)[0][:, 0].numpy()
+    u_logit = SupportTransform(torch.tensor([a]), torch.tensor([b]), "logit")(theta)[0][:, 0].numpy()
+    assert stats.kstest(u_probit, "norm").pvalue > 1e-3
+    assert stats.kstest(u_logit, "logistic").pvalue > 1e-3
+    assert stats.kstest(u_logit, "norm").pvalue < 1e-6       # the logit's tails are not Gaussian
+
+
+def test_an_unknown_interval_map_is_refused():
+    with pytest.raises(ValueError, match=r"SupportTransform: interval must be one of \('probit', 'logit'\), got 'tanh'"):
+        SupportTransform(torch.tensor([0.0]), torch.tensor([1.0]), "tanh")
 
 
 def test_unbounded_is_identity():

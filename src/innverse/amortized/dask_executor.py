@@ -51,7 +51,7 @@ logger = logging.getLogger("innverse")
 #: seconds between counts of the cluster's worker threads (the look-ahead follows a cluster that scales)
 RECOUNT_SECONDS = 2.0
 
-#: the event topic on which workers that cannot load the simulator report (see :func:`_load_check`)
+#: the event topic on which workers that cannot load the simulator report (see ``_load_check``)
 REJECTED_TOPIC = "innverse-simulate-rejected"
 
 
@@ -331,7 +331,7 @@ def connect(options: DaskCluster, simulator: Callable[..., Any], announce: bool 
         ConnectionError: the scheduler does not answer within ``options.timeout`` seconds.
         ValueError: the address is not a scheduler address.
         RuntimeError: a connected worker cannot import the simulator or innverse. (Workers that join
-            later and cannot are closed as they register, with a warning; see :func:`_load_check`.)
+            later and cannot are closed as they register, with a warning; see ``_load_check``.)
     """
     _distributed()
     _check_pickles(simulator)

@@ -25,12 +25,12 @@ __all__ = ["FlowOptions", "PosteriorEstimator", "FORMAT_VERSION"]
 FORMAT_VERSION = 2
 
 
-def _support_of(prior: Distribution | None, theta_dim: int) -> SupportTransform:
+def _support_of(prior: Distribution | None, theta_dim: int, interval: str) -> SupportTransform:
     if prior is None:
         inf = torch.full((theta_dim,), math.inf, dtype=torch.float64)
-        return SupportTransform(-inf, inf)
+        return SupportTransform(-inf, inf, interval)
     lower, upper = prior_bounds(prior)
-    return SupportTransform(lower, upper)
+    return SupportTransform(lower, upper, interval)
 
 
 #: state-dict names of version-1 files -> names now (prefix rewrites, first match wins)
@@ -103,7 +103,7 @@ class PosteriorEstimator(nn.Module):
                              f"theta_dim is {self.theta_dim}")
         self.flow_options = flow if isinstance(flow, FlowOptions) else FlowOptions(**(flow or {}))
         self.embedding = ObservationEmbedding(self.x_shape, summary, x_scaling)
-        parameter_map = InvSequence(_support_of(self.prior, self.theta_dim),
+        parameter_map = InvSequence(_support_of(self.prior, self.theta_dim, self.flow_options.support_interval),
                                     Standardization(self.theta_dim, name="Standardization(theta)"))
         self.flow = Flow(InvSequence(parameter_map, build_inn(self.theta_dim, self.context_features, self.flow_options)))
         self.register_buffer("reference_summaries", torch.zeros(int(reference_size), self.context_features))
@@ -198,7 +198,8 @@ class PosteriorEstimator(nn.Module):
         if summary is None and config.get("summary") is not None:
             summary = summary_from_config(config["summary"])
         # files written before these options existed
-        flow = {"head_linear": False, "head_input_bound": None, "spline_affine": False, **config["flow"]}
+        flow = {"head_linear": False, "head_input_bound": None, "spline_affine": False, "support_interval": "logit",
+                **config["flow"]}
         # files written before robust scaling existed used the moments
         est = cls(config["theta_dim"], tuple(config["x_shape"]), prior, summary, FlowOptions(**flow),
                   config["reference_size"], config.get("x_scaling", "moments"))
@@ -206,7 +207,8 @@ class PosteriorEstimator(nn.Module):
             lo = [-math.inf if v is None else v for v in config["support"]["lower"]]
             hi = [math.inf if v is None else v for v in config["support"]["upper"]]
             est.parameter_map.blocks[0] = SupportTransform(torch.tensor(lo, dtype=torch.float64),
-                                                           torch.tensor(hi, dtype=torch.float64))
+                                                           torch.tensor(hi, dtype=torch.float64),
+                                                           est.flow_options.support_interval)
         return est
 
     # -- standardisation -------------------------------------------------------------------------

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.module import AbstractInvertible, Context
 
-__all__ = ["SupportTransform"]
+__all__ = ["SupportTransform", "INTERVAL_MAPS"]
+
+#: maps of components bounded on both sides
+INTERVAL_MAPS = ("probit", "logit")
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 # component kinds
 _REAL, _LOWER, _UPPER, _INTERVAL = 0, 1, 2, 3
@@ -20,8 +26,10 @@ class SupportTransform(AbstractInvertible):
     Per component, by the kind of bound:
 
     * unbounded: :math:`u = \theta`;
-    * interval :math:`(a, b)`: :math:`u = \mathrm{logit}\,\frac{\theta - a}{b - a}`,
-      :math:`\theta = a + (b - a)\,\sigma(u)`,
+    * interval :math:`(a, b)`, ``interval="probit"`` (default): :math:`u = \Phi^{-1}\frac{\theta - a}{b - a}`,
+      :math:`\theta = a + (b - a)\,\Phi(u)`,
+      :math:`\log|\partial\theta/\partial u| = \log(b - a) + \log\varphi(u)`; ``interval="logit"``:
+      :math:`u = \mathrm{logit}\,\frac{\theta - a}{b - a}`, :math:`\theta = a + (b - a)\,\sigma(u)`,
       :math:`\log|\partial\theta/\partial u| = \log(b - a) + \log\sigma(u) + \log\sigma(-u)`;
     * lower bound :math:`a`: :math:`u = \log(\theta - a)`, :math:`\theta = a + e^u`,
       :math:`\log|\partial\theta/\partial u| = u`;
@@ -30,15 +38,26 @@ class SupportTransform(AbstractInvertible):
 
     The maps run in float64 and :meth:`inverse` clamps its result into the open box in the
     output dtype, so a sample never lands on or beyond a bound through round-off (``sigmoid``
-    saturates to exactly 1 in float32 for ``u > 17``). Densities: :math:`\log p_\theta(\theta) =
+    saturates to exactly 1 in float32 for ``u > 17``, ``ndtr`` in float64 for ``u > 8.3``). Densities: :math:`\log p_\theta(\theta) =
     \log p_u(T(\theta)) + \log|\partial u/\partial\theta|`. As a block of a flow over
     parameters it comes first, so that the flow's samples never leave the box.
 
+    Why probit by default: a posterior whose density stays positive up to a bound (a truncated
+    Gaussian at the edge of a uniform prior, the common case) has Gaussian tails in probit space,
+    which a flow with a Gaussian base represents, but exponential (logistic) tails in logit space,
+    which it does not. Measured with ``fit_posterior``'s defaults (C2ST, mean of 5 observations,
+    lower is better): on the 10-D Gaussian-linear task with a uniform prior, 10^3 / 10^4
+    simulations, logit .662 / .629, probit .605 / .595 (better on every observation). Where the
+    posteriors sit well inside the box the logit is slightly better at 10^4: SLCP .789 vs .803
+    (.788 vs .803 with another training seed), Gaussian mixture .601 vs .611, two moons .545 vs
+    .551.
+
     Args:
         lower, upper: bounds ``(D,)``, ``-inf`` / ``+inf`` where a side is unbounded.
+        interval: the map of components bounded on both sides, ``"probit"`` or ``"logit"``.
     """
 
-    def __init__(self, lower: Tensor, upper: Tensor) -> None:
+    def __init__(self, lower: Tensor, upper: Tensor, interval: str = "probit") -> None:
         lower = torch.as_tensor(lower, dtype=torch.float64).reshape(-1)
         upper = torch.as_tensor(upper, dtype=torch.float64).reshape(-1)
         if lower.shape != upper.shape or lower.numel() == 0:
@@ -46,7 +65,10 @@ class SupportTransform(AbstractInvertible):
                              "non-empty and of the same shape")
         if not (upper > lower).all():
             raise ValueError(f"SupportTransform: need upper > lower, got {lower.tolist()} and {upper.tolist()}")
+        if interval not in INTERVAL_MAPS:
+            raise ValueError(f"SupportTransform: interval must be one of {INTERVAL_MAPS}, got {interval!r}")
         super().__init__(lower.shape[0])
+        self.interval = interval
         lo_f, hi_f = torch.isfinite(lower), torch.isfinite(upper)
         kind = torch.full(lower.shape, _REAL, dtype=torch.long)
         kind[lo_f & ~hi_f] = _LOWER
@@ -94,16 +116,21 @@ class SupportTransform(AbstractInvertible):
         # at the input dtype's resolution rather than to -inf.
         eps, tiny = torch.finfo(theta.dtype).eps, torch.finfo(theta.dtype).tiny
         p = ((t - lo) / width).clamp(eps, 1.0 - eps)
-        u_int = torch.log(p) - torch.log1p(-p)
+        u_int = torch.special.ndtri(p) if self.interval == "probit" else torch.log(p) - torch.log1p(-p)
         u_low = torch.log((t - lo).clamp_min(tiny))
         u_up = torch.log((hi - t).clamp_min(tiny))
         u = torch.where(interval, u_int, torch.where(low, u_low, torch.where(up, u_up, t)))
         if not log_det:
             return u.to(theta.dtype), None
         # log|du/dtheta| = -log|dtheta/du|
-        ld = torch.where(interval, -(torch.log(width) + F.logsigmoid(u) + F.logsigmoid(-u)),
-                         torch.where(low | up, -u, 0.0)).sum(-1)
+        ld = torch.where(interval, -self._interval_log_det(u, width), torch.where(low | up, -u, 0.0)).sum(-1)
         return u.to(theta.dtype), ld.to(theta.dtype)
+
+    def _interval_log_det(self, u: Tensor, width: Tensor) -> Tensor:
+        r"""Log-Jacobian of the interval map, elementwise (float64): :math:`\log|\partial\theta/\partial u|`."""
+        if self.interval == "probit":
+            return torch.log(width) - 0.5 * u.square() - _HALF_LOG_2PI
+        return torch.log(width) + F.logsigmoid(u) + F.logsigmoid(-u)
 
     def _inverse(self, u: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
         """``u (B, D)`` -> ``(theta, log|dtheta/du|)``; ``theta`` strictly inside the box."""
@@ -112,12 +139,11 @@ class SupportTransform(AbstractInvertible):
         v = u.to(torch.float64)
         interval, low, up, lo, hi, width = self._geometry()
         ev = torch.exp(v)
-        t = torch.where(interval, lo + width * torch.sigmoid(v),
-                        torch.where(low, lo + ev, torch.where(up, hi - ev, v)))
+        unit = torch.special.ndtr(v) if self.interval == "probit" else torch.sigmoid(v)
+        t = torch.where(interval, lo + width * unit, torch.where(low, lo + ev, torch.where(up, hi - ev, v)))
         if not log_det:
             return self.clamp_inside(t.to(u.dtype)), None
-        ld = torch.where(interval, torch.log(width) + F.logsigmoid(v) + F.logsigmoid(-v),
-                         torch.where(low | up, v, 0.0)).sum(-1)
+        ld = torch.where(interval, self._interval_log_det(v, width), torch.where(low | up, v, 0.0)).sum(-1)
         return self.clamp_inside(t.to(u.dtype)), ld.to(u.dtype)
 
     def clamp_inside(self, theta: Tensor) -> Tensor:

@@ -4,7 +4,7 @@ A batch source has ``__len__`` (batches per epoch) and ``epoch(index, generator)
 iterator over batches (tuples of tensors). All randomness comes from the ``generator`` the
 trainer passes in, whose state is checkpointed, so a resumed run sees the same batches.
 
-Getting batches onto a GPU (:func:`resident` and :func:`device_batches`): in-memory data that fit
+Getting batches onto a GPU (``resident`` and ``device_batches``): in-memory data that fit
 in a quarter of the free device memory are copied there once, so a batch is an index on the
 device and no host-to-device copy happens per step. Other batches (a simulation store, online
 simulation, data too large) are staged through page-locked (pinned) host memory and copied on a
