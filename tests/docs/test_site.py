@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from ..report.chromium import CHROMIUM, Browser
+from ..report.chromium import CHROMIUM, Browser, assert_loaded_cleanly
 
 SITE = Path(__file__).resolve().parents[2] / "docs" / "_build" / "html"
 TUTORIAL = "auto_tutorials/01_flow_by_hand.html"
@@ -93,14 +93,7 @@ def check_page(page: Path, site: Path) -> dict:
     with Browser() as browser:
         loaded = browser.load(page.resolve().as_uri())
         links = json.loads(browser.page("Runtime.evaluate", expression=LINKS_JS)["result"]["value"])
-    broken_images = [i for i in loaded["images"] if not i["complete"] or i["width"] == 0]
-    assert not broken_images, f"broken images on {page.name}: {broken_images}"
-    assert not loaded["console"], f"console errors on {page.name}: {loaded['console']}"
-    assert not loaded["exceptions"], f"page exceptions on {page.name}: {loaded['exceptions']}"
-    assert not loaded["log"], f"browser log errors on {page.name}: {loaded['log']}"
-    assert not loaded["failed"], f"failed loads on {page.name}: {loaded['failed']}"
-    external = [u for u in loaded["requests"] if not u.startswith(("file:", "data:"))]
-    assert not external, f"{page.name} fetched from the network: {external}"
+    assert_loaded_cleanly(loaded, page.name)
     internal = [u for u in links if u.startswith("file:")]
     assert internal, f"no internal links on {page.name}"
     broken = broken_internal_links(page, internal, site)

@@ -157,3 +157,16 @@ class Browser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def assert_loaded_cleanly(page: dict[str, Any], where: str) -> None:
+    """What :meth:`Browser.load` recorded for ``where``: every image drawn, no console error, page exception,
+    browser log error or failed load, and nothing fetched from the network."""
+    broken = [i for i in page["images"] if not i["complete"] or i["width"] == 0]
+    assert not broken, f"broken images on {where}: {broken}"
+    assert not page["console"], f"console errors on {where}: {page['console']}"
+    assert not page["exceptions"], f"page exceptions on {where}: {page['exceptions']}"
+    assert not page["log"], f"browser log errors on {where}: {page['log']}"
+    assert not page["failed"], f"failed loads on {where}: {page['failed']}"
+    external = [u for u in page["requests"] if not u.startswith(("file:", "data:"))]
+    assert not external, f"{where} fetched from the network: {external}"

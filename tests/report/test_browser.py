@@ -14,7 +14,7 @@ import pytest
 
 from innverse.report import build_report
 
-from .chromium import CHROMIUM, Browser
+from .chromium import CHROMIUM, Browser, assert_loaded_cleanly
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
                                 "(apt-get install chromium; .ci/run installs it)")
@@ -27,15 +27,8 @@ def check_in_browser(report: Path, screenshot: Path) -> dict:
     screenshot.write_bytes(page["screenshot"])
     assert page["title"].startswith("innverse report")
     assert page["images"], "no images on the page"
-    broken = [i for i in page["images"] if not i["complete"] or i["width"] == 0]
-    assert not broken, f"broken images: {broken}"
+    assert_loaded_cleanly(page, "the report")
     assert {i["scheme"] for i in page["images"]} == {"data"}
-    assert not page["console"], f"console errors: {page['console']}"
-    assert not page["exceptions"], f"page exceptions: {page['exceptions']}"
-    assert not page["log"], f"browser log errors: {page['log']}"
-    assert not page["failed"], f"failed loads: {page['failed']}"
-    external = [u for u in page["requests"] if not u.startswith(("file:", "data:"))]
-    assert not external, f"the report fetched from the network: {external}"
     assert page["screenshot"][:8] == b"\x89PNG\r\n\x1a\n" and len(page["screenshot"]) > 20_000
     return page
 
