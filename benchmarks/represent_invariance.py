@@ -70,7 +70,8 @@ def evaluate(name: str, model, judge, data: dict, args: argparse.Namespace) -> d
         first_pred = model(a).argmax(1)
     shown = slice(0, 10)
     path = figure_path("represent_invariance", f"metamers_{args.model}{args.tag and '_' + args.tag}_{name}")
-    plot_metamers(metamers(model, a[shown], b[shown]), a[shown], b[shown], path)
+    if not args.no_write:
+        plot_metamers(metamers(model, a[shown], b[shown]), a[shown], b[shown], path)
     probe_cfg = {"epochs": 200, "batch_size": 128, "lr": 1e-3, "patience": 20, "seed": args.seed}
     nuisance = probe_nuisance(model, data["train"], data["test"], "nuisance", training=probe_cfg, seed=args.seed)
     logit = probe_nuisance(model, data["train"], data["test"], "logit", training=probe_cfg, seed=args.seed)

@@ -6,6 +6,7 @@ from innverse.blocks import Squeeze
 from innverse.core import AbstractInvertible
 from innverse.flows.image import image_flow
 from innverse.flows.image_conditioning import ConditionCNN
+from innverse.flows.super_resolution import ObservationResidual, super_resolution_flow
 from innverse.imaging import Logit
 from innverse.nets import conv_constructor, mlp_constructor
 
@@ -35,3 +36,19 @@ def reversible_vector_condition(seed: int) -> AbstractInvertible:
 def logit(seed: int) -> AbstractInvertible:
     """An image-shaped logit on (-10, 10), so that the suite's Gaussian inputs lie inside the interval."""
     return Logit((2, 3, 3), alpha=0.05, bounds=(-10.0, 10.0))
+
+
+def super_resolution_x4(seed: int) -> AbstractInvertible:
+    """Two Haar bands and the low-pass flow; five condition inputs (four feature maps and the raw 2x2 observation)."""
+    net = ConditionCNN((1, 2, 2), (1, 8, 8), levels=3, width=4, skip=True)
+    return super_resolution_flow((1, 8, 8), 4, 0.1, blocks_per_level=1, condition_net=net, subnet=CONV,
+                                 seed=seed).transform
+
+
+def super_resolution_rgb_x2(seed: int) -> AbstractInvertible:
+    """Three channels (nine detail channels, split 3 + 4 | 5), the default conditioning network."""
+    return super_resolution_flow((3, 4, 4), 2, 0.05, blocks_per_level=2, width=4, subnet=CONV, seed=seed).transform
+
+
+def observation_residual(seed: int) -> AbstractInvertible:
+    return ObservationResidual((2, 3, 3), gain=2.0, scale=0.3)

@@ -26,6 +26,7 @@ FLOW_CONSTRUCTORS: Mapping[str, tuple[str, str]] = {
     "residual_flow": ("innverse.flows", "residual_flow"),
     "multiscale_flow": ("innverse.flows", "multiscale_flow"),
     "image_flow": ("innverse.flows", "image_flow"),
+    "super_resolution_flow": ("innverse.flows", "super_resolution_flow"),
 }
 _DTYPES = {str(d): d for d in (torch.float32, torch.float64, torch.float16, torch.bfloat16)}
 
