@@ -57,7 +57,8 @@ def run_seed(dataset: str, data: dict, seed: int, args: argparse.Namespace) -> l
     rows = []
     invertible = {
         "irevnet": lambda: IRevNetClassifier(shape, classes, stages=STAGES, hidden=args.revnet_hidden, seed=seed),
-        "iresnet": lambda: IResNetClassifier(shape, classes, args.iresnet_logit_features, stages=STAGES,
+        "iresnet": lambda: IResNetClassifier(shape, classes, args.iresnet_logit_features,
+                                             stages=tuple(args.iresnet_stages or STAGES), pool=args.pool,
                                              hidden=args.resnet_hidden, coeff=args.coeff, seed=seed),
     }
     for name in args.models:
@@ -124,6 +125,10 @@ def main() -> None:
     ap.add_argument("--revnet-hidden", type=int, default=48)
     ap.add_argument("--resnet-hidden", type=int, default=32)
     ap.add_argument("--coeff", type=float, default=0.9)
+    ap.add_argument("--pool", action="store_true",
+                    help="i-ResNet: Haar transforms after the last stage; the head reads the pooled channel means")
+    ap.add_argument("--iresnet-stages", type=int, nargs="+", default=None,
+                    help="residual blocks per stage of the i-ResNet (default 2 2 2, as the others)")
     ap.add_argument("--models", choices=["irevnet", "iresnet"], nargs="+", default=["irevnet", "iresnet"])
     ap.add_argument("--iresnet-logit-features", type=int, default=None,
                     help="size of the i-ResNet's logit subspace (default: the number of classes; the representation "

@@ -138,4 +138,5 @@ CASES: dict[str, Factory] = {
     "irevnet_block_img_stride2": lambda s: __import__("tests.represent.cases", fromlist=["_"]).irevnet_image_downsampling(s),
     "irevnet_classifier_body": lambda s: __import__("tests.represent.cases", fromlist=["_"]).irevnet_classifier_body(s),
     "iresnet_classifier_body": lambda s: __import__("tests.represent.cases", fromlist=["_"]).iresnet_classifier_body(s),
+    "iresnet_pooled_body": lambda s: __import__("tests.represent.cases", fromlist=["_"]).iresnet_pooled_body(s),
 }

@@ -29,3 +29,8 @@ def irevnet_classifier_body(seed: int) -> AbstractInvertible:
 
 def iresnet_classifier_body(seed: int) -> AbstractInvertible:
     return iresnet_body((4,), stages=(2,), hidden=4, coeff=0.9)
+
+
+def iresnet_pooled_body(seed: int) -> AbstractInvertible:
+    """Images with the pooling tail: a (4, 4, 4) last stage, two Haar transforms down to 1x1."""
+    return iresnet_body((1, 8, 8), stages=(1,), hidden=4, coeff=0.9, pool=True)

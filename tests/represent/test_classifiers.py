@@ -121,3 +121,30 @@ def test_bad_input_gives_clear_errors():
         model.invert(torch.zeros(2, 63))
     with pytest.raises(ValueError, match=r"train_classifier: labels must lie in 0..9"):
         train_classifier(model, torch.zeros(4, 1, 8, 8), torch.tensor([0, 1, 2, 10]))
+
+
+@pytest.mark.parametrize("make", [IRevNetClassifier, IResNetClassifier])
+@torch.no_grad()
+def test_pooled_logit_subspace_is_the_global_average_of_the_last_stage(make):
+    """pool=True: the first coordinates are 2^m x each channel's spatial mean (m Haar transforms), checked against
+    the mean of the last stage's output computed without the tail; the body stays invertible."""
+    model = perturbed(make((1, 16, 16), 4, stages=(1, 1), hidden=4, pool=True, seed=0)).double().eval()
+    blocks = list(model.body)
+    haar = sum(type(b).__name__ == "HaarDownsample" for b in blocks)
+    assert haar == 2   # (1, 16, 16) -> squeeze (4, 8, 8) -> stage 2 (16, 4, 4) -> two Haar transforms -> 1x1
+    x = _images(5, (1, 16, 16))
+    h = x
+    for block in blocks[:-1 - haar]:
+        h = block(h, log_det=False)[0]
+    assert model.logit_features == h.shape[1] == 16
+    z = model.features(x)
+    torch.testing.assert_close(z[:, :16], 2**haar * h.mean((2, 3)))
+    torch.testing.assert_close(model.invert(z), x, atol=1e-9, rtol=0)
+
+
+def test_pooling_bad_input_is_refused():
+    with pytest.raises(ValueError, match=r"IResNetClassifier: pool=True needs images"):
+        IResNetClassifier((6,), 3, pool=True)
+    with pytest.raises(ValueError, match=r"IRevNetClassifier: pool=True needs a square last stage whose size is a "
+                                          r"power of two.*got a last stage of 64 x 3 x 3"):
+        IRevNetClassifier((1, 24, 24), 3, hidden=4, pool=True)

@@ -4,6 +4,12 @@ Images ``(C, H, W)`` are first squeezed to ``(4C, H/2, W/2)`` (so the i-RevNet h
 split), then pass ``len(stages)`` stages; every stage after the first halves the resolution
 (``H`` and ``W`` must be divisible by ``2 ** len(stages)``). The output is flattened to the
 representation :math:`z \in \mathbb R^{C H W}`: the whole map is a bijection.
+
+With ``pool=True`` the last stage's output ``(C', h, w)`` (``h = w = 2^m``) goes through ``m``
+orthonormal Haar transforms before it is flattened. Their coarsest band comes first: the first
+``C'`` coordinates of :math:`z` are :math:`2^m` times each channel's spatial mean, so a linear head
+on them is the global-average-pooling head of a ResNet (or of the i-RevNet paper), while the map
+stays a bijection and the other coordinates (the spatial detail) are the nuisance.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Sequence as SequenceABC
 import torch
 from torch import nn
 
-from ..blocks import ActNorm, Flatten, ResidualBlock, Squeeze
+from ..blocks import ActNorm, Flatten, HaarDownsample, ResidualBlock, Squeeze
 from ..blocks.fixed_point import FixedPointSolver
 from ..blocks.revnet import IRevNetBlock
 from ..core import AbstractInvertible, Sequence
@@ -21,7 +27,7 @@ from ..core.module import as_shape
 from ..nets.lipschitz import LipschitzConvNet, LipschitzMLP
 from ..nets.subnets import SubnetConstructor, conv_constructor, mlp_constructor
 
-__all__ = ["check_stages", "irevnet_body", "iresnet_body", "residual_blocks"]
+__all__ = ["check_stages", "irevnet_body", "iresnet_body", "pooled_features", "residual_blocks"]
 
 
 def check_stages(owner: str, shape: SequenceABC[int], stages: SequenceABC[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -44,6 +50,31 @@ def check_stages(owner: str, shape: SequenceABC[int], stages: SequenceABC[int]) 
     return shape, stages
 
 
+def _tail(owner: str, blocks: list[AbstractInvertible], pool: bool) -> list[AbstractInvertible]:
+    """``Flatten`` (after Haar transforms down to 1x1 with ``pool``) of the last stage's output."""
+    shape = blocks[-1].output_shape
+    if pool:
+        c, h, w = shape
+        if h != w or h & (h - 1):
+            raise ValueError(f"{owner}: pool=True needs a square last stage whose size is a power of two (Haar "
+                             f"transforms down to 1x1), got a last stage of {c} x {h} x {w}")
+        while blocks[-1].output_shape[1] > 1:
+            blocks.append(HaarDownsample(blocks[-1].output_shape))
+    blocks.append(Flatten(blocks[-1].output_shape))
+    return blocks
+
+
+def pooled_features(body: AbstractInvertible) -> int | None:
+    """The number of pooled coordinates (channels of the last stage) of a body built with ``pool=True``, else None."""
+    modules = list(body) if isinstance(body, Sequence) else []
+    if len(modules) < 3 or not isinstance(modules[-2], HaarDownsample):
+        return None
+    k = len(modules) - 2
+    while k > 0 and isinstance(modules[k - 1], HaarDownsample):
+        k -= 1
+    return modules[k].event_shape[0]
+
+
 def _lipschitz_subnet(event: tuple[int, ...], stride: int, hidden: int, bound: float) -> SubnetConstructor:
     """Residual functions with Lipschitz constant at most ``bound`` (three spectrally normalised layers)."""
     coeff = bound ** (1 / 3)
@@ -58,7 +89,7 @@ def _lipschitz_subnet(event: tuple[int, ...], stride: int, hidden: int, bound: f
 
 
 def irevnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2, 2), hidden: int = 64,
-                 actnorm: bool = True, lipschitz: float | None = None,
+                 actnorm: bool = True, lipschitz: float | None = None, pool: bool = False,
                  owner: str = "irevnet_body") -> AbstractInvertible:
     r"""The bijective i-RevNet: ``Squeeze``, then :class:`~innverse.blocks.IRevNetBlock` stages, then ``Flatten``.
 
@@ -76,8 +107,14 @@ def irevnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2
     and of its inverse by :math:`1 + \mathrm{Lip}(F)`. An unconstrained i-RevNet inverts exactly
     on its training distribution but its inverse can explode on representations it has never
     produced, such as metamers; the bound keeps such inverses finite and smooth.
+
+    ``pool``: Haar transforms after the last stage, so that the first coordinates are the
+    channels' spatial means (see the module docstring; images only).
     """
     shape, stages = check_stages(owner, input_shape, stages)
+    if pool and len(shape) == 1:
+        raise ValueError(f"{owner}: pool=True needs images (C, H, W); vectors have no spatial mean to pool, got "
+                         f"input_shape {shape}")
     if lipschitz is not None and not lipschitz > 0:
         raise ValueError(f"{owner}: lipschitz must be positive or None, got {lipschitz}")
 
@@ -99,13 +136,12 @@ def irevnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2
             stride = 2 if (i > 0 and j == 0) else 1
             event = blocks[-1].output_shape
             blocks += [*norm(event), IRevNetBlock(event, subnet(event, stride), stride=stride)]
-    blocks.append(Flatten(blocks[-1].output_shape))
-    return Sequence(*blocks)
+    return Sequence(*_tail(owner, blocks, pool))
 
 
 def iresnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2, 2), hidden: int = 64,
                  coeff: float = 0.9, actnorm: bool = True, solver: FixedPointSolver | None = None,
-                 spectral: str = "power", owner: str = "iresnet_body") -> AbstractInvertible:
+                 spectral: str = "power", pool: bool = False, owner: str = "iresnet_body") -> AbstractInvertible:
     r"""The i-ResNet: ``Squeeze``, then stages of ``[ActNorm] -> ResidualBlock``, a ``Squeeze`` between stages, ``Flatten``.
 
     Every :class:`~innverse.blocks.ResidualBlock` computes :math:`x + g(x)` with a spectrally
@@ -115,9 +151,14 @@ def iresnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2
     :class:`~innverse.blocks.ActNorm` in front of each residual block (exactly invertible).
     ``spectral``: the normalisation of :class:`~innverse.blocks.ResidualBlock` (default
     ``"power"``: one power-iteration step per optimiser step, as in the i-ResNet, converged
-    in eval mode; ``"exact"`` costs an SVD of every layer per step).
+    in eval mode; ``"exact"`` costs an SVD of every layer per step). ``pool``: Haar transforms
+    after the last stage, so that the first coordinates are the channels' spatial means (see the
+    module docstring; images only).
     """
     shape, stages = check_stages(owner, input_shape, stages)
+    if pool and len(shape) == 1:
+        raise ValueError(f"{owner}: pool=True needs images (C, H, W); vectors have no spatial mean to pool, got "
+                         f"input_shape {shape}")
     solver = solver or FixedPointSolver()
 
     def residual(event: tuple[int, ...]) -> list[AbstractInvertible]:
@@ -133,8 +174,7 @@ def iresnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2
             blocks.append(Squeeze(blocks[-1].output_shape))
         for _ in range(n):
             blocks += residual(blocks[-1].output_shape)
-    blocks.append(Flatten(blocks[-1].output_shape))
-    return Sequence(*blocks)
+    return Sequence(*_tail(owner, blocks, pool))
 
 
 def residual_blocks(module: torch.nn.Module) -> list[ResidualBlock]:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ..blocks import Flatten
 from ..blocks.fixed_point import FixedPointResult, FixedPointSolver
 from ..core import AbstractInvertible, Sequence
-from .architectures import iresnet_body, irevnet_body, residual_blocks
+from .architectures import iresnet_body, irevnet_body, pooled_features, residual_blocks
 
 __all__ = ["IResNetClassifier", "IRevNetClassifier", "InvertibleClassifier", "parameter_count", "seeded"]
 
@@ -149,12 +149,15 @@ class InvertibleClassifier(nn.Module):
 def _build(make: Callable[[], AbstractInvertible], classes: int, logit_features: int | None, name: str,
            seed: int | None) -> InvertibleClassifier:
     with seeded(seed):
-        return InvertibleClassifier(make(), classes, logit_features, name=name)
+        body = make()
+        if logit_features is None:
+            logit_features = pooled_features(body)   # pool=True: the pooled coordinates
+        return InvertibleClassifier(body, classes, logit_features, name=name)
 
 
 def IRevNetClassifier(input_shape: int | SequenceABC[int], classes: int, logit_features: int | None = None,
                       stages: SequenceABC[int] = (2, 2, 2), hidden: int = 64, actnorm: bool = True,
-                      lipschitz: float | None = None, seed: int | None = 0) -> InvertibleClassifier:
+                      lipschitz: float | None = None, pool: bool = False, seed: int | None = 0) -> InvertibleClassifier:
     r"""The bijective i-RevNet classifier: :func:`~innverse.represent.irevnet_body` + a linear projection of the logit subspace.
 
     Invertible downsampling (squeeze, then a strided :class:`~innverse.blocks.IRevNetBlock` at
@@ -169,34 +172,37 @@ def IRevNetClassifier(input_shape: int | SequenceABC[int], classes: int, logit_f
         actnorm: an :class:`~innverse.blocks.ActNorm` in front of every block (see :func:`irevnet_body`).
         lipschitz: bound on the Lipschitz constant of every residual function (None: unconstrained);
             it keeps the inverse finite on representations off the data, such as metamers.
+        pool: images: Haar transforms after the last stage put each channel's spatial mean first,
+            and ``logit_features`` defaults to those pooled coordinates, so the head is a global
+            average pooling and a linear layer, as in a ResNet (the body stays a bijection).
         seed: seed of the initialisation (``None``: torch's global generator).
 
     References:
         Jacobsen, Smeulders, Oyallon. "i-RevNet: Deep Invertible Networks". ICLR 2018.
     """
-    return _build(lambda: irevnet_body(input_shape, stages, hidden, actnorm, lipschitz, owner="IRevNetClassifier"), classes,
+    return _build(lambda: irevnet_body(input_shape, stages, hidden, actnorm, lipschitz, pool, owner="IRevNetClassifier"), classes,
                   logit_features, "IRevNetClassifier", seed)
 
 
 def IResNetClassifier(input_shape: int | SequenceABC[int], classes: int, logit_features: int | None = None,
                       stages: SequenceABC[int] = (2, 2, 2), hidden: int = 64, coeff: float = 0.9,
                       actnorm: bool = True, solver: FixedPointSolver | None = None, spectral: str = "power",
-                      seed: int | None = 0) -> InvertibleClassifier:
+                      pool: bool = False, seed: int | None = 0) -> InvertibleClassifier:
     r"""The i-ResNet classifier: :func:`~innverse.represent.iresnet_body` + a linear projection of the logit subspace.
 
     Spectrally normalised residual blocks :math:`x + g(x)`, :math:`\mathrm{Lip}(g) \le`
     ``coeff`` :math:`^{L} < 1`, with squeezes between stages; the inverse is the fixed point
     :math:`x = y - g(x)` of every block (``solver``: tolerance, iteration cap, acceleration;
     :meth:`InvertibleClassifier.fixed_point_reports` gives the iteration counts of the last
-    inversion). Arguments as :func:`IRevNetClassifier`, plus ``coeff``, ``actnorm``, ``solver``
-    and ``spectral`` (see :func:`~innverse.represent.iresnet_body`).
+    inversion). Arguments as :func:`IRevNetClassifier` (``pool`` included), plus ``coeff``,
+    ``actnorm``, ``solver`` and ``spectral`` (see :func:`~innverse.represent.iresnet_body`).
 
     References:
         Behrmann, Grathwohl, Chen, Duvenaud, Jacobsen. "Invertible Residual Networks". ICML 2019.
     """
     if not 0.0 < coeff < 1.0:
         raise ValueError(f"IResNetClassifier: coeff must be in (0, 1) for the blocks to be invertible, got {coeff}")
-    return _build(lambda: iresnet_body(input_shape, stages, hidden, coeff, actnorm, solver, spectral,
+    return _build(lambda: iresnet_body(input_shape, stages, hidden, coeff, actnorm, solver, spectral, pool,
                                        owner="IResNetClassifier"),
                   classes, logit_features, "IResNetClassifier", seed)
 
