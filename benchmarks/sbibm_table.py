@@ -14,6 +14,15 @@ figures as quoted in this project's issue tracker), and sbi's NPE where a run of
     PYTHONPATH=src nice .venv/bin/python benchmarks/sbibm_table.py --budgets 1000 --modes amortized,ensemble,fmpe
     PYTHONPATH=src .venv/bin/python benchmarks/sbibm_table.py --tasks two_moons --budgets 1000 --observations 2
 
+With ``--sbibm-files`` (sbibm's wheel, see ``_sbibm_files.py``) the tasks are scored on sbibm's own
+10 observations against the reference samples it ships, the files its published table was
+computed on, instead of innverse's observations; each observation's typicality under innverse's
+simulator is checked first.
+
+    pip download sbibm==1.1.0 --no-deps -d /tmp/sbibm
+    PYTHONPATH=src nice .venv/bin/python benchmarks/sbibm_table.py --modes amortized --budgets 10000 \\
+        --sbibm-files /tmp/sbibm/sbibm-1.1.0-py2.py3-none-any.whl
+
 Results are appended to a JSON file as each (task, budget, mode) finishes (``--resume`` skips
 finished ones) and a Markdown table is written next to it.
 """
@@ -29,6 +38,7 @@ from pathlib import Path
 import torch
 
 from _common import RESULTS, machine_tag
+from _sbibm_files import SHIPPED, SbibmFiles, typicality
 from _zuko_loop import fit_zuko_nsf
 from innverse.amortized import fit_posterior, fit_sequential, simulate
 from innverse.diagnostics import c2st
@@ -50,31 +60,50 @@ PUBLISHED = {
 MODES = ("amortized", "ensemble", "fmpe", "sequential", "zuko_nsf")
 
 
-def _score(task, draw, observations, samples: int) -> list[float]:
-    return [c2st(task.reference_posterior(i, samples), draw(i), seed=i) for i in observations]
+class Observations:
+    """The observations a task is scored on and their reference posteriors: innverse's own (``files=None``,
+    indices 0..n-1) or sbibm's (indices 1..n, the files its published table was computed on)."""
+
+    def __init__(self, task, count: int, files: SbibmFiles | None = None) -> None:
+        self.task, self.files = task, files
+        self.indices = list(range(1, count + 1)) if files else list(range(min(count, task.num_observations)))
+
+    def x(self, i: int) -> torch.Tensor:
+        if self.files is None:
+            return self.task.observation(i)
+        return self.files.observation(self.task.name, i).to(self.task.dtype).reshape(self.task.x_shape)
+
+    def reference(self, i: int, n: int) -> torch.Tensor:
+        if self.files is None:
+            return self.task.reference_posterior(i, n)
+        return self.files.reference(self.task.name, i, n).to(self.task.dtype)
 
 
-def run_mode(task, budget: int, mode: str, observations: list[int], samples: int) -> dict:
+def _score(draw, observations: Observations, samples: int) -> list[float]:
+    return [c2st(observations.reference(i, samples), draw(i), seed=i) for i in observations.indices]
+
+
+def run_mode(task, budget: int, mode: str, observations: Observations, samples: int) -> dict:
     """Train (and time) one mode on the budget's simulations; its C2ST per observation."""
     t0 = time.perf_counter()
     if mode == "sequential":   # one run per observation: the time is the mean per observation
         scores = []
-        for i in observations:
-            post, _ = fit_sequential(task.simulate, task.prior, task.observation(i), rounds=4,
+        for i in observations.indices:
+            post, _ = fit_sequential(task.simulate, task.prior, observations.x(i), rounds=4,
                                      simulations_per_round=budget // 4, seed=budget + i)
-            scores.append(c2st(task.reference_posterior(i, samples), post.sample(samples, task.observation(i), seed=i),
+            scores.append(c2st(observations.reference(i, samples), post.sample(samples, observations.x(i), seed=i),
                                seed=i))
-        return {"c2st": scores, "train_s": (time.perf_counter() - t0) / len(observations)}
+        return {"c2st": scores, "train_s": (time.perf_counter() - t0) / len(observations.indices)}
     sims = simulate(task.simulate, prior=task.prior, n=budget, seed=budget, progress=False)
     if mode == "zuko_nsf":     # the peer row: a plain loop around zuko's NSF on the same simulations
         draw = fit_zuko_nsf(sims.theta, sims.x, seed=budget)
         seconds = time.perf_counter() - t0
-        scores = _score(task, lambda i: draw(samples, task.observation(i)), observations, samples)
+        scores = _score(lambda i: draw(samples, observations.x(i)), observations, samples)
         return {"c2st": scores, "train_s": seconds}
     options = {"ensemble": {"ensemble": 5}, "fmpe": {"flow": {"coupling": "flow_matching", "hidden": [128] * 3}}}
     post = fit_posterior(sims.theta, sims.x, prior=task.prior, progress=False, **options.get(mode, {}))
     seconds = time.perf_counter() - t0
-    scores = _score(task, lambda i: post.sample(samples, task.observation(i), seed=i), observations, samples)
+    scores = _score(lambda i: post.sample(samples, observations.x(i), seed=i), observations, samples)
     return {"c2st": scores, "train_s": seconds}
 
 
@@ -118,14 +147,29 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--sbi-from", nargs="*", default=[])
+    ap.add_argument("--sbibm-files", default=None,
+                    help="score on sbibm's own observations and reference samples, read from its wheel or package "
+                         "directory (pip download sbibm==1.1.0 --no-deps -d DIR); tasks without shipped files are "
+                         "skipped")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    out = Path(args.out or RESULTS / f"sbibm_table_{time.strftime('%Y-%m-%d')}_{machine_tag()}.json")
+    files = SbibmFiles(args.sbibm_files) if args.sbibm_files else None
+    suffix = "_sbibm_observations" if files else ""
+    out = Path(args.out or RESULTS / f"sbibm_table{suffix}_{time.strftime('%Y-%m-%d')}_{machine_tag()}.json")
     rows = json.loads(out.read_text())["rows"] if args.resume and out.exists() else []
     done = {(r["task"], r["budget"], r["mode"]) for r in rows}
+    checks = {}
     for task_name in args.tasks.split(","):
+        if files and task_name not in SHIPPED:
+            print(f"{task_name}: sbibm ships no observation files; skipped", flush=True)
+            continue
         task = get_task(task_name)
-        observations = list(range(min(args.observations, task.num_observations)))
+        observations = Observations(task, args.observations, files)
+        if files:   # is innverse's simulator sbibm's? sbibm's observations must be typical draws from it
+            checks[task_name] = [typicality(task, files.true_parameters(task_name, k), files.observation(task_name, k),
+                                            n=1000, seed=k) for k in observations.indices]
+            print(f"{task_name}: typicality of sbibm's observations under innverse's simulator "
+                  f"{[round(t, 3) for t in checks[task_name]]}", flush=True)
         for budget in (int(b) for b in args.budgets.split(",")):
             for mode in args.modes.split(","):
                 if (task_name, budget, mode) in done:
@@ -135,10 +179,17 @@ def main() -> None:
                 rows.append(row)
                 print(f"{task_name:>24} {budget:>6} {mode:>10}: C2ST {statistics.fmean(row['c2st']):.3f} "
                       f"({row['train_s']:.0f} s)", flush=True)
-                out.write_text(json.dumps({"machine": machine_tag(), "args": vars(args), "rows": rows}, indent=1))
-    text = table(rows, _sbi_rows(args.sbi_from, args.observations))
+                out.write_text(json.dumps({"machine": machine_tag(), "args": vars(args), "rows": rows,
+                                           "typicality": checks}, indent=1))
+    text = table(rows, {} if files else _sbi_rows(args.sbi_from, args.observations))
+    where = (f"sbibm's own observations 1-{args.observations} and its shipped reference posterior samples (the files of the published "
+             "table), so the innverse columns compare directly with the published figures. Typicality of each sbibm "
+             "observation under innverse's simulator at sbibm's true parameters (fraction of 1,000 simulations with "
+             "a lower likelihood; near 0 would mean the simulators differ):\n\n" + "\n".join(
+                 f"- {t}: {', '.join(f'{v:.3f}' for v in vals)}" for t, vals in checks.items()) + "\n\n"
+             if files else "innverse's own observations and reference posteriors.\n\n")
     out.with_suffix(".md").write_text(f"# sbibm_table — {time.strftime('%Y-%m-%d')} — {machine_tag()}\n\n"
-                                      f"C2ST (mean over observations) and training wall time.\n\n{text}\n")
+                                      f"C2ST (mean over observations) and training wall time, on {where}{text}\n")
     print(text)
 
 
