@@ -156,9 +156,10 @@ def main() -> None:
     files = SbibmFiles(args.sbibm_files) if args.sbibm_files else None
     suffix = "_sbibm_observations" if files else ""
     out = Path(args.out or RESULTS / f"sbibm_table{suffix}_{time.strftime('%Y-%m-%d')}_{machine_tag()}.json")
-    rows = json.loads(out.read_text())["rows"] if args.resume and out.exists() else []
+    previous = json.loads(out.read_text()) if args.resume and out.exists() else {}
+    rows = previous.get("rows", [])
     done = {(r["task"], r["budget"], r["mode"]) for r in rows}
-    checks = {}
+    checks = dict(previous.get("typicality", {}))   # per task; a resumed run keeps the other tasks' checks
     for task_name in args.tasks.split(","):
         if files and task_name not in SHIPPED:
             print(f"{task_name}: sbibm ships no observation files; skipped", flush=True)
@@ -181,6 +182,8 @@ def main() -> None:
                       f"({row['train_s']:.0f} s)", flush=True)
                 out.write_text(json.dumps({"machine": machine_tag(), "args": vars(args), "rows": rows,
                                            "typicality": checks}, indent=1))
+    out.write_text(json.dumps({"machine": machine_tag(), "args": vars(args), "rows": rows, "typicality": checks},
+                              indent=1))
     text = table(rows, {} if files else _sbi_rows(args.sbi_from, args.observations))
     where = (f"sbibm's own observations 1-{args.observations} and its shipped reference posterior samples (the files of the published "
              "table), so the innverse columns compare directly with the published figures. Typicality of each sbibm "
