@@ -9,6 +9,7 @@ the property suite (``tests/registry.py``: ``super_resolution_x4``, ``super_reso
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -43,7 +44,7 @@ def test_the_haar_low_pass_band_is_factor_times_the_average_pool(factor, channel
 
 def test_observation_residual_is_the_noise_in_units_of_sigma():
     x, c = torch.randn(4, 1, 3, 3, dtype=torch.float64), torch.randn(4, 1, 3, 3, dtype=torch.float64)
-    block = ObservationResidual((1, 3, 3), gain=4.0, scale=0.08)
+    block = ObservationResidual((1, 3, 3), gain=4.0, scale=0.08, warn_rms=None)
     u, log_det = block(x, c)
     torch.testing.assert_close(u, (x - 4 * c) / 0.08)
     torch.testing.assert_close(log_det, torch.full((4,), -9 * math.log(0.08), dtype=torch.float64))
@@ -63,6 +64,23 @@ def test_samples_re_degrade_to_the_observation_plus_standard_normal_noise(factor
     assert stats.kstest(noise, "norm").pvalue > 1e-3
     wrong = stats.kstest(noise * 1.1, "norm").pvalue  # the test can tell a 10% wrong scale
     assert wrong < 1e-6
+
+
+def test_data_that_do_not_follow_the_observation_model_are_warned_about():
+    """Conditions with 10x the stated noise, or images paired with other images' conditions, are far from the
+    model; real pairs are not (no warning)."""
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 8, 8)
+    gen = torch.Generator().manual_seed(1)
+    c = F.avg_pool2d(x, 2) + 0.02 * torch.randn(64, 1, 4, 4, generator=gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        super_resolution_flow((1, 8, 8), 2, 0.02, blocks_per_level=1, width=4).log_prob(x, c)
+    for wrong in (F.avg_pool2d(x, 2) + 0.2 * torch.randn(64, 1, 4, 4, generator=gen), c.roll(1, 0)):
+        flow = super_resolution_flow((1, 8, 8), 2, 0.02, blocks_per_level=1, width=4)
+        with pytest.warns(UserWarning, match=r"ObservationResidual: the data are .* noise levels .* from the "
+                                             r"observation model"):
+            flow.log_prob(x, wrong)
 
 
 def test_save_and_load_keep_densities_and_samples(tmp_path):

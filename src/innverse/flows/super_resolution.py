@@ -37,6 +37,7 @@ References:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence as SequenceABC
 
 import torch
@@ -64,32 +65,50 @@ class ObservationResidual(AbstractInvertible):
     elements. In :func:`super_resolution_flow`, :math:`x` is the low-pass band
     :math:`f\,\mathrm{avgpool}_f` of the image, :math:`a = f` and :math:`b = f\sigma`.
 
+    The output is the noise in units of its standard deviation, so its RMS over a batch of real
+    pairs is about 1. Far above that (more than ``warn_rms``), the data do not follow the
+    observation model (another degradation operator, a larger noise, mismatched pairs): the block
+    warns once, since a density and samples built on a wrong observation model would look fine.
+
     Args:
         event_shape: shape of :math:`x` (and of the condition).
         gain: :math:`a`.
         scale: :math:`b > 0`.
+        warn_rms: the batch RMS of :math:`y` above which the block warns (``None``: never).
     """
 
-    def __init__(self, event_shape: int | SequenceABC[int], gain: float, scale: float) -> None:
+    warned = False
+
+    def __init__(self, event_shape: int | SequenceABC[int], gain: float, scale: float,
+                 warn_rms: float | None = 4.0) -> None:
         shape = as_shape(event_shape, "event_shape")
         super().__init__(shape, context_shape=shape)
         if not (math.isfinite(gain) and math.isfinite(scale) and scale > 0):
             raise ValueError(f"ObservationResidual: gain must be finite and scale finite and > 0, got gain={gain} "
                              f"and scale={scale}")
-        self.gain, self.scale = float(gain), float(scale)
+        self.gain, self.scale, self.warn_rms = float(gain), float(scale), warn_rms
 
     def _log_det(self, x: Tensor, sign: float) -> Tensor:
         value = -sign * math.prod(self.event_shape) * math.log(self.scale)
         return torch.full((x.shape[0],), value, dtype=x.dtype, device=x.device)
 
     def _forward(self, x: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
-        return (x - self.gain * c) / self.scale, (self._log_det(x, 1.0) if log_det else None)  # type: ignore[operator]
+        y = (x - self.gain * c) / self.scale  # type: ignore[operator]
+        if self.warn_rms is not None and not self.warned and y.numel():
+            rms = float(y.detach().square().mean().sqrt())
+            if not rms <= self.warn_rms:
+                self.warned = True
+                warnings.warn(f"{self.name}: the data are {rms:.3g} noise levels (RMS) from the observation model "
+                              f"x = {self.gain:g} c + noise of standard deviation {self.scale:g} (expected about 1): "
+                              f"check the degradation operator (average pooling by the factor), the noise level "
+                              f"and that images and conditions are paired", UserWarning, stacklevel=2)
+        return y, (self._log_det(x, 1.0) if log_det else None)
 
     def _inverse(self, y: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
         return self.gain * c + self.scale * y, (self._log_det(y, -1.0) if log_det else None)  # type: ignore[operator]
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, gain={self.gain:g}, scale={self.scale:g}"
+        return f"{super().extra_repr()}, gain={self.gain:g}, scale={self.scale:g}, warn_rms={self.warn_rms}"
 
 
 class ObservationFeatures(nn.Module):
