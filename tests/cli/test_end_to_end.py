@@ -301,8 +301,8 @@ def test_fit_with_candidate_flows_records_the_kept_one(tmp_path: Path) -> None:
                     "--out", "s.h5", "--json", cwd=tmp_path, check=0)
     assert json.loads(proc.stdout)["simulations"] == 300
     config = tiny_config(tmp_path / "c.toml", 'function = "sim6:simulate"\nprior = "sim6:prior"', store="s.h5",
-                         epochs=2)
-    text = config.read_text()
+                         epochs=1000)
+    text = config.read_text().replace("[training]\n", "[training]\nmax_seconds = 1.5\n")   # time ends training
     config.write_text(text[:text.index("[flow]")] + text[text.index("[training]"):])   # default flows
     try:
         assert run_main("fit", "c.toml", "--run", "r", "-q", cwd=tmp_path)[0] == 0
@@ -310,6 +310,7 @@ def test_fit_with_candidate_flows_records_the_kept_one(tmp_path: Path) -> None:
         sys.modules.pop("sim6", None)
     fit = json.loads((tmp_path / "r" / "run.json").read_text())["steps"]["fit"]
     sel = fit["flow_selection"]
+    assert fit["training"]["max_seconds"] == 1.5 and fit["out_of_time"] and fit["epochs"] < 1000
     assert sel["candidates"] == ["spline", "autoregressive"] and sel["kept"] == fit["flow"]
     kept = sel["candidates"].index(fit["flow"])
     assert fit["training_log"] == ("training_log.jsonl" if kept == 0 else "training_log.candidate1.jsonl")

@@ -252,6 +252,7 @@ BAD_CONFIGS = [
     (b"\xff\xfe[simulator]\ntask = 'two_moons'\n", "not a UTF-8 text file (byte 0"),
     (b'[simulator]\ntask = "two_moons"\n[training]\nlearning_rate = 0', "'training.learning_rate' must be > 0"),
     (b'[simulator]\ntask = "two_moons"\n[training]\nlearning_rate = inf', "'training.learning_rate' must be a finite"),
+    (b'[simulator]\ntask = "two_moons"\n[training]\nmax_seconds = -5', "'training.max_seconds' must be > 0"),
     (b'[simulator]\ntask = "two_moons"\n[simulations]\ncount = 100\n[training]\nvalidation_fraction = 0.99',
      "holds out 99 of simulations.count = 100 simulations, leaving 1 to train on (at least 10 needed)"),
     (b'[simulator]\ntask = "two_moons"\n[simulations]\ncount = 100000000000000000000',

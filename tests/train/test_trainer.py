@@ -8,6 +8,7 @@ import json
 import math
 import signal
 import textwrap
+import time
 
 import pytest
 import torch
@@ -297,3 +298,40 @@ def test_an_unresolved_config_gets_the_budget_aware_defaults():
     model = _model()
     hist = train(model, _mse(model), TensorBatches(x, y, batch_size=16), None, TrainConfig(epochs=2), progress=False)
     assert hist.records[0]["lr"] > 0 and hist.epochs == 2
+
+
+class _SlowMSE:
+    """The regression loss, each step at least ``pause`` seconds long (a sleep): a lower bound on the time per step."""
+
+    def __init__(self, model, pause: float) -> None:
+        self.model, self.pause, self.steps = model, pause, 0
+
+    def __call__(self, batch, step):
+        if step.training:
+            time.sleep(self.pause)
+            self.steps += 1
+        return (self.model(batch[0]) - batch[1]).square().mean()
+
+
+def test_a_time_budget_ends_the_run_validated_and_with_the_learning_rate_decayed(tmp_path):
+    x, y = _regression()
+    model = _model()
+    loss = _SlowMSE(model, pause=0.01)
+    cfg = TrainConfig(epochs=1000, batch_size=64, lr=1e-2, patience=None, ema=None, max_seconds=0.3)
+    history = train(model, loss, TensorBatches(x, y, batch_size=64), TensorBatches(x, y, batch_size=256), cfg,
+                    checkpoint=tmp_path / "ck.pt", progress=False)
+    # every step sleeps 10 ms, so a 0.3 s budget allows at most 30 steps (plus the one that crosses it)
+    assert history.out_of_time and not history.stopped_early
+    assert 1 <= loss.steps <= 31 and history.epochs <= 8
+    assert history.final("val_loss") is not None          # the cut epoch was validated
+    assert history.final("lr") < 0.05 * cfg.lr             # the cosine schedule ran on the time fraction
+    # a resumed run counts the time already spent: nothing is left to train
+    resumed = train(_model(), loss, TensorBatches(x, y, batch_size=64), TensorBatches(x, y, batch_size=256), cfg,
+                    checkpoint=tmp_path / "ck.pt", resume=True, progress=False)
+    assert loss.steps <= 31 and resumed.epochs == history.epochs and resumed.out_of_time
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.inf, math.nan, True, "10"])
+def test_a_bad_time_budget_is_refused(bad):
+    with pytest.raises(ValueError, match=r"max_seconds must be a finite number > 0"):
+        TrainConfig(max_seconds=bad)

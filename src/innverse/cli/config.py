@@ -67,6 +67,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "min_patience": Key("integer", None, minimum=1, maximum=MAX_EPOCHS, example="min_patience = 10",
                             help="...but at least this many, else as many as it took to reach the best epoch "
                                  "(default 10; equal to patience: fixed)"),
+        "max_seconds": Key("number", None, positive=True, example="max_seconds = 600",
+                           help="wall-time budget of training: it stops then, with the learning rate "
+                                "decayed by that time (default: none)"),
         "seed": Key("integer", 0, minimum=0, maximum=MAX_SEED, example="seed = 0"),
         "device": Key("string", "cpu", example='device = "cuda"',
                       help="where the networks train: cpu, cuda or cuda:N (innverse fit --device overrides)"),
@@ -101,6 +104,7 @@ coupling = "auto"                 # or "spline", "affine", "autoregressive", ...
 [training]
 epochs = 100
 patience = 10
+# max_seconds = 600               # a wall-time budget: training ends then, its learning rate decayed
 
 [diagnostics]
 simulations = 200

@@ -212,7 +212,7 @@ def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout:
         console.note(f"resuming from the checkpoint after epoch {resumed_from}")
     overrides = {"epochs": training["epochs"], "lr": training["learning_rate"], "patience": training["patience"],
                  "min_patience": training["min_patience"], "seed": training["seed"],
-                 "batch_size": training["batch_size"]}
+                 "batch_size": training["batch_size"], "max_seconds": training["max_seconds"]}
     # "auto": the library's defaults, including the choice between candidate flows
     options = {k: v for k, v in flow.items() if v is not None and not (k == "coupling" and v == "auto")}
     try:
@@ -248,7 +248,7 @@ def _fit_stats(posterior: Any, resumed_from: int) -> dict[str, Any]:
     report = posterior.report
     h = report.history
     stats = {"epochs": h.epochs, "best_epoch": h.best_epoch, "best_val_loss": h.best_val_loss,
-             "stopped_early": h.stopped_early, "skipped_steps": h.skipped_steps,
+             "stopped_early": h.stopped_early, "out_of_time": h.out_of_time, "skipped_steps": h.skipped_steps,
              "training_seconds": round(h.seconds, 2), "resumed_from_epoch": resumed_from,
              "x_shape": list(posterior.x_shape), "flow": posterior.estimator.flow_options.coupling,
              "training_pairs": report.training_pairs, "batch_size": report.batch_size, "mode": report.mode,

@@ -55,6 +55,11 @@ class TrainConfig:
         precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``: mixed precision, the loss
             function under autocast and the loss in float32; float16 with dynamic loss scaling
             (see :mod:`innverse.train.precision`).
+        max_seconds: wall-time budget of the run in seconds (``None``: none). Training stops after
+            the step that uses it up (then validates once more), and the schedule runs on the larger
+            of the step and the time fractions, so the learning rate has decayed by the deadline
+            whichever comes first; ``History.out_of_time`` says the budget ended the run. Over
+            resumed sessions the time adds up. A run cut by time is not reproducible step for step.
         compile: run the loss function (and the model inside it) through ``torch.compile``. The
             first steps compile (30-50 s for the estimators and image flows of
             ``benchmarks/precision_compile.py``), after which a step ran 1.26-1.38x faster on
@@ -79,6 +84,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     precision: str = "float32"
     compile: bool = False
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         def positive_int(name: str, value: Any, allow_none: bool) -> None:
@@ -105,6 +111,10 @@ class TrainConfig:
         if not 0 <= self.warmup < 1 or not 0 <= self.final_lr_fraction <= 1:
             raise ValueError("TrainConfig: warmup must be in [0, 1) and final_lr_fraction in [0, 1], got "
                              f"{self.warmup} and {self.final_lr_fraction}")
+        if self.max_seconds is not None and not (isinstance(self.max_seconds, (int, float))
+                                                 and not isinstance(self.max_seconds, bool)
+                                                 and 0 < self.max_seconds < math.inf):
+            raise ValueError(f"TrainConfig: max_seconds must be a finite number > 0 or None, got {self.max_seconds!r}")
         if self.ema is not None and not 0 < self.ema < 1:
             raise ValueError(f"TrainConfig: ema must be in (0, 1) or None, got {self.ema}")
         if not self.weight_decay >= 0 or not self.min_delta >= 0:

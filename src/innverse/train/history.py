@@ -29,6 +29,7 @@ class History:
         best_epoch: epoch whose weights were kept (``None`` without validation).
         best_val_loss: its validation loss.
         stopped_early: whether early stopping ended the run.
+        out_of_time: whether the wall-time budget (``TrainConfig.max_seconds``) ended the run.
         skipped_steps: total steps skipped for non-finite loss or gradient.
         seconds: total training wall time (over all resumed sessions).
     """
@@ -37,6 +38,7 @@ class History:
     best_epoch: int | None = None
     best_val_loss: float | None = None
     stopped_early: bool = False
+    out_of_time: bool = False
     skipped_steps: int = 0
     seconds: float = 0.0
 
@@ -56,7 +58,7 @@ class History:
 
     def to_dict(self) -> dict[str, Any]:
         return {"records": self.records, "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
-                "stopped_early": self.stopped_early, "skipped_steps": self.skipped_steps, "seconds": self.seconds}
+                "stopped_early": self.stopped_early, "out_of_time": self.out_of_time, "skipped_steps": self.skipped_steps, "seconds": self.seconds}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:

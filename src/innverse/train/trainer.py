@@ -124,6 +124,22 @@ class _Loop:
         self.epoch, self.step, self.bad_epochs, self.consecutive = 0, 0, 0, 0
         self.best_state: dict[str, Any] | None = None
         self.total_steps = cfg.epochs * len(train_data)  # type: ignore[operator]
+        self.clock = time.perf_counter()   # the run's start, shifted back by the time of resumed sessions
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.clock
+
+    def progress(self) -> float:
+        """Fraction of the run done: of the planned steps, or of the time budget where that is further along."""
+        done = self.step / max(1, self.total_steps)
+        if self.cfg.max_seconds is not None:
+            done = max(done, self.elapsed() / self.cfg.max_seconds)
+        return min(1.0, done)
+
+    def _spent(self) -> bool:
+        """Whether the time budget is used up; with several processes, whether it is on any (they stop together)."""
+        spent = self.elapsed() >= self.cfg.max_seconds  # type: ignore[operator]
+        return spent if self.dp.world == 1 else self.dp.sum(float(spent))[0] > 0
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -161,7 +177,8 @@ class _Loop:
         if self.scheduler is not None:
             return float(self.opt.param_groups[0]["lr"])
         c = self.cfg
-        factor = learning_rate(self.step, self.total_steps, 1.0, c.schedule, c.warmup, c.final_lr_fraction)
+        step = self.step if c.max_seconds is None else self.progress() * self.total_steps
+        factor = learning_rate(step, self.total_steps, 1.0, c.schedule, c.warmup, c.final_lr_fraction)
         for group in self.opt.param_groups:
             group["lr"] = group["base_lr"] * factor
         return float(self.opt.param_groups[0]["lr"])
@@ -226,17 +243,20 @@ class _Loop:
         term_rows = 0
         for batch in device_batches(self.train_data.epoch(self.epoch, self.gen), self.device):
             lr = self._set_lr()
-            step = Step(self.epoch, self.step, min(1.0, self.step / max(1, self.total_steps)), self.noise)
+            step = Step(self.epoch, self.step, self.progress(), self.noise)
             done = self._optimizer_step(batch, step)
             if done is None:
                 skipped += 1
-                continue
-            total += done[0] * done[1]
-            rows += done[1]
-            n = self.dp.shard(batch)[1]  # the terms were logged on this process's rows
-            term_rows += n
-            for name, value in step.terms.items():
-                terms[name] = terms.get(name, 0.0) + value * n
+            else:
+                total += done[0] * done[1]
+                rows += done[1]
+                n = self.dp.shard(batch)[1]  # the terms were logged on this process's rows
+                term_rows += n
+                for name, value in step.terms.items():
+                    terms[name] = terms.get(name, 0.0) + value * n
+            if self.cfg.max_seconds is not None and self._spent():
+                self.history.out_of_time = True   # this epoch ends here and is validated as usual
+                break
         names = sorted(terms)
         sums = self.dp.sum(*[float(terms[k]) for k in names], float(term_rows))
         means = {k: v / max(sums[-1], 1.0) for k, v in zip(names, sums)}
@@ -332,6 +352,7 @@ def _epoch(loop: _Loop, log_path: str | Path | None, callbacks: Sequence[EpochCa
     patience = loop.cfg.patience_after(loop.history.best_epoch)
     if loop.val_data is not None and patience is not None and loop.bad_epochs >= patience:
         stop = loop.history.stopped_early = True
+    stop = stop or loop.history.out_of_time
     loop.epoch += 1
     return record, stop
 
@@ -381,7 +402,8 @@ def train(model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: 
         raise ValueError("train: the training data yield no batches")
     loop = _Loop(model, loss_fn, train_data, val_data, cfg, optimizer or adam(model.parameters(), cfg), scheduler)
     _start(loop, checkpoint, resume, log_path)
-    stop = loop.history.stopped_early
+    loop.clock -= loop.history.seconds   # the time budget counts the resumed sessions' time
+    stop = loop.history.stopped_early or loop.history.out_of_time
     bar = progress_bar(cfg.epochs, progress if isinstance(progress, str) else "training",
                        bool(progress) and loop.dp.main, unit="epoch", initial=loop.epoch)
     try:
