@@ -71,7 +71,7 @@ def _outside(task, samples: torch.Tensor) -> int:
 
 
 class _Sbi:
-    """sbi's NPE with its defaults (imported lazily: only the peers' environment has sbi)."""
+    """sbi's NPE (or another of its estimators) with its defaults (imported lazily: only the peers' environment has sbi)."""
 
     # sbi rejects its samples outside the prior's support; a posterior that leaks almost all its mass
     # there (seen on SLCP with distractors: "0.000% proposal samples are accepted") would never
@@ -79,11 +79,12 @@ class _Sbi:
     # outside the support where they are, scored as they are, and the timeout is recorded
     max_sampling_time: float = 300.0
 
-    def __init__(self, task):
-        from sbi.inference import NPE
+    def __init__(self, task, method: str = "NPE"):
+        import sbi.inference
 
         self.task = task
-        self.inference = NPE(prior=task.prior, show_progress_bars=False)
+        # NPE by default; FMPE and NPSE (flow matching, score-based) for benchmarks/sbibm_table.py
+        self.inference = getattr(sbi.inference, method)(prior=task.prior, show_progress_bars=False)
         self.timeouts = 0
 
     def train(self, theta, x):

@@ -3,8 +3,9 @@
 For every task and simulation budget, innverse trains on the same simulations (seed = budget)
 with each mode — ``amortized`` (``fit_posterior`` defaults), ``ensemble`` (5 members),
 ``fmpe`` (flow matching, ``FlowOptions(coupling="flow_matching")``) and ``sequential`` (TSNPE,
-one run per observation, the budget split into 4 rounds) — next to a peer row, ``zuko_nsf`` (a plain
-training loop around zuko's NSF, ``benchmarks/_zuko_loop.py``) — and is scored by C2ST against the
+one run per observation, the budget split into 4 rounds) — next to peer rows: ``zuko_nsf`` (a plain
+training loop around zuko's NSF, ``benchmarks/_zuko_loop.py``) and sbi 0.27's estimators with their
+defaults, ``sbi_npe``, ``sbi_fmpe`` (flow matching) and ``sbi_npse`` (score-based) — and is scored by C2ST against the
 reference posterior on the task's observations (10,000 samples each). Next to them: the mean
 C2ST of sbibm's NPE and of the best algorithm published in the sbibm results table
 (Lueckmann et al. 2021, ``sbi-benchmark/results`` main_paper.csv, mean over the 10 observations;
@@ -24,7 +25,8 @@ simulator is checked first.
         --sbibm-files /tmp/sbibm/sbibm-1.1.0-py2.py3-none-any.whl
 
 Results are appended to a JSON file as each (task, budget, mode) finishes (``--resume`` skips
-finished ones) and a Markdown table is written next to it.
+finished ones) and a Markdown table is written next to it. ``--merge FILE...`` adds the rows of
+other runs (e.g. a second process with its own ``--out``) to the file and rewrites the table.
 """
 
 from __future__ import annotations
@@ -57,7 +59,9 @@ PUBLISHED = {
     "sir": ((0.815, 0.680), (0.638, 0.561, "SNPE")),
     "lotka_volterra": ((0.999, 0.997), (0.909, 0.738, "SNLE")),
 }
-MODES = ("amortized", "ensemble", "fmpe", "sequential", "zuko_nsf")
+MODES = ("amortized", "ensemble", "fmpe", "sequential", "zuko_nsf", "sbi_npe", "sbi_fmpe", "sbi_npse")
+#: sbi's estimators run as modes here (same simulations and observations; sbi is imported only for them)
+SBI_METHODS = {"sbi_npe": "NPE", "sbi_fmpe": "FMPE", "sbi_npse": "NPSE"}
 
 
 class Observations:
@@ -95,6 +99,15 @@ def run_mode(task, budget: int, mode: str, observations: Observations, samples: 
                                seed=i))
         return {"c2st": scores, "train_s": (time.perf_counter() - t0) / len(observations.indices)}
     sims = simulate(task.simulate, prior=task.prior, n=budget, seed=budget, progress=False)
+    if mode in SBI_METHODS:    # sbi 0.27 with its defaults; sbi seeds from torch's global generator
+        from sbi_c2st import _Sbi
+
+        sbi = _Sbi(task, SBI_METHODS[mode])
+        torch.manual_seed(0)
+        sbi.train(sims.theta, sims.x)
+        seconds = time.perf_counter() - t0
+        scores = _score(lambda i: sbi.sample(samples, observations.x(i), i), observations, samples)
+        return {"c2st": scores, "train_s": seconds, "epochs": sbi.epochs, "rejection_timeouts": sbi.timeouts}
     if mode == "zuko_nsf":     # the peer row: a plain loop around zuko's NSF on the same simulations
         draw = fit_zuko_nsf(sims.theta, sims.x, seed=budget)
         seconds = time.perf_counter() - t0
@@ -108,14 +121,15 @@ def run_mode(task, budget: int, mode: str, observations: Observations, samples: 
 
 
 def table(rows: list[dict], sbi: dict) -> str:
-    lines = ["| task | budget | " + " | ".join(MODES) + " | sbi NPE (same data) | sbibm NPE | best published |",
-             "|---|---:|" + "---:|" * (len(MODES) + 3)]
+    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    lines = ["| task | budget | " + " | ".join(modes) + " | sbi NPE (same data) | sbibm NPE | best published |",
+             "|---|---:|" + "---:|" * (len(modes) + 3)]
     keys = sorted({(r["task"], r["budget"]) for r in rows}, key=lambda k: (list(PUBLISHED).index(k[0]), k[1]))
     for task, budget in keys:
         col = budget // 10_000 if budget in (1000, 10_000) else None
         got = {r["mode"]: r for r in rows if (r["task"], r["budget"]) == (task, budget)}
         cells = [f"{statistics.fmean(got[m]['c2st']):.3f} ({got[m]['train_s']:.0f} s)" if m in got else "-"
-                 for m in MODES]
+                 for m in modes]
         npe, best = PUBLISHED[task]
         pub_npe = f"{npe[col]:.3f}" if col is not None else "-"
         pub_best = f"{best[col]:.3f} {best[2]}" if col is not None else "-"
@@ -147,6 +161,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--sbi-from", nargs="*", default=[])
+    ap.add_argument("--merge", nargs="*", default=[], help="add these result files' rows and rewrite the table")
     ap.add_argument("--sbibm-files", default=None,
                     help="score on sbibm's own observations and reference samples, read from its wheel or package "
                          "directory (pip download sbibm==1.1.0 --no-deps -d DIR); tasks without shipped files are "
@@ -156,11 +171,18 @@ def main() -> None:
     files = SbibmFiles(args.sbibm_files) if args.sbibm_files else None
     suffix = "_sbibm_observations" if files else ""
     out = Path(args.out or RESULTS / f"sbibm_table{suffix}_{time.strftime('%Y-%m-%d')}_{machine_tag()}.json")
-    previous = json.loads(out.read_text()) if args.resume and out.exists() else {}
+    previous = json.loads(out.read_text()) if (args.resume or args.merge) and out.exists() else {}
     rows = previous.get("rows", [])
+    for path in args.merge:   # later files win for the same (task, budget, mode)
+        merged = json.loads(Path(path).read_text())
+        new = {(r["task"], r["budget"], r["mode"]) for r in merged["rows"]}
+        rows = [r for r in rows if (r["task"], r["budget"], r["mode"]) not in new] + merged["rows"]
+        previous.setdefault("typicality", {}).update(merged.get("typicality", {}))
+    if args.merge:
+        args.tasks = ""
     done = {(r["task"], r["budget"], r["mode"]) for r in rows}
     checks = dict(previous.get("typicality", {}))   # per task; a resumed run keeps the other tasks' checks
-    for task_name in args.tasks.split(","):
+    for task_name in filter(None, args.tasks.split(",")):
         if files and task_name not in SHIPPED:
             print(f"{task_name}: sbibm ships no observation files; skipped", flush=True)
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -266,3 +267,34 @@ def test_log_normal_data_are_learned_on_the_log_scale():
         if log_x == "auto":
             assert torch.allclose(s.std(0), torch.full((2, 2), sd), rtol=0.2)
     assert errors["auto"] < 0.5 and errors[False] > 5.0
+
+
+def test_a_time_budget_is_raced_for_by_the_candidates_and_the_winner_gets_the_rest(tmp_path):
+    """6 parameters, two candidate flows, 1,000 epochs planned: the 2 s budget, not the epochs, ends training.
+
+    Both candidates train for 0.25 s each (RACE_SHARE of the budget, halved), then the better one
+    continues for the remaining ~1.5 s; its log holds both runs.
+    """
+    theta, x, gain, cov = _correlated_linear_gaussian(2000)
+    # a process's first torch optimiser imports torch._dynamo (1-2 s), which would eat the race's share here
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    budget, log = 2.0, tmp_path / "log.jsonl"
+    post = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=6), progress=False, log_path=log,
+                         checkpoint=tmp_path / "fit.ckpt",
+                         training={"epochs": 1000, "patience": None, "max_seconds": budget})
+    report = post.report
+    assert report.training.max_seconds == budget and report.compared_flows
+    assert report.history.out_of_time and report.history.epochs < 1000
+    won, lost = report.candidates[report.chosen], report.candidates[1 - report.chosen]
+    assert won.val_loss == min(c.val_loss for c in report.candidates)
+    assert won.seconds > 2 * lost.seconds                  # the winner trained on after the race
+    spent = sum(c.seconds for c in report.candidates)     # Gaussian starts included
+    # each run may overrun by its last step and validation: milliseconds here; the bound is loose for loaded machines
+    assert spent < budget + 2.0
+    kept_log = Path(won.log_path)
+    epochs = [json.loads(line)["epoch"] for line in kept_log.read_text().splitlines()]
+    assert epochs == list(range(won.epochs)) == list(range(report.history.epochs))
+    assert not list(tmp_path.glob("*.continued.jsonl"))    # folded into the candidate's log
+    # what the budget allowed is still a posterior (fit_posterior warns, an error here, if it learned nothing)
+    s = post.sample(4000, x[:1], seed=0)[:, 0]
+    assert ((s.mean(0) - x[0] @ gain.T).abs() / cov.diagonal().sqrt()).max() < 1.0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -14,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..train import EpochCallback, History, Step, TrainConfig, adam, train
+from ..train import EpochCallback, History, Step, TrainConfig, adam, atomic_write_bytes, train
 from .estimator import FlowOptions, PosteriorEstimator
 from .fit_report import CandidateRun, FitReport, GaussianStartReport
 from .flow_matching import FlowMatchingLoss
@@ -85,19 +87,25 @@ def _loss(log_prob: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Sequence[Te
     return loss
 
 
+#: share of a candidate's time budget (``TrainConfig.max_seconds``) its Gaussian start may use at most
+GAUSSIAN_START_TIME_SHARE = 0.2
+
+
 def _gaussian_start(est: PosteriorEstimator, data: Batches, cfg: TrainConfig, progress: bool,
                     device: torch.device) -> tuple[History, GaussianStartReport]:
     """Train the Gaussian head alone (:mod:`~innverse.amortized.gaussian_start`), from least squares where possible.
 
     A quarter of the epochs (at least 20, at most all) suffices for so small a model; without a
-    summary network it is a linear model of the data and takes a 5x larger step.
+    summary network it is a linear model of the data and takes a 5x larger step. Under a time
+    budget it gets at most :data:`GAUSSIAN_START_TIME_SHARE` of it.
     """
     fit = None
     if data.init is not None and est.summary is None and est.context_features <= MAX_LEAST_SQUARES_FEATURES:
         fit = least_squares_start(est, *data.init)
     est.to(device)
     stage = cfg.replace(epochs=min(cfg.epochs, max(20, cfg.epochs // 4)),  # type: ignore[operator]
-                        lr=cfg.lr * (5.0 if est.summary is None else 1.0))  # type: ignore[operator]
+                        lr=cfg.lr * (5.0 if est.summary is None else 1.0),  # type: ignore[operator]
+                        max_seconds=None if cfg.max_seconds is None else GAUSSIAN_START_TIME_SHARE * cfg.max_seconds)
     flow = gaussian_flow(est)
     flow.validate_args = False
     history = train(est, _loss(lambda v, z: flow.log_prob(v, est.embedding.summarize(z))), data.train, data.val,
@@ -110,8 +118,12 @@ def _gaussian_start(est: PosteriorEstimator, data: Batches, cfg: TrainConfig, pr
 
 def _train_one(est: PosteriorEstimator, data: Batches, run: RunOptions, start: bool, index: int,
                label: str) -> tuple[History, GaussianStartReport | None, float | None]:
-    """Train one candidate (its Gaussian start first where ``start``); its history, start and best validation loss."""
+    """Train one candidate (its Gaussian start first where ``start``); its history, start and best validation loss.
+
+    ``run.training.max_seconds``, where set, is this candidate's time budget, the start's included.
+    """
     start_history, report, start_state = None, None, None
+    t0, cfg = time.perf_counter(), run.training
     # inputs are validated by the data source, so the flows skip their per-call NaN checks
     est.inn_flow.validate_args = False
     try:
@@ -119,7 +131,9 @@ def _train_one(est: PosteriorEstimator, data: Batches, run: RunOptions, start: b
             start_history, report = _gaussian_start(est, data, run.training, run.progress, run.device)
             start_state = copy.deepcopy(est.state_dict())
         est.to(run.device)
-        history = train(est, _objective(est), data.train, data.val, run.training,
+        if cfg.max_seconds is not None:   # what the start left of the budget (a sliver at least: one step)
+            cfg = cfg.replace(max_seconds=max(cfg.max_seconds - (time.perf_counter() - t0), 1e-3))
+        history = train(est, _objective(est), data.train, data.val, cfg,
                         checkpoint=_candidate_path(run.checkpoint, index), resume=run.resume,
                         log_path=_candidate_path(run.log_path, index), callbacks=run.callbacks,
                         progress=label if run.progress else False)
@@ -131,6 +145,59 @@ def _train_one(est: PosteriorEstimator, data: Batches, run: RunOptions, start: b
         est.load_state_dict(start_state)  # the full flow never beat the Gaussian fit on the validation data
         report, val_loss = replace(report, kept=True), start_history.best_val_loss
     return history, report, val_loss
+
+
+#: under a time budget, the share of it for which all candidates train (equal parts) before the best takes the rest
+RACE_SHARE = 0.25
+
+
+def _continued_path(path: str | os.PathLike | None, i: int) -> Path | None:
+    """Checkpoint / log of the continued training of candidate ``i`` (next to its own)."""
+    if path is None:
+        return None
+    p = Path(_candidate_path(path, i))  # type: ignore[arg-type]
+    return p.with_name(f"{p.stem}.continued{p.suffix}")
+
+
+def _chain(first: History, second: History) -> History:
+    """One history of two consecutive runs of the same model (the second's epochs numbered on)."""
+    n = first.epochs
+    records = first.records + [{**r, "epoch": r["epoch"] + n} for r in second.records]
+    better = second.best_val_loss is not None and (first.best_val_loss is None
+                                                   or second.best_val_loss < first.best_val_loss)
+    return History(records, second.best_epoch + n if better else first.best_epoch,  # type: ignore[operator]
+                   second.best_val_loss if better else first.best_val_loss, second.stopped_early,
+                   second.out_of_time, first.skipped_steps + second.skipped_steps, first.seconds + second.seconds)
+
+
+def _continue(est: PosteriorEstimator, data: Batches, run: RunOptions, index: int, seconds: float,
+              done: History, val_loss: float | None) -> tuple[History, float | None]:
+    """The winner of a race under a time budget trains on for ``seconds``: a warm restart from its weights.
+
+    A new optimiser and learning-rate cycle (SGDR-style) on the rest of the budget; the weights
+    of the race are kept if the continued run never beats them on the validation data. Returns
+    the chained history and the best validation loss. Its checkpoint and log sit next to the
+    candidate's (``.continued``); the candidate's log is then rewritten with both runs.
+    """
+    before = copy.deepcopy(est.state_dict())
+    est.inn_flow.validate_args = False
+    try:
+        more = train(est, _objective(est), data.train, data.val, run.training.replace(max_seconds=seconds),
+                     checkpoint=_continued_path(run.checkpoint, index), resume=run.resume,
+                     log_path=_continued_path(run.log_path, index), callbacks=run.callbacks,
+                     progress="fit_posterior (continued)" if run.progress else False)
+    finally:
+        est.inn_flow.validate_args = True
+    if more.best_val_loss is None or (val_loss is not None and more.best_val_loss >= val_loss):
+        est.load_state_dict(before)
+    else:
+        val_loss = more.best_val_loss
+    history = _chain(done, more)
+    if run.log_path is not None:
+        text = "".join(json.dumps(r, allow_nan=False, default=float) + "\n" for r in history.records)
+        atomic_write_bytes(Path(_candidate_path(run.log_path, index)), text.encode())  # type: ignore[arg-type]
+        _continued_path(run.log_path, index).unlink(missing_ok=True)  # type: ignore[union-attr]
+    return history, val_loss
 
 
 def _objective(est: PosteriorEstimator) -> Callable[[Sequence[Tensor], Step], Tensor]:
@@ -183,8 +250,18 @@ def train_candidates(first: PosteriorEstimator, candidates: list[FlowOptions],
 
     ``first`` is the estimator of the first candidate (already built); the others are built by
     ``make``. Every estimator's standardisation is fitted on the same pairs.
+
+    A time budget (``TrainConfig.max_seconds``) is for all of them together. Several candidates
+    race: each trains for an equal part of :data:`RACE_SHARE` of the budget (a full, short
+    learning-rate cycle), and the one with the lowest validation loss then trains on for the rest
+    (:func:`_continue`). When time is short, the flow that learns fastest is the one to keep; and
+    the winner gets most of the budget instead of a 1/K share.
     """
+    budget = run.training.max_seconds
+    deadline = None if budget is None else time.perf_counter() + budget
+    race = deadline is not None and len(candidates) > 1
     runs: list[tuple[PosteriorEstimator, History, GaussianStartReport | None, float | None]] = []
+    prepared: list[Batches] = []
     baselines: list[float | None] = []
     for i, options in enumerate(candidates):
         est = first if i == 0 else make(options)
@@ -198,8 +275,18 @@ def train_candidates(first: PosteriorEstimator, candidates: list[FlowOptions],
         data = source.batches(est, run.training.batch_size)  # type: ignore[arg-type]
         # a flow-matching validation loss is no likelihood: nothing to compare with the baseline
         baselines.append(None if options.flow_matching else _baseline_loss(data))
-        runs.append((est, *_train_one(est, data, run, start, i, label)))
+        prepared.append(data)
+        if deadline is not None:
+            left = (deadline - time.perf_counter()) / (len(candidates) - i)
+            share = max(RACE_SHARE * budget / len(candidates) if race else left, 1e-3)  # type: ignore[operator]
+            run_i = replace(run, training=run.training.replace(max_seconds=share))
+        runs.append((est, *_train_one(est, data, run if deadline is None else run_i, start, i, label)))
     best = min(range(len(runs)), key=lambda i: math.inf if runs[i][3] is None else runs[i][3])
+    if race and deadline - time.perf_counter() > 0:  # type: ignore[operator]
+        est, done, start_report, loss = runs[best]
+        left = deadline - time.perf_counter()  # type: ignore[operator]
+        history, loss = _continue(est, prepared[best], run, best, left, done, loss)
+        runs[best] = (est, history, start_report, loss)
     kept, history, start_report, _ = runs[best]
     records = tuple(CandidateRun(asdict(est.flow_options), loss, h.epochs,
                                  h.seconds + (s.seconds if s else 0.0),

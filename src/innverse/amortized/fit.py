@@ -125,7 +125,9 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
             candidate for 6 or more parameters (see :func:`~innverse.amortized.candidates.flow_candidates`).
         training: :class:`~innverse.train.TrainConfig` or a dict of its options; the options left
             unset (``epochs``, ``batch_size``, ``lr``) are resolved from the number of training
-            pairs (:func:`default_training`), whichever form was passed.
+            pairs (:func:`default_training`), whichever form was passed. ``{"max_seconds": s}``
+            bounds the wall time of all training, the learning rate decayed by the deadline;
+            candidate flows race for it (see :func:`~innverse.amortized.candidates.train_candidates`).
         validation_fraction: held-out fraction for early stopping (offline).
         simulations_per_epoch / validation_simulations: online budget per epoch / fixed validation set.
         workers: simulation processes (online).
