@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--merge", nargs="*", default=None, help="write the table from these result files")
+    ap.add_argument("--merge", nargs="+", default=None, help="write the table from these result files")
     ap.add_argument("--note", default="", help="a paragraph added under the table (e.g. which run gave which rows)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
