@@ -302,7 +302,9 @@ def test_fit_with_candidate_flows_records_the_kept_one(tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["simulations"] == 300
     config = tiny_config(tmp_path / "c.toml", 'function = "sim6:simulate"\nprior = "sim6:prior"', store="s.h5",
                          epochs=1000)
-    text = config.read_text().replace("[training]\n", "[training]\nmax_seconds = 1.5\n")   # time ends training
+    # time ends training: early stopping waits longer than the run can last
+    text = config.read_text().replace("[training]\n", "[training]\nmax_seconds = 1.5\nmin_patience = 1000\n")
+    text = text.replace("patience = 50", "patience = 1000")
     config.write_text(text[:text.index("[flow]")] + text[text.index("[training]"):])   # default flows
     try:
         assert run_main("fit", "c.toml", "--run", "r", "-q", cwd=tmp_path)[0] == 0
