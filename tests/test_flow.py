@@ -202,3 +202,22 @@ def test_an_empty_batch_has_an_empty_log_prob():
     assert flow.log_prob(torch.zeros(4, 0, 2), torch.zeros(0, 3)).shape == (4, 0)
     with pytest.raises(ValueError, match=r"Flow\.log_prob: x has batch size 0 but the context has 3"):
         flow.log_prob(torch.zeros(0, 2), torch.zeros(3, 3))
+
+
+@torch.no_grad()
+def test_actnorm_data_init_keeps_scale_one_on_a_constant_channel():
+    """A channel that is constant over the initialising batch (an always-blank pixel, zero padding) must not get
+    scale 1/eps: a later input that differs there would be blown up by 1e6, and the inverse would squash it."""
+    norm = ActNorm((3, 4, 4))
+    x = torch.randn(8, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x[:, 1] = 0.25
+    norm.double().train()
+    y, _ = norm(x)
+    assert float(norm.log_scale[1].abs()) < 1e-5
+    torch.testing.assert_close(y[:, 1], torch.zeros_like(y[:, 1]))   # centred, not scaled
+    for c in (0, 2):   # the others are standardised as before
+        torch.testing.assert_close(y[:, c].std(), torch.tensor(1.0, dtype=torch.float64), atol=1e-5, rtol=0)
+    norm.eval()
+    probe = x.clone()
+    probe[:, 1] += 1.0
+    torch.testing.assert_close(norm(probe)[0][:, 1], torch.ones_like(y[:, 1]), atol=1e-5, rtol=0)

@@ -52,7 +52,8 @@ class ActNorm(AbstractInvertible):
 
     On the first forward call in training mode, ``s`` and ``b`` are set so that the output of that
     batch has zero mean and unit variance per feature/channel; the ``initialized`` buffer
-    records that this happened (it is saved with the state dict).
+    records that this happened (it is saved with the state dict). A channel that is constant over
+    that batch keeps scale 1.
 
     References:
         Kingma, Dhariwal. "Glow: Generative Flow with Invertible 1x1 Convolutions". NeurIPS 2018.
@@ -72,6 +73,9 @@ class ActNorm(AbstractInvertible):
         dims = [0, *list(range(2, x.dim()))]
         mean = x.mean(dims)
         std = x.std(dims) if x.shape[0] * _spatial(self) > 1 else torch.ones_like(mean)
+        # a channel constant over the batch (a blank border pixel, an injective zero padding) keeps scale 1:
+        # 1 / eps would blow up any later input that is not constant there, and squash it in the inverse
+        std = torch.where(std > self.eps, std, torch.ones_like(std))
         self.log_scale.copy_(-torch.log(std + self.eps))
         self.bias.copy_(-mean * torch.exp(self.log_scale))
         self.initialized.fill_(True)
