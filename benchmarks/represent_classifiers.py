@@ -59,7 +59,9 @@ def run_seed(dataset: str, data: dict, seed: int, args: argparse.Namespace) -> l
         "irevnet": lambda: IRevNetClassifier(shape, classes, stages=STAGES, hidden=args.revnet_hidden, seed=seed),
         "iresnet": lambda: IResNetClassifier(shape, classes, args.iresnet_logit_features,
                                              stages=tuple(args.iresnet_stages or STAGES), pool=args.pool,
-                                             hidden=args.resnet_hidden, coeff=args.coeff, seed=seed),
+                                             hidden=args.resnet_hidden, coeff=args.coeff,
+                                             injective_padding=args.injective_padding,
+                                             squeeze=not args.no_squeeze, seed=seed),
     }
     for name in args.models:
         model = invertible[name]()
@@ -129,6 +131,11 @@ def main() -> None:
                     help="i-ResNet: Haar transforms after the last stage; the head reads the pooled channel means")
     ap.add_argument("--iresnet-stages", type=int, nargs="+", default=None,
                     help="residual blocks per stage of the i-ResNet (default 2 2 2, as the others)")
+    ap.add_argument("--injective-padding", type=int, default=0,
+                    help="i-ResNet: zero channels appended to the input (the paper's classifiers: 13 on CIFAR-10)")
+    ap.add_argument("--no-squeeze", action="store_true",
+                    help="i-ResNet: no initial squeeze, the first stage works at full resolution (as the paper's "
+                         "classifiers, with --injective-padding)")
     ap.add_argument("--models", choices=["irevnet", "iresnet"], nargs="+", default=["irevnet", "iresnet"])
     ap.add_argument("--iresnet-logit-features", type=int, default=None,
                     help="size of the i-ResNet's logit subspace (default: the number of classes; the representation "

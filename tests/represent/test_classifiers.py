@@ -12,6 +12,7 @@ from innverse.represent import (
     IResNetClassifier,
     IRevNetClassifier,
     irevnet_body,
+    metamers,
     train_classifier,
 )
 from innverse.train import TrainConfig
@@ -148,3 +149,43 @@ def test_pooling_bad_input_is_refused():
     with pytest.raises(ValueError, match=r"IRevNetClassifier: pool=True needs a square last stage whose size is a "
                                           r"power of two.*got a last stage of 64 x 3 x 3"):
         IRevNetClassifier((1, 24, 24), 3, hidden=4, pool=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (5,)])
+@torch.no_grad()
+def test_injective_padding_appends_zeros_and_inverts_to_the_unpadded_input(shape):
+    """injective_padding=k: features(x) = Phi([x, 0]); invert drops the padding, and the padding of Phi^{-1}(z) is 0
+    for a representation of a real input but not for one off the data (so metamers are refused)."""
+    solver = FixedPointSolver(tolerance=1e-11)
+    stages = (1, 1) if len(shape) == 3 else (2,)
+    model = perturbed(IResNetClassifier(shape, 3, stages=stages, hidden=4, coeff=0.8, injective_padding=3,
+                                        squeeze=False, solver=solver), scale=0.05).double()
+    model.train()
+    model(_images(16, shape))
+    model.eval()
+    padded = (shape[0] + 3, *shape[1:])
+    assert model.input_shape == shape and model.body.event_shape == padded and not model.bijective
+    assert model.representation_size == torch.Size(padded).numel()
+    x = _images(4, shape, seed=3)
+    z = model.features(x)
+    torch.testing.assert_close(z, model.body(torch.cat([x, torch.zeros(4, 3, *shape[1:], dtype=x.dtype)], 1),
+                                             log_det=False)[0])
+    assert float((model.invert(z) - x).norm() / x.norm()) < 1e-9
+    full = model.body.inverse(z, log_det=False)[0]
+    assert float(full[:, shape[0]:].abs().max()) < 1e-6   # fixed-point tolerance, amplified by later blocks
+    off = z + 0.1 * torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=z.dtype)
+    assert float(model.body.inverse(off, log_det=False)[0][:, shape[0]:].abs().max()) > 1e-3
+    with pytest.raises(ValueError, match=r"metamers: IResNetClassifier pads its inputs with 3 zero channels"):
+        metamers(model, x, x.flip(0))
+    if len(shape) == 3:   # without the initial squeeze the first stage works at full resolution
+        first = next(iter(model.body))
+        assert type(first).__name__ == "ActNorm" and first.event_shape == padded
+
+
+def test_injective_padding_bad_input_is_refused():
+    with pytest.raises(ValueError, match=r"IResNetClassifier: injective_padding must be an int >= 0, got -1"):
+        IResNetClassifier((1, 8, 8), 3, injective_padding=-1)
+    with pytest.raises(ValueError, match=r"IResNetClassifier.*divisible by 4.*\(1, 6, 6\)"):
+        IResNetClassifier((1, 6, 6), 3, stages=(1, 1, 1), squeeze=False)
+    with pytest.raises(ValueError, match=r"padding must be an int in \[0, 4\).*got 4"):
+        InvertibleClassifier(irevnet_body((4,), (1,), 4), 2, padding=4)

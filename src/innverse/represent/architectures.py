@@ -30,8 +30,9 @@ from ..nets.subnets import SubnetConstructor, conv_constructor, mlp_constructor
 __all__ = ["check_stages", "irevnet_body", "iresnet_body", "pooled_features", "residual_blocks"]
 
 
-def check_stages(owner: str, shape: SequenceABC[int], stages: SequenceABC[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Validate an input shape and the blocks per stage; raise a ``ValueError`` naming ``owner`` otherwise."""
+def check_stages(owner: str, shape: SequenceABC[int], stages: SequenceABC[int],
+                 squeeze: bool = True) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Validate an input shape and the blocks per stage (``squeeze``: an initial squeeze too); raise a ``ValueError`` naming ``owner`` otherwise."""
     shape = as_shape(shape, "input_shape")
     stages = tuple(int(s) for s in stages)
     if not stages or any(s < 1 for s in stages):
@@ -42,10 +43,12 @@ def check_stages(owner: str, shape: SequenceABC[int], stages: SequenceABC[int]) 
         return shape, stages
     if len(shape) != 3:
         raise ValueError(f"{owner}: expected vectors (D,) or images (C, H, W), got input_shape {shape}")
-    factor = 2 ** len(stages)
+    halvings = len(stages) - (0 if squeeze else 1)
+    factor = 2 ** halvings
     if shape[1] % factor or shape[2] % factor:
-        raise ValueError(f"{owner}: the downsampling halves height and width {len(stages)} times (one squeeze, then "
-                         f"once per stage after the first), so they must be divisible by {factor}; got input_shape "
+        first = "one squeeze, then " if squeeze else ""
+        raise ValueError(f"{owner}: the downsampling halves height and width {halvings} times ({first}once per stage "
+                         f"after the first), so they must be divisible by {factor}; got input_shape "
                          f"{shape}. Use fewer stages or pad the images")
     return shape, stages
 
@@ -141,8 +144,9 @@ def irevnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2
 
 def iresnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2, 2), hidden: int = 64,
                  coeff: float = 0.9, actnorm: bool = True, solver: FixedPointSolver | None = None,
-                 spectral: str = "power", pool: bool = False, owner: str = "iresnet_body") -> AbstractInvertible:
-    r"""The i-ResNet: ``Squeeze``, then stages of ``[ActNorm] -> ResidualBlock``, a ``Squeeze`` between stages, ``Flatten``.
+                 spectral: str = "power", pool: bool = False, squeeze: bool = True,
+                 owner: str = "iresnet_body") -> AbstractInvertible:
+    r"""The i-ResNet: ``[Squeeze]``, then stages of ``[ActNorm] -> ResidualBlock``, a ``Squeeze`` between stages, ``Flatten``.
 
     Every :class:`~innverse.blocks.ResidualBlock` computes :math:`x + g(x)` with a spectrally
     normalised :math:`g` (per-layer bound ``coeff``, so :math:`\mathrm{Lip}(g) < 1`) and is
@@ -153,9 +157,11 @@ def iresnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2
     ``"power"``: one power-iteration step per optimiser step, as in the i-ResNet, converged
     in eval mode; ``"exact"`` costs an SVD of every layer per step). ``pool``: Haar transforms
     after the last stage, so that the first coordinates are the channels' spatial means (see the
-    module docstring; images only).
+    module docstring; images only). ``squeeze=False`` leaves out the initial squeeze, so the first
+    stage works at full resolution (the i-ResNet classifier of Behrmann et al., with injective
+    padding giving it channels; see :func:`~innverse.represent.IResNetClassifier`).
     """
-    shape, stages = check_stages(owner, input_shape, stages)
+    shape, stages = check_stages(owner, input_shape, stages, squeeze)
     if pool and len(shape) == 1:
         raise ValueError(f"{owner}: pool=True needs images (C, H, W); vectors have no spatial mean to pool, got "
                          f"input_shape {shape}")
@@ -168,12 +174,16 @@ def iresnet_body(input_shape: SequenceABC[int], stages: SequenceABC[int] = (2, 2
 
     if len(shape) == 1:
         return Sequence(*[m for _ in range(sum(stages)) for m in residual(shape)])
-    blocks: list[AbstractInvertible] = [Squeeze(shape)]
+    blocks: list[AbstractInvertible] = [Squeeze(shape)] if squeeze else []
+
+    def current() -> tuple[int, ...]:
+        return blocks[-1].output_shape if blocks else shape
+
     for i, n in enumerate(stages):
         if i > 0:
-            blocks.append(Squeeze(blocks[-1].output_shape))
+            blocks.append(Squeeze(current()))
         for _ in range(n):
-            blocks += residual(blocks[-1].output_shape)
+            blocks += residual(current())
     return Sequence(*_tail(owner, blocks, pool))
 
 

@@ -48,11 +48,21 @@ class InvertibleClassifier(nn.Module):
     :math:`D - k`) cannot change the logits. This split is what metameric sampling and the
     independence cross-entropy of :mod:`innverse.represent.invariance` act on.
 
+    With ``padding > 0`` the classifier is *injective* rather than bijective (the injective
+    padding of the i-RevNet and i-ResNet papers): inputs get ``padding`` zero channels (images)
+    or zero features (vectors) before :math:`\Phi`, which gives the first blocks room to work.
+    :meth:`invert` still recovers every input exactly from its representation (it drops the
+    padding of :math:`\Phi^{-1}(z)`), but a representation that no input produced, such as a
+    metamer's, inverts to a tensor whose padding is not zero, so metameric sampling needs
+    ``padding=0``.
+
     Args:
-        body: the bijection :math:`\Phi` (unconditional), e.g. :func:`irevnet_body`.
+        body: the bijection :math:`\Phi` (unconditional), e.g. :func:`irevnet_body`, on inputs
+            with ``padding`` extra leading-dimension entries.
         classes: number of classes ``C >= 2``.
         logit_features: size ``k`` of the logit subspace, ``1 <= k <= D`` (default ``C``).
         name: what error messages call the model.
+        padding: zero channels (features) appended to every input; 0 keeps the map bijective.
 
     References:
         Jacobsen, Smeulders, Oyallon. "i-RevNet: Deep Invertible Networks". ICLR 2018;
@@ -61,7 +71,7 @@ class InvertibleClassifier(nn.Module):
     """
 
     def __init__(self, body: AbstractInvertible, classes: int, logit_features: int | None = None,
-                 name: str = "InvertibleClassifier") -> None:
+                 name: str = "InvertibleClassifier", padding: int = 0) -> None:
         super().__init__()
         self.name = name
         if not isinstance(body, AbstractInvertible):
@@ -70,6 +80,9 @@ class InvertibleClassifier(nn.Module):
             raise ValueError(f"{name}: the body must be unconditional")
         if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
             raise ValueError(f"{name}: classes must be an int >= 2, got {classes!r}")
+        if isinstance(padding, bool) or not isinstance(padding, int) or not 0 <= padding < body.event_shape[0]:
+            raise ValueError(f"{name}: padding must be an int in [0, {body.event_shape[0]}) (the body's inputs have "
+                             f"{body.event_shape[0]} channels or features, padding included), got {padding!r}")
         if len(body.output_shape) != 1:
             body = Sequence(body, Flatten(body.output_shape))
         d = body.output_shape[0]
@@ -78,18 +91,25 @@ class InvertibleClassifier(nn.Module):
             raise ValueError(f"{name}: the logit subspace must have 1 <= logit_features <= {d} (the size of the "
                              f"representation of inputs {body.event_shape}), got logit_features={k!r}")
         self.body = body
+        self.padding = padding
         self.classes = classes
         self.logit_features = k
         self.projection = nn.Linear(k, classes)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return self.body.event_shape
+        first, *rest = self.body.event_shape
+        return (first - self.padding, *rest)
 
     @property
     def representation_size(self) -> int:
-        """``D``, the size of the last hidden representation (= the number of input elements)."""
+        """``D``, the size of the last hidden representation (= the number of input elements, padding included)."""
         return self.body.output_shape[0]
+
+    @property
+    def bijective(self) -> bool:
+        r"""Whether :math:`\Phi` maps inputs onto all of :math:`\mathbb R^D` (no injective padding)."""
+        return self.padding == 0
 
     @property
     def exact_inverse(self) -> bool:
@@ -108,12 +128,15 @@ class InvertibleClassifier(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         r"""The last hidden representation :math:`z = \Phi(x)`: ``(B, *input_shape) -> (B, D)``."""
         self._check("features", x, self.input_shape, "inputs")
+        if self.padding:
+            x = torch.cat([x, x.new_zeros(x.shape[0], self.padding, *x.shape[2:])], 1)
         return self.body(x, log_det=False)[0]
 
     def invert(self, features: Tensor) -> Tensor:
         r"""The input :math:`x = \Phi^{-1}(z)` of a representation: ``(B, D) -> (B, *input_shape)``."""
         self._check("invert", features, (self.representation_size,), "features")
-        return self.body.inverse(features, log_det=False)[0]
+        x = self.body.inverse(features, log_det=False)[0]
+        return x[:, :self.input_shape[0]] if self.padding else x
 
     def split(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """``(z_s (B, k), z_n (B, D - k))``: the logit subspace and the nuisance of ``features (B, D)``."""
@@ -147,12 +170,20 @@ class InvertibleClassifier(nn.Module):
 
 
 def _build(make: Callable[[], AbstractInvertible], classes: int, logit_features: int | None, name: str,
-           seed: int | None) -> InvertibleClassifier:
+           seed: int | None, padding: int = 0) -> InvertibleClassifier:
     with seeded(seed):
         body = make()
         if logit_features is None:
             logit_features = pooled_features(body)   # pool=True: the pooled coordinates
-        return InvertibleClassifier(body, classes, logit_features, name=name)
+        return InvertibleClassifier(body, classes, logit_features, name=name, padding=padding)
+
+
+def _padded(owner: str, input_shape: int | SequenceABC[int], padding: int) -> tuple[int, ...]:
+    """``input_shape`` with ``padding`` more channels (features); a ``ValueError`` naming ``owner`` for a bad padding."""
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"{owner}: injective_padding must be an int >= 0, got {padding!r}")
+    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    return (shape[0] + padding, *shape[1:]) if shape else shape
 
 
 def IRevNetClassifier(input_shape: int | SequenceABC[int], classes: int, logit_features: int | None = None,
@@ -184,10 +215,13 @@ def IRevNetClassifier(input_shape: int | SequenceABC[int], classes: int, logit_f
                   logit_features, "IRevNetClassifier", seed)
 
 
+# exempt from the size rule: the one-line constructor exposes each architecture choice of the
+# paper's classifiers (depth, width, Lipschitz bound, pooling, injective padding) as a keyword.
 def IResNetClassifier(input_shape: int | SequenceABC[int], classes: int, logit_features: int | None = None,
                       stages: SequenceABC[int] = (2, 2, 2), hidden: int = 64, coeff: float = 0.9,
                       actnorm: bool = True, solver: FixedPointSolver | None = None, spectral: str = "power",
-                      pool: bool = False, seed: int | None = 0) -> InvertibleClassifier:
+                      pool: bool = False, injective_padding: int = 0, squeeze: bool = True,
+                      seed: int | None = 0) -> InvertibleClassifier:
     r"""The i-ResNet classifier: :func:`~innverse.represent.iresnet_body` + a linear projection of the logit subspace.
 
     Spectrally normalised residual blocks :math:`x + g(x)`, :math:`\mathrm{Lip}(g) \le`
@@ -195,16 +229,25 @@ def IResNetClassifier(input_shape: int | SequenceABC[int], classes: int, logit_f
     :math:`x = y - g(x)` of every block (``solver``: tolerance, iteration cap, acceleration;
     :meth:`InvertibleClassifier.fixed_point_reports` gives the iteration counts of the last
     inversion). Arguments as :func:`IRevNetClassifier` (``pool`` included), plus ``coeff``,
-    ``actnorm``, ``solver`` and ``spectral`` (see :func:`~innverse.represent.iresnet_body`).
+    ``actnorm``, ``solver``, ``spectral`` and ``squeeze`` (see :func:`~innverse.represent.iresnet_body`).
+
+    ``injective_padding``: zero channels (vector features) appended to the input, the setup of
+    the paper's classifiers (CIFAR-10: 3 + 13 channels, no initial squeeze, so
+    ``injective_padding=13, squeeze=False``). A residual block :math:`x + g(x)` with
+    :math:`\mathrm{Lip}(g) < 1` cannot change its input much, and on a grey image squeezed to 4
+    channels it has little room; padding gives it channels. The classifier is then injective:
+    :meth:`~InvertibleClassifier.invert` still reconstructs inputs from their representations,
+    but metameric sampling needs the bijective model (``injective_padding=0``).
 
     References:
         Behrmann, Grathwohl, Chen, Duvenaud, Jacobsen. "Invertible Residual Networks". ICML 2019.
     """
     if not 0.0 < coeff < 1.0:
         raise ValueError(f"IResNetClassifier: coeff must be in (0, 1) for the blocks to be invertible, got {coeff}")
-    return _build(lambda: iresnet_body(input_shape, stages, hidden, coeff, actnorm, solver, spectral, pool,
+    padded = _padded("IResNetClassifier", input_shape, injective_padding)
+    return _build(lambda: iresnet_body(padded, stages, hidden, coeff, actnorm, solver, spectral, pool, squeeze,
                                        owner="IResNetClassifier"),
-                  classes, logit_features, "IResNetClassifier", seed)
+                  classes, logit_features, "IResNetClassifier", seed, injective_padding)
 
 
 def parameter_count(module: nn.Module) -> int:

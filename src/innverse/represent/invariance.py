@@ -75,6 +75,10 @@ def metamers(model: InvertibleClassifier, logit_source: Tensor, nuisance_source:
     """
     if not isinstance(model, InvertibleClassifier):
         raise TypeError(f"metamers: expected an InvertibleClassifier, got {type(model).__name__}")
+    if not model.bijective:
+        raise ValueError(f"metamers: {model.name} pads its inputs with {model.padding} zero channels (injective, not "
+                         f"bijective), so a mixed representation inverts to a tensor whose padding is not zero and "
+                         f"the metamer would not keep the logits; use a model built with injective_padding=0")
     if logit_source.shape != nuisance_source.shape:
         raise ValueError(f"metamers: logit_source and nuisance_source must have the same shape, got "
                          f"{tuple(logit_source.shape)} and {tuple(nuisance_source.shape)}")
