@@ -12,6 +12,7 @@ from innverse.blocks import RandomPermutation
 from innverse.represent import (
     IndependenceCrossEntropy,
     InvertibleClassifier,
+    IResNetClassifier,
     IRevNetClassifier,
     metamers,
     probe_nuisance,
@@ -137,9 +138,10 @@ def test_probe_reads_class_information_exactly_where_it_is(permutation, expect_i
     assert result.part == "nuisance" and result.features == 3
     assert abs(result.chance - float((test[1] == int(torch.bincount(train[1]).argmax())).double().mean())) < 1e-12
     if expect_information:
-        assert result.accuracy > 0.95
+        assert result.accuracy > 0.95 and result.knn_accuracy > 0.95
     else:
-        assert result.accuracy < 0.65  # chance is about 0.5
+        assert result.accuracy < 0.65 and result.knn_accuracy < 0.65  # chance is about 0.5
+    assert result.best == max(result.accuracy, result.knn_accuracy)
     logit = probe_nuisance(model, train, test, part="logit", hidden=(16,),
                            training={"epochs": 15, "batch_size": 100, "lr": 5e-3})
     assert (logit.accuracy > 0.95) != expect_information
@@ -155,3 +157,73 @@ def test_training_with_the_independence_objective_logs_its_terms():
                                training=TrainConfig(epochs=2, batch_size=40))
     assert {"semantic", "nuisance", "likelihood"} <= set(history.records[-1])
     assert all(p.grad is not None for p in ice.parameters())
+
+
+@pytest.mark.parametrize("make", [IRevNetClassifier, IResNetClassifier])
+def test_flow_likelihood_is_the_inputs_negative_log_likelihood_per_dimension(make):
+    """likelihood='flow': -(log N(z_s; mu_y, I) + log N(z_n; 0, I) + log|det dPhi/dx|) / D, against
+    torch.distributions and the brute-force autograd Jacobian in float64; the class means learn."""
+    kw = {"coeff": 0.8} if make is IResNetClassifier else {}
+    model = perturbed(make((6,), 3, logit_features=2, stages=(2,), hidden=4, seed=0, **kw), scale=0.05).double()
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8, 6, generator=gen, dtype=torch.float64), torch.randint(3, (8,), generator=gen)
+    model.eval()   # the exact log-det of every block, no stochastic estimate
+    ice = IndependenceCrossEntropy(3, 4, hidden=(8,), weight=0.0, likelihood_weight=1.0, likelihood="flow",
+                                   logit_features=2).double()
+    with torch.no_grad():
+        ice.class_means.copy_(torch.randn(3, 2, generator=gen, dtype=torch.float64))
+    total, terms = ice(model, x, y)
+    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0)
+    expected = []
+    for i in range(len(x)):
+        z = model.features(x[i:i + 1])[0].detach()
+        jac = torch.autograd.functional.jacobian(lambda v: model.features(v[None])[0], x[i])
+        log_p = (normal.log_prob(z[:2] - ice.class_means[y[i]].detach()).sum() + normal.log_prob(z[2:]).sum()
+                 + torch.linalg.slogdet(jac)[1])
+        expected.append(-log_p / 6)
+    torch.testing.assert_close(terms["likelihood"], torch.stack(expected).mean())
+    torch.testing.assert_close(total, terms["semantic"] + terms["nuisance"] + terms["likelihood"])
+    total.backward()
+    assert float(ice.class_means.grad.abs().sum()) > 0
+
+
+def test_flow_likelihood_bad_input():
+    with pytest.raises(ValueError, match=r"likelihood must be 'nuisance' or 'flow', got 'joint'"):
+        IndependenceCrossEntropy(3, 3, likelihood="joint")
+    with pytest.raises(ValueError, match=r"likelihood='flow' needs logit_features"):
+        IndependenceCrossEntropy(3, 3, likelihood="flow")
+    model, x, y = _model_and_batch()
+    with pytest.raises(ValueError, match=r"built for a logit subspace of 2 features, the model has 3"):
+        IndependenceCrossEntropy(3, 3, likelihood="flow", logit_features=2).double()(model, x, y)
+    padded = IResNetClassifier((1, 4, 4), 3, logit_features=3, stages=(1,), hidden=4, injective_padding=1,
+                               squeeze=False).double()
+    with pytest.raises(ValueError, match=r"needs a bijective model; IResNetClassifier pads its inputs"):
+        IndependenceCrossEntropy(3, 29, likelihood="flow", logit_features=3).double()(
+            padded, torch.zeros(2, 1, 4, 4, dtype=torch.float64), torch.zeros(2, dtype=torch.long))
+
+
+def test_knn_probe_matches_scikit_learn_and_reads_what_an_untrained_mlp_misses():
+    """knn_predict against scikit-learn's KNeighborsClassifier; on classes that differ only in local structure
+    (interleaved stripes with equal means), an MLP probe given one epoch stays near chance, the vote does not."""
+    neighbors = pytest.importorskip("sklearn.neighbors")
+    from innverse.represent.training import knn_predict
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 3, generator=gen, dtype=torch.float64), torch.randint(4, (300,), generator=gen)
+    q = torch.randn(100, 3, generator=gen, dtype=torch.float64)
+    ref = neighbors.KNeighborsClassifier(7).fit(x.numpy(), y.numpy()).predict(q.numpy())
+    ours = knn_predict(x, y, q, 7)
+    assert float((ours == torch.from_numpy(ref)).double().mean()) > 0.97  # ties may break differently
+    # stripes: the class is the parity of floor(4 * x0); class means are equal, neighbours agree
+    def stripes(n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        f = torch.rand(n, 2, generator=g) * 2 - 1
+        return f, (torch.floor(4 * f[:, 0]).long() % 2)
+    model = InvertibleClassifier(RandomPermutation(3, permutation=[2, 0, 1]), 2, logit_features=1)
+    (a, ya), (b, yb) = stripes(2000, 1), stripes(500, 2)
+    train = (torch.cat([a, torch.zeros(2000, 1)], 1), ya)
+    test = (torch.cat([b, torch.zeros(500, 1)], 1), yb)
+    result = probe_nuisance(model, train, test, hidden=(4,), training={"epochs": 1, "batch_size": 1000, "lr": 1e-4})
+    assert result.accuracy < 0.7 and result.knn_accuracy > 0.9 and result.best == result.knn_accuracy
+    with pytest.raises(ValueError, match=r"neighbours must be an int >= 1, got 0"):
+        probe_nuisance(model, train, test, neighbours=0)

@@ -112,6 +112,20 @@ class IndependenceCrossEntropy(nn.Module):
     :math:`\mathcal L_{\mathrm{nCE}}` on detached :math:`z_n`, :math:`\theta` only from the
     adversarial term evaluated with detached :math:`\phi`.
 
+    ``likelihood="flow"`` replaces :math:`\mathcal L_{\mathrm{MLE}_n}` by the negative
+    log-likelihood of the input under the bijection, per dimension,
+
+    .. math::
+        \mathcal L_{\mathrm{MLE}}(\theta) = -\tfrac1D\Big[\log\mathcal N(z_s;\ \mu_y, I)
+            + \log\mathcal N(z_n;\ 0, I) + \log\big|\det \partial\Phi/\partial x\big|\Big],
+
+    with learned class means :math:`\mu_y` (a generative classifier whose nuisance has the same
+    distribution for every class). Unlike the adversary, whose information a probe trained
+    afterwards recovers, this term is minimised only when :math:`p(z_n \mid y)` is the same for
+    every class, and the log-determinant keeps :math:`\Phi` from shrinking :math:`z_n` to
+    satisfy it. It needs a bijective model (no injective padding) and costs the log-determinant
+    of every block (exact for couplings; estimated for residual blocks).
+
     With ``cap=True`` (the default) the network's adversarial term is
     :math:`\min(\mathcal L_{\mathrm{nCE}}, \log C)`: it pushes the nuisance classifier down to
     chance level (cross-entropy :math:`\log C` of the uniform prediction) and no further. Without
@@ -126,8 +140,11 @@ class IndependenceCrossEntropy(nn.Module):
         weight: :math:`\lambda`.
         likelihood_weight: :math:`\mu`.
         cap: cap the adversarial term at :math:`\log C`.
-        adversary_lr: learning rate of :math:`D_\phi` relative to the network's (a faster
-            adversary tracks the network's representation more closely).
+        adversary_lr: learning rate of :math:`D_\phi` (and of :math:`\mu_y`) relative to the
+            network's (a faster adversary tracks the network's representation more closely).
+        likelihood: ``"nuisance"`` (:math:`\tfrac{1}{2(D-k)}\lVert z_n\rVert^2`) or ``"flow"``
+            (the input's negative log-likelihood, above).
+        logit_features: ``k``, needed for ``likelihood="flow"`` (the size of :math:`\mu_y`).
 
     References:
         Jacobsen, Behrmann, Zemel, Bethge. "Excessive Invariance Causes Adversarial
@@ -136,8 +153,14 @@ class IndependenceCrossEntropy(nn.Module):
 
     def __init__(self, classes: int, nuisance_features: int, hidden: Sequence[int] = (256, 256),
                  weight: float = 1.0, likelihood_weight: float = 0.1, cap: bool = True,
-                 adversary_lr: float = 1.0) -> None:
+                 adversary_lr: float = 1.0, likelihood: str = "nuisance", logit_features: int | None = None) -> None:
         super().__init__()
+        if likelihood not in ("nuisance", "flow"):
+            raise ValueError(f"IndependenceCrossEntropy: likelihood must be 'nuisance' or 'flow', got {likelihood!r}")
+        if likelihood == "flow" and (isinstance(logit_features, bool) or not isinstance(logit_features, int)
+                                     or logit_features < 1):
+            raise ValueError(f"IndependenceCrossEntropy: likelihood='flow' needs logit_features (the size k of z_s) "
+                             f"as an int >= 1, got {logit_features!r}")
         if classes < 2 or nuisance_features < 1:
             raise ValueError(f"IndependenceCrossEntropy: needs classes >= 2 and nuisance_features >= 1, got "
                              f"{classes} and {nuisance_features}")
@@ -148,13 +171,25 @@ class IndependenceCrossEntropy(nn.Module):
         self.classes, self.nuisance_features = int(classes), int(nuisance_features)
         self.weight, self.likelihood_weight, self.cap = float(weight), float(likelihood_weight), bool(cap)
         self.nuisance_classifier = MLP(nuisance_features, classes, tuple(hidden), zero_init=False)
+        self.likelihood = likelihood
+        self.class_means = nn.Parameter(torch.zeros(classes, logit_features)) if likelihood == "flow" else None
 
     def forward(self, model: InvertibleClassifier, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """``(total loss, terms)`` of a batch ``x (B, *input_shape)``, labels ``y (B,)``."""
         if model.representation_size - model.logit_features != self.nuisance_features:
             raise ValueError(f"IndependenceCrossEntropy: built for a nuisance of {self.nuisance_features} features, "
                              f"the model has {model.representation_size - model.logit_features}")
-        z = model.features(x)
+        if self.likelihood == "flow":
+            if not model.bijective:
+                raise ValueError(f"IndependenceCrossEntropy: likelihood='flow' needs a bijective model; "
+                                 f"{model.name} pads its inputs (injective_padding={model.padding})")
+            if model.logit_features != self.class_means.shape[1]:  # type: ignore[union-attr]
+                raise ValueError(f"IndependenceCrossEntropy: built for a logit subspace of "
+                                 f"{self.class_means.shape[1]} features, the model has {model.logit_features}")  # type: ignore[union-attr]
+            model._check("features", x, model.input_shape, "inputs")
+            z, log_det = model.body(x, log_det=True)
+        else:
+            z = model.features(x)
         semantic = F.cross_entropy(model.head(z), y)
         z_n = z[:, model.logit_features:]
         nuisance = F.cross_entropy(self.nuisance_classifier(z_n.detach()), y)
@@ -162,6 +197,11 @@ class IndependenceCrossEntropy(nn.Module):
         adversarial = F.cross_entropy(functional_call(self.nuisance_classifier, frozen, (z_n,)), y)
         if self.cap:
             adversarial = adversarial.clamp(max=math.log(self.classes))
-        likelihood = 0.5 * z_n.square().mean()
+        if self.likelihood == "flow":
+            z_s = z[:, :model.logit_features]
+            energy = 0.5 * ((z_s - self.class_means[y]).square().sum(1) + z_n.square().sum(1))  # type: ignore[index]
+            likelihood = (energy - log_det).mean() / z.shape[1] + 0.5 * math.log(2 * math.pi)
+        else:
+            likelihood = 0.5 * z_n.square().mean()
         total = semantic + nuisance - self.weight * adversarial + self.likelihood_weight * likelihood
         return total, {"semantic": semantic, "nuisance": nuisance, "likelihood": likelihood}

@@ -131,12 +131,20 @@ def train_classifier(model: InvertibleClassifier, x: Tensor, y: Tensor, validati
 class ProbeResult:
     """How much class information a part of the representation carries, by a probe classifier.
 
+    Two probes read the same standardised features: an MLP trained by cross-entropy and a
+    k-nearest-neighbour vote over the training features. The vote needs no training, so it still
+    reads class information that sits in local structure when the MLP's training fails to find
+    it (an MLP stopped early near chance is not evidence of independence); :attr:`best` is the
+    larger of the two.
+
     Attributes:
-        accuracy: test accuracy of the probe.
+        accuracy: test accuracy of the MLP probe.
         train_accuracy: its training accuracy.
         chance: accuracy of always predicting the most frequent training class on the test set.
         part: ``"nuisance"`` or ``"logit"``.
         features: number of features the probe saw.
+        knn_accuracy: test accuracy of the k-nearest-neighbour vote.
+        neighbours: its ``k``.
     """
 
     accuracy: float
@@ -144,6 +152,25 @@ class ProbeResult:
     chance: float
     part: str
     features: int
+    knn_accuracy: float = float("nan")
+    neighbours: int = 5
+
+    @property
+    def best(self) -> float:
+        """The higher test accuracy of the two probes."""
+        return max(self.accuracy, self.knn_accuracy)
+
+
+@torch.no_grad()
+def knn_predict(train: Tensor, labels: Tensor, query: Tensor, k: int = 5, batch_size: int = 1024) -> Tensor:
+    """Majority vote of the ``k`` nearest training rows (Euclidean; ties to the lowest class): ``(M,)`` labels."""
+    classes = int(labels.max()) + 1
+    out = []
+    for i in range(0, query.shape[0], batch_size):
+        nearest = torch.cdist(query[i:i + batch_size], train).topk(k, largest=False).indices
+        votes = torch.nn.functional.one_hot(labels[nearest], classes).sum(1)
+        out.append(votes.argmax(1))
+    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -154,7 +181,8 @@ def _part(model: InvertibleClassifier, x: Tensor, part: str, batch_size: int = 1
 
 
 def probe_nuisance(model: InvertibleClassifier, train_pair: Pair, test_pair: Pair, part: str = "nuisance",
-                   hidden: Sequence[int] = (256, 256), training: Options = None, seed: int = 0) -> ProbeResult:
+                   hidden: Sequence[int] = (256, 256), training: Options = None, seed: int = 0,
+                   neighbours: int = 5) -> ProbeResult:
     r"""Train a fresh MLP to predict the class from :math:`z_n` (or :math:`z_s`) of a frozen classifier.
 
     The probe sees the standardised part of the representation (mean and scale from the training
@@ -170,7 +198,10 @@ def probe_nuisance(model: InvertibleClassifier, train_pair: Pair, test_pair: Pai
         hidden: hidden widths of the probe.
         training: options of the probe's training (default: up to 200 epochs, patience 20).
         seed: seed of the probe's initialisation, split and data order.
+        neighbours: ``k`` of the nearest-neighbour probe.
     """
+    if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
+        raise ValueError(f"probe_nuisance: neighbours must be an int >= 1, got {neighbours!r}")
     if part not in ("nuisance", "logit"):
         raise ValueError(f"probe_nuisance: part must be 'nuisance' or 'logit', got {part!r}")
     if part == "nuisance" and model.representation_size == model.logit_features:
@@ -197,4 +228,5 @@ def probe_nuisance(model: InvertibleClassifier, train_pair: Pair, test_pair: Pai
         acc = float((probe(f_te).argmax(1) == y_te).double().mean())
         train_acc = float((probe(f_tr).argmax(1) == y_tr).double().mean())
     majority = int(torch.bincount(y_tr).argmax())
-    return ProbeResult(acc, train_acc, float((y_te == majority).double().mean()), part, f_tr.shape[1])
+    knn = float((knn_predict(f_tr, y_tr, f_te, min(neighbours, len(f_tr))) == y_te).double().mean())
+    return ProbeResult(acc, train_acc, float((y_te == majority).double().mean()), part, f_tr.shape[1], knn, neighbours)
