@@ -24,8 +24,9 @@ from innverse.train import TrainConfig
 from .test_classifiers import perturbed
 
 
-def _gin(d: int = 5, classes: int = 3, seed: int = 0) -> GIN:
-    gin = perturbed(GIN(d, classes, blocks=3, hidden=(16,), seed=seed), seed=seed, scale=0.2).double()
+def _gin(d: int = 5, classes: int = 3, seed: int = 0, permutation: str = "random") -> GIN:
+    gin = perturbed(GIN(d, classes, blocks=3, hidden=(16,), seed=seed, permutation=permutation), seed=seed,
+                    scale=0.2).double()
     return gin.eval()
 
 
@@ -34,8 +35,9 @@ def _data(n: int, d: int = 5, classes: int = 3, seed: int = 1):
     return torch.randn(n, d, generator=gen, dtype=torch.float64), torch.randint(classes, (n,), generator=gen)
 
 
-def test_the_flow_preserves_volume():
-    gin = _gin()
+@pytest.mark.parametrize("permutation", ["random", "orthogonal"])
+def test_the_flow_preserves_volume(permutation):
+    gin = _gin(permutation=permutation)
     x, _ = _data(3)
     z, log_det = gin.transform(x)
     assert float(log_det.abs().max()) < 1e-12

@@ -56,3 +56,20 @@ def test_generated_shapes_splits_are_fixed_and_classes_differ():
         task.pairs("validation")
     with pytest.raises(ValueError, match=r"GeneratedShapes\.render: expected integer labels"):
         task.render(torch.tensor([6]))
+
+
+def test_gin_synthetic_log_prob_is_the_density_of_the_generating_process():
+    """log p(x|u) against the latent mixture density plus the brute-force autograd log|det ds/dx| (float64)."""
+    task = GINSynthetic(seed=2)
+    x, u, s = task.sample(5, torch.Generator().manual_seed(0), dtype=torch.float64)
+    logp = task.log_prob(x, u)
+    for i in range(5):
+        jac = torch.autograd.functional.jacobian(lambda v: task.mixing.inverse(v[None], log_det=False)[0][0], x[i])
+        std = torch.cat([task.stds[u[i]], torch.full((8,), 0.01, dtype=torch.float64)])
+        mean = torch.cat([task.means[u[i]], torch.zeros(8, dtype=torch.float64)])
+        expected = torch.distributions.Normal(mean, std).log_prob(s[i]).sum() + torch.linalg.slogdet(jac)[1]
+        torch.testing.assert_close(logp[i], expected)
+    with pytest.raises(ValueError, match=r"GINSynthetic.log_prob: expected x of shape \(n, 10\)"):
+        task.log_prob(x[:, :9], u)
+    with pytest.raises(ValueError, match=r"integer labels in 0..4"):
+        task.log_prob(x, u + 5)

@@ -46,6 +46,8 @@ class GIN(nn.Module):
         input_shape: ``(D,)`` or any event shape (flattened in front of the flow).
         classes: number of values of the auxiliary variable ``u`` (``>= 2``).
         blocks: GIN coupling blocks (each followed by a random permutation).
+        permutation: ``"random"`` (a permutation of the features after every coupling, as in the
+            paper) or ``"orthogonal"`` (a fixed random rotation; also volume-preserving).
         hidden: hidden widths of the coupling MLPs.
         clamp: soft bound of the couplings' log-scales.
         transform: your own volume-preserving invertible module instead (checked numerically).
@@ -59,14 +61,14 @@ class GIN(nn.Module):
 
     def __init__(self, input_shape: int | Sequence[int], classes: int, blocks: int = 8,
                  hidden: Sequence[int] = (256, 256), clamp: float = 2.0, transform: AbstractInvertible | None = None,
-                 mean_distance: float = 1.0, seed: int = 0) -> None:
+                 mean_distance: float = 1.0, seed: int = 0, permutation: str = "random") -> None:
         super().__init__()
         shape = as_shape(input_shape, "input_shape")
         d = math.prod(shape)
         with seeded(seed):
             if transform is None:
                 transform = coupling_flow(d, blocks=blocks, hidden=tuple(hidden), coupling="gin", clamp=clamp,
-                                          seed=seed).transform
+                                          permutation=permutation, seed=seed).transform
                 if len(shape) > 1:
                     transform = InvSequence(Flatten(shape), transform)
             elif transform.event_shape != shape:

@@ -82,6 +82,27 @@ class GINSynthetic:
         x = self.mixing(s, log_det=False)[0]
         return x.to(dtype), u, s.to(dtype)
 
+    @torch.no_grad()
+    def log_prob(self, x: Tensor, u: Tensor) -> Tensor:
+        r"""The true :math:`\log p(x \mid u)` of the generating process, ``(n,)`` (float64).
+
+        :math:`\log\mathcal N(s;\ \mu_u, \sigma_u^2) + \log|\det \partial s/\partial x|` with
+        :math:`s` the inverse of the mixing network: the best held-out likelihood a fitted model can
+        reach, against which a fit's held-out likelihood tells an optimisation failure (far above it)
+        from a fit as good as the truth.
+        """
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"GINSynthetic.log_prob: expected x of shape (n, {self.dim}), got "
+                             f"{tuple(getattr(x, 'shape', ()))}")
+        if not isinstance(u, Tensor) or u.shape != x.shape[:1] or u.dtype != torch.long or \
+                bool(((u < 0) | (u >= self.components)).any()):
+            raise ValueError(f"GINSynthetic.log_prob: expected u as n={x.shape[0]} integer labels in "
+                             f"0..{self.components - 1}")
+        s, log_det = self.mixing.inverse(x.to(torch.float64))
+        means = torch.cat([self.means, self.means.new_zeros(self.components, self.noise_dims)], 1)
+        stds = torch.cat([self.stds, self.stds.new_full((self.components, self.noise_dims), self.noise_std)], 1)
+        return torch.distributions.Normal(means[u], stds[u]).log_prob(s).sum(1) + log_det
+
 
 def _random_glow(d: int, blocks: int, gen: torch.Generator) -> AbstractInvertible:
     r"""A fixed GLOW network: ``blocks`` x (affine coupling with a random 2 x 10 MLP, clamp 2; random permutation), float64.
