@@ -17,6 +17,9 @@ tolerance: 1e-5 relative in float32, 1e-11 in float64).
     # the i-ResNet with a linear head on its whole last hidden layer (as in Behrmann et al.):
     ... represent_classifiers.py --dataset digits --models iresnet --iresnet-logit-features 64 --tag digits_iresnet_fullhead
     ... represent_classifiers.py --dataset shapes --epochs 30 --iresnet-logit-features 256 --tag shapes
+    # the i-ResNet as the paper's classifiers: injective padding, no initial squeeze, a pooled head:
+    ... represent_classifiers.py --dataset shapes --epochs 30 --models iresnet --injective-padding 15 --no-squeeze \
+        --pool --tag shapes_iresnet_padded
 """
 
 from __future__ import annotations
@@ -158,7 +161,11 @@ def main() -> None:
                 f"same options ({args.epochs} epochs, batch {args.batch}, Adam lr {args.lr}, cosine schedule, EMA 0.995, "
                 f"weights of the best validation epoch). Same-size ResNets: the width whose parameter count is closest "
                 f"to the invertible model's. Logit subspace (the representation coordinates the final linear layer sees): "
-                f"i-RevNet {classes_note(rows, 'irevnet')}, i-ResNet {classes_note(rows, 'iresnet')}. Reconstruction: ||invert(features(x)) - x|| / ||x|| over the test images "
+                f"i-RevNet {classes_note(rows, 'irevnet')}, i-ResNet {classes_note(rows, 'iresnet')}. i-ResNet setup: "
+                f"stages {tuple(args.iresnet_stages or STAGES)}, Lipschitz coefficient {args.coeff}, "
+                f"{args.injective_padding} injective padding channels, "
+                f"{'no initial squeeze' if args.no_squeeze else 'an initial squeeze'}, "
+                f"{'pooled head' if args.pool else 'linear head on the logit subspace'}. Reconstruction: ||invert(features(x)) - x|| / ||x|| over the test images "
                 f"(worst seed). Total wall time {time.perf_counter() - t0:.0f} s on {machine_tag()} "
                 f"(torch threads: {args.threads}; shared machine, times are noisy).")
         name = "represent_classifiers" + (f"_{args.tag}" if args.tag else "")
