@@ -197,7 +197,8 @@ def test_flow_likelihood_bad_input():
         IndependenceCrossEntropy(3, 3, likelihood="flow", logit_features=2).double()(model, x, y)
     padded = IResNetClassifier((1, 4, 4), 3, logit_features=3, stages=(1,), hidden=4, injective_padding=1,
                                squeeze=False).double()
-    with pytest.raises(ValueError, match=r"needs a bijective model; IResNetClassifier pads its inputs"):
+    with pytest.raises(ValueError, match=r"IResNetClassifier.features_and_log_det: needs a bijective model; "
+                                         r"this one pads its inputs"):
         IndependenceCrossEntropy(3, 29, likelihood="flow", logit_features=3).double()(
             padded, torch.zeros(2, 1, 4, 4, dtype=torch.float64), torch.zeros(2, dtype=torch.long))
 

@@ -132,6 +132,19 @@ class InvertibleClassifier(nn.Module):
             x = torch.cat([x, x.new_zeros(x.shape[0], self.padding, *x.shape[2:])], 1)
         return self.body(x, log_det=False)[0]
 
+    def features_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""``(z, log|det dPhi/dx|)`` of inputs ``(B, *input_shape)``: the density of the inputs under the bijection.
+
+        Raises a ``ValueError`` for an injective model: with padding, :math:`\Phi` maps the inputs
+        onto a subset of :math:`\mathbb R^D` of lower dimension and has no such density.
+        """
+        if not self.bijective:
+            raise ValueError(f"{self.name}.features_and_log_det: needs a bijective model; this one pads its inputs "
+                             f"(injective_padding={self.padding}), so they have no density in the representation")
+        self._check("features_and_log_det", x, self.input_shape, "inputs")
+        z, log_det = self.body(x, log_det=True)
+        return z, log_det
+
     def invert(self, features: Tensor) -> Tensor:
         r"""The input :math:`x = \Phi^{-1}(z)` of a representation: ``(B, D) -> (B, *input_shape)``."""
         self._check("invert", features, (self.representation_size,), "features")
@@ -182,8 +195,8 @@ def _padded(owner: str, input_shape: int | SequenceABC[int], padding: int) -> tu
     """``input_shape`` with ``padding`` more channels (features); a ``ValueError`` naming ``owner`` for a bad padding."""
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
         raise ValueError(f"{owner}: injective_padding must be an int >= 0, got {padding!r}")
-    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-    return (shape[0] + padding, *shape[1:]) if shape else shape
+    first, *rest = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    return (first + padding, *rest)
 
 
 def IRevNetClassifier(input_shape: int | SequenceABC[int], classes: int, logit_features: int | None = None,

@@ -180,14 +180,10 @@ class IndependenceCrossEntropy(nn.Module):
             raise ValueError(f"IndependenceCrossEntropy: built for a nuisance of {self.nuisance_features} features, "
                              f"the model has {model.representation_size - model.logit_features}")
         if self.likelihood == "flow":
-            if not model.bijective:
-                raise ValueError(f"IndependenceCrossEntropy: likelihood='flow' needs a bijective model; "
-                                 f"{model.name} pads its inputs (injective_padding={model.padding})")
             if model.logit_features != self.class_means.shape[1]:  # type: ignore[union-attr]
                 raise ValueError(f"IndependenceCrossEntropy: built for a logit subspace of "
                                  f"{self.class_means.shape[1]} features, the model has {model.logit_features}")  # type: ignore[union-attr]
-            model._check("features", x, model.input_shape, "inputs")
-            z, log_det = model.body(x, log_det=True)
+            z, log_det = model.features_and_log_det(x)
         else:
             z = model.features(x)
         semantic = F.cross_entropy(model.head(z), y)
