@@ -9,8 +9,9 @@ from scipy import stats
 from innverse.tasks.represent import SHAPES, GeneratedShapes, GINSynthetic
 
 
-def test_gin_synthetic_latents_follow_the_stated_mixture_and_the_mixing_is_invertible():
-    task = GINSynthetic(seed=3)
+@pytest.mark.parametrize("mixing", ["glow", "rotation"])
+def test_gin_synthetic_latents_follow_the_stated_mixture_and_the_mixing_is_invertible(mixing):
+    task = GINSynthetic(seed=3, mixing=mixing)
     assert bool(((task.means > -5) & (task.means < 5)).all())
     assert bool(((task.stds > 0.5) & (task.stds < 3)).all())
     x, u, s = task.sample(6000, torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -28,7 +29,7 @@ def test_gin_synthetic_latents_follow_the_stated_mixture_and_the_mixing_is_inver
     residual = x - design @ torch.linalg.lstsq(design, x).solution
     assert float(residual.square().mean() / x.var(0).mean()) > 1e-3
     # reproducible
-    x2, u2, _ = GINSynthetic(seed=3).sample(6000, torch.Generator().manual_seed(0), dtype=torch.float64)
+    x2, u2, _ = GINSynthetic(seed=3, mixing=mixing).sample(6000, torch.Generator().manual_seed(0), dtype=torch.float64)
     torch.testing.assert_close(x2, x, rtol=0, atol=0)
     assert torch.equal(u2, u)
 
@@ -38,6 +39,21 @@ def test_gin_synthetic_bad_arguments():
         GINSynthetic(informative=0)
     with pytest.raises(ValueError, match=r"GINSynthetic\.sample: n must be a positive int"):
         GINSynthetic().sample(0)
+    with pytest.raises(ValueError, match="GINSynthetic: mixing must be 'glow' or 'rotation', got 'flow'"):
+        GINSynthetic(mixing="flow")
+
+
+def test_gin_synthetic_reference_mixing_couples_both_halves_with_permutations_between_blocks():
+    """The reference network: each block changes both halves, and the mixing between blocks is a permutation."""
+    task = GINSynthetic(seed=0)
+    x = torch.randn(64, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = x
+    for layer in list(task.mixing)[:3]:   # coupling, swap, coupling
+        y = layer(y, log_det=False)[0]
+    assert bool(((y - x).abs().amax(0) > 1e-6).all())  # no coordinate passes a block unchanged
+    permutations = [m for m in task.mixing if type(m).__name__ == "RandomPermutation"]
+    assert len(permutations) == 2 * task.mixing_blocks
+    assert not any(type(m).__name__ == "Orthogonal" for m in task.mixing)
 
 
 def test_generated_shapes_splits_are_fixed_and_classes_differ():
@@ -58,9 +74,10 @@ def test_generated_shapes_splits_are_fixed_and_classes_differ():
         task.render(torch.tensor([6]))
 
 
-def test_gin_synthetic_log_prob_is_the_density_of_the_generating_process():
+@pytest.mark.parametrize("mixing", ["glow", "rotation"])
+def test_gin_synthetic_log_prob_is_the_density_of_the_generating_process(mixing):
     """log p(x|u) against the latent mixture density plus the brute-force autograd log|det ds/dx| (float64)."""
-    task = GINSynthetic(seed=2)
+    task = GINSynthetic(seed=2, mixing=mixing)
     x, u, s = task.sample(5, torch.Generator().manual_seed(0), dtype=torch.float64)
     logp = task.log_prob(x, u)
     for i in range(5):

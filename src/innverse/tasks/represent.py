@@ -4,9 +4,12 @@ r"""Generated data for representation learning: GIN's synthetic nonlinear-ICA ta
   first 2 dimensions follow a 5-component Gaussian mixture (means uniform in :math:`(-5, 5)`,
   standard deviations uniform in :math:`(0.5, 3)` per component and dimension) and whose other
   8 are noise with standard deviation 0.01, pushed through a fixed, randomly initialised
-  GLOW network (8 affine couplings with random MLPs, random permutations; every layer drawn
-  at random, none starting as the identity). The mixture component is the auxiliary label
-  :math:`u`.
+  GLOW network as in the reference implementation of GIN (8 GLOW blocks, each an affine
+  coupling of either half on the other with random 10-10 MLPs, random permutations between
+  blocks; every layer drawn at random, none starting as the identity). The mixture component
+  is the auxiliary label :math:`u`. ``mixing="rotation"`` is a harder variant: one affine
+  coupling per block and a random rotation between blocks, which bends the data manifold
+  more strongly.
 * :class:`GeneratedShapes` — grey 16x16 images of six shapes (disc, ring, filled square, square
   outline, plus, diagonal cross) at random positions, sizes, small rotations and contrasts, with
   Gaussian pixel noise; the class as a one-hot condition (an :class:`AbstractImageTask`).
@@ -27,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..blocks import AffineCoupling, Orthogonal
+from ..blocks import AffineCoupling, Orthogonal, RandomPermutation
 from ..core import AbstractInvertible, Sequence
 from ..nets.subnets import mlp_constructor
 from .images.base import AbstractImageTask, check_split
@@ -45,21 +48,27 @@ class GINSynthetic:
         components: number of mixture components (the auxiliary classes).
         noise_std: standard deviation of the noise dimensions.
         mixing_blocks: coupling blocks of the mixing network.
+        mixing: ``"glow"`` (the reference network: per block both halves coupled, random
+            permutations between blocks) or ``"rotation"`` (per block one half coupled, random
+            rotations between blocks; a more strongly curved data manifold).
     """
 
     name = "gin_synthetic"
 
     def __init__(self, seed: int = 0, informative: int = 2, noise_dims: int = 8, components: int = 5,
-                 noise_std: float = 0.01, mixing_blocks: int = 8) -> None:
+                 noise_std: float = 0.01, mixing_blocks: int = 8, mixing: str = "glow") -> None:
         if informative < 1 or noise_dims < 0 or components < 2 or informative + noise_dims < 2:
             raise ValueError(f"GINSynthetic: needs informative >= 1, noise_dims >= 0, components >= 2 and >= 2 "
                              f"dimensions, got {informative}, {noise_dims}, {components}")
+        if mixing not in ("glow", "rotation"):
+            raise ValueError(f"GINSynthetic: mixing must be 'glow' or 'rotation', got {mixing!r}")
+        self.mixing_kind = mixing
         self.seed, self.informative, self.noise_dims = seed, informative, noise_dims
         self.components, self.noise_std, self.mixing_blocks = components, noise_std, mixing_blocks
         gen = torch.Generator().manual_seed(seed)
         self.means = torch.rand(components, informative, generator=gen, dtype=torch.float64) * 10 - 5
         self.stds = torch.rand(components, informative, generator=gen, dtype=torch.float64) * 2.5 + 0.5
-        self.mixing = _random_glow(informative + noise_dims, mixing_blocks, gen)
+        self.mixing = _random_glow(informative + noise_dims, mixing_blocks, gen, rotation=mixing == "rotation")
 
     @property
     def dim(self) -> int:
@@ -67,7 +76,8 @@ class GINSynthetic:
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed, "informative": self.informative, "noise_dims": self.noise_dims,
-                "components": self.components, "noise_std": self.noise_std, "mixing_blocks": self.mixing_blocks}
+                "components": self.components, "noise_std": self.noise_std, "mixing_blocks": self.mixing_blocks,
+                "mixing": self.mixing_kind}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
@@ -104,17 +114,28 @@ class GINSynthetic:
         return torch.distributions.Normal(means[u], stds[u]).log_prob(s).sum(1) + log_det
 
 
-def _random_glow(d: int, blocks: int, gen: torch.Generator) -> AbstractInvertible:
-    r"""A fixed GLOW network: ``blocks`` x (affine coupling with a random 2 x 10 MLP, clamp 2; random permutation), float64.
+def _random_glow(d: int, blocks: int, gen: torch.Generator, rotation: bool = False) -> AbstractInvertible:
+    r"""A fixed GLOW network of ``blocks`` blocks, float64.
 
-    Every weight and bias is drawn from ``gen`` as torch's default ``nn.Linear`` initialisation
-    would draw it, :math:`\mathcal U(-1/\sqrt{\text{fan-in}}, 1/\sqrt{\text{fan-in}})`, including
-    the last layers (so no coupling is the identity), as in the reference implementation of GIN.
+    A block couples the second half on the first and then the first on the second (affine, random
+    10-10 MLPs, log-scales bounded at 2), followed by a random permutation, as the GLOW blocks of
+    the reference implementation of GIN; with ``rotation``, one coupling of the second half and a
+    random rotation. Every weight and bias is drawn from ``gen`` as torch's default ``nn.Linear``
+    initialisation would draw it, :math:`\mathcal U(-1/\sqrt{\text{fan-in}}, 1/\sqrt{\text{fan-in}})`,
+    including the last layers (so no coupling is the identity).
     """
+    half = d // 2
+    swap = list(range(half, d)) + list(range(half))
     layers: list[AbstractInvertible] = []
     for _ in range(blocks):
-        layers += [AffineCoupling(d, mlp_constructor((10, 10), zero_init=False), clamp=2.0),
-                   Orthogonal(d, generator=gen)]
+        if rotation:
+            layers += [AffineCoupling(d, mlp_constructor((10, 10), zero_init=False), clamp=2.0),
+                       Orthogonal(d, generator=gen)]
+            continue
+        layers += [AffineCoupling(d, mlp_constructor((10, 10), zero_init=False), split=half, clamp=2.0),
+                   RandomPermutation(d, permutation=swap),
+                   AffineCoupling(d, mlp_constructor((10, 10), zero_init=False), split=d - half, clamp=2.0),
+                   RandomPermutation(d, generator=gen)]
     net = Sequence(*layers).double().eval()
     for module in net.modules():
         if isinstance(module, torch.nn.Linear):
