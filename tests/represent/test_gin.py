@@ -117,10 +117,26 @@ def test_training_lowers_the_empirical_nll():
     assert history.records[-1]["nll"] < history.records[0]["nll"] - 0.2
 
 
-def test_count_informative_cuts_at_the_largest_log_gap():
+def test_count_informative_splits_the_log_spectrum_or_cuts_at_the_largest_gap():
     assert count_informative(torch.tensor([0.011, 3.0, 0.012, 2.2, 0.009])) == 2
+    assert count_informative(torch.tensor([0.011, 3.0, 0.012, 2.2, 0.009]), method="gap") == 2
     assert count_informative(torch.tensor([5.0, 1.0, 0.9, 0.8])) == 1
+    assert count_informative(torch.tensor([5.0, 1.0, 0.9, 0.8]), method="gap") == 1
     assert count_informative(torch.tensor([5.0, 1.0, 0.9, 0.8]), threshold=0.85) == 3
+    # two informative dimensions a decade apart, above a noise floor: the largest gap is between them
+    spectrum = torch.tensor([0.78, 0.10, 0.021, 0.018, 0.016, 0.014, 0.014, 0.010, 0.0098, 0.0076])
+    assert count_informative(spectrum, method="gap") == 1
+    assert count_informative(spectrum) == 2
+    # the split against a brute-force search over all cut points
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        stds = torch.rand(9, generator=gen, dtype=torch.float64) ** 4 + 1e-3
+        log_s = stds.sort(descending=True).values.log()
+        costs = [float((log_s[:k] - log_s[:k].mean()).square().sum() + (log_s[k:] - log_s[k:].mean()).square().sum())
+                 for k in range(1, 9)]
+        assert count_informative(stds) == 1 + min(range(8), key=costs.__getitem__)
+    with pytest.raises(ValueError, match="count_informative: method must be 'split' or 'gap', got 'elbow'"):
+        count_informative(spectrum, method="elbow")
     with pytest.raises(ValueError, match="count_informative: needs at least 2 positive"):
         count_informative(torch.tensor([1.0, 0.0]))
 

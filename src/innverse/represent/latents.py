@@ -16,22 +16,38 @@ __all__ = ["LatentSpectrum", "MatchedCorrelation", "count_informative", "latent_
            "mean_correlation_coefficient"]
 
 
-def count_informative(stds: Tensor, threshold: float | None = None) -> int:
+def count_informative(stds: Tensor, threshold: float | None = None, method: str = "split") -> int:
     r"""Estimate how many latent dimensions carry information from their standard deviations.
 
-    Default (``threshold=None``): sort :math:`\sigma_{(1)} \ge \dots \ge \sigma_{(D)}` and cut at
-    the largest gap on the log scale, :math:`\hat k = \arg\max_{j<D} \log\sigma_{(j)} - \log\sigma_{(j+1)}`
-    (noise dimensions of a volume-preserving flow are squeezed to a common small scale, so the
-    spectrum drops there). With ``threshold``: the number of dimensions with :math:`\sigma > `
-    ``threshold``.
+    Sort :math:`\sigma_{(1)} \ge \dots \ge \sigma_{(D)}`, :math:`\ell_j = \log\sigma_{(j)}`.
+
+    * ``method="split"`` (default): the two-group split of the log spectrum with the least
+      within-group sum of squares (1-D two-means, Otsu's criterion),
+      :math:`\hat k = \arg\min_k \sum_{j\le k}(\ell_j - \bar\ell_{\le k})^2 + \sum_{j>k}(\ell_j - \bar\ell_{>k})^2`.
+      The noise dimensions of a volume-preserving flow are squeezed to a common floor, while the
+      informative ones may differ from each other by decades; the split weighs the spread of
+      both groups, so one large gap between two informative dimensions does not end the count.
+    * ``method="gap"``: the largest gap on the log scale,
+      :math:`\hat k = \arg\max_{j<D} \ell_j - \ell_{j+1}` (counts too few when two informative
+      dimensions are further apart than the smallest of them is from the noise floor).
+    * ``threshold``: the number of dimensions with :math:`\sigma >` ``threshold`` (``method`` unused).
     """
     s = torch.as_tensor(stds, dtype=torch.float64).flatten()
     if s.numel() < 2 or not bool((s > 0).all()):
         raise ValueError(f"count_informative: needs at least 2 positive standard deviations, got {s.tolist()}")
+    if method not in ("split", "gap"):
+        raise ValueError(f"count_informative: method must be 'split' or 'gap', got {method!r}")
     if threshold is not None:
         return int((s > threshold).sum())
     log_s = s.sort(descending=True).values.log()
-    return int((log_s[:-1] - log_s[1:]).argmax()) + 1
+    if method == "gap":
+        return int((log_s[:-1] - log_s[1:]).argmax()) + 1
+    k = torch.arange(1, log_s.numel(), dtype=torch.float64)
+    head, total = log_s.cumsum(0)[:-1], log_s.sum()
+    head_sq, total_sq = log_s.square().cumsum(0)[:-1], log_s.square().sum()
+    n_tail = log_s.numel() - k
+    within = head_sq - head.square() / k + (total_sq - head_sq) - (total - head).square() / n_tail
+    return int(within.argmin()) + 1
 
 
 @dataclass(frozen=True)
@@ -41,7 +57,7 @@ class LatentSpectrum:
     Attributes:
         stds: ``(D,)`` sorted descending.
         order: ``(D,)`` latent index of each entry of ``stds`` (``order[0]`` is the most variable dimension).
-        informative: the estimate :func:`count_informative` (largest log-gap).
+        informative: the estimate :func:`count_informative` (two-group split of the log spectrum).
     """
 
     stds: Tensor
