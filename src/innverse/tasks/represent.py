@@ -7,9 +7,9 @@ r"""Generated data for representation learning: GIN's synthetic nonlinear-ICA ta
   GLOW network as in the reference implementation of GIN (8 GLOW blocks, each an affine
   coupling of either half on the other with random 10-10 MLPs, random permutations between
   blocks; every layer drawn at random, none starting as the identity). The mixture component
-  is the auxiliary label :math:`u`. ``mixing="rotation"`` is a harder variant: one affine
-  coupling per block and a random rotation between blocks, which bends the data manifold
-  more strongly.
+  is the auxiliary label :math:`u`. ``mixing="rotation"`` is a variant with one affine
+  coupling per block and a random rotation between blocks, on which GIN fits less reliably
+  (``benchmarks/represent_gin.py``).
 * :class:`GeneratedShapes` — grey 16x16 images of six shapes (disc, ring, filled square, square
   outline, plus, diagonal cross) at random positions, sizes, small rotations and contrasts, with
   Gaussian pixel noise; the class as a one-hot condition (an :class:`AbstractImageTask`).
@@ -50,7 +50,7 @@ class GINSynthetic:
         mixing_blocks: coupling blocks of the mixing network.
         mixing: ``"glow"`` (the reference network: per block both halves coupled, random
             permutations between blocks) or ``"rotation"`` (per block one half coupled, random
-            rotations between blocks; a more strongly curved data manifold).
+            rotations between blocks; harder for GIN to fit).
     """
 
     name = "gin_synthetic"
