@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
+from innverse.blocks import Orthogonal, RandomPermutation
 from innverse.tasks.represent import SHAPES, GeneratedShapes, GINSynthetic
 
 
@@ -51,9 +52,9 @@ def test_gin_synthetic_reference_mixing_couples_both_halves_with_permutations_be
     for layer in list(task.mixing)[:3]:   # coupling, swap, coupling
         y = layer(y, log_det=False)[0]
     assert bool(((y - x).abs().amax(0) > 1e-6).all())  # no coordinate passes a block unchanged
-    permutations = [m for m in task.mixing if type(m).__name__ == "RandomPermutation"]
+    permutations = [m for m in task.mixing if isinstance(m, RandomPermutation)]
     assert len(permutations) == 2 * task.mixing_blocks
-    assert not any(type(m).__name__ == "Orthogonal" for m in task.mixing)
+    assert not any(isinstance(m, Orthogonal) for m in task.mixing)
 
 
 def test_generated_shapes_splits_are_fixed_and_classes_differ():
