@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,7 +22,14 @@ from .priors import as_prior
 from .sources import AbstractSource, InMemory, Online, Stored
 from .store import SimulationStore
 
-__all__ = ["fit_posterior", "default_training", "build_summary"]
+__all__ = ["fit_posterior", "default_training", "build_summary", "BUDGETS"]
+
+#: the presets of ``fit_posterior(budget=...)``
+BUDGETS = ("fast", "accurate")
+#: ``budget="fast"``: early stopping after at most this many epochs without improvement (at least ``min_patience``)
+FAST_PATIENCE = {"patience": 10, "min_patience": 5}
+#: ``budget="accurate"``: members of the ensemble
+ACCURATE_MEMBERS = 5
 
 
 def default_training(rows: int, theta_dim: int | None = None, summary: bool = False,
@@ -73,6 +81,30 @@ def build_summary(kind: str | nn.Module | None, x_shape: tuple[int, ...], theta_
     return summary_from_config({"type": kind, **opts})
 
 
+def _apply_budget(budget: str | None, flow: Any, training: TrainConfig | dict[str, Any] | None,
+                  ensemble: int | None, offline_in_memory: bool) -> tuple[Any, Any, int]:
+    """``flow``, ``training`` and ``ensemble`` with the preset of ``budget`` filled in where the caller left them unset.
+
+    ``"fast"``: only the first default candidate flow, and the shorter early stopping of
+    :data:`FAST_PATIENCE` (for ``training`` given as ``None`` or a dict; a :class:`TrainConfig` is
+    used as it is). ``"accurate"``: an ensemble of :data:`ACCURATE_MEMBERS` members, each with
+    the default candidate flows (pairs in memory only).
+    """
+    if budget is not None and (not isinstance(budget, str) or budget not in BUDGETS):
+        raise ValueError(f"fit_posterior: budget must be None, 'fast' or 'accurate', got {budget!r}")
+    if budget == "fast":
+        if flow is None:
+            flow = FlowOptions()  # the first default candidate, without the race against MAF
+        if training is None or isinstance(training, dict):
+            training = {**FAST_PATIENCE, **(training or {})}
+    if budget == "accurate" and ensemble is None:
+        if not offline_in_memory:
+            raise ValueError("fit_posterior: budget='accurate' trains an ensemble, which needs the pairs in memory "
+                             "(theta and x), not a store or a simulator; load the pairs, or pass budget=None or 'fast'")
+        ensemble = ACCURATE_MEMBERS
+    return flow, training, 1 if ensemble is None else ensemble
+
+
 def _source(theta: Any, x: Any, prior: Distribution | None, simulator: Callable[..., Any] | None,
             store: SimulationStore | str | os.PathLike | None, online: dict[str, Any]) -> AbstractSource:
     """The one data source the arguments name."""
@@ -99,7 +131,7 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
                   checkpoint: str | os.PathLike | None = None, resume: bool = False,
                   log_path: str | os.PathLike | None = None, callbacks: Sequence[EpochCallback] = (),
                   progress: bool = True, device: str | torch.device | None = None,
-                  ensemble: int = 1) -> Posterior | EnsemblePosterior:
+                  ensemble: int | None = None, budget: str | None = None) -> Posterior | EnsemblePosterior:
     r"""Train a :class:`PosteriorEstimator` by maximum likelihood and return the :class:`Posterior`.
 
     Minimises :math:`-\frac1N\sum_i \log q(\theta_i \mid x_i)` over simulated pairs (neural
@@ -149,7 +181,20 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         checkpoint / resume / log_path / callbacks / progress: see :func:`innverse.train.train`.
         ensemble: train this many posteriors (seeds ``seed``, ``seed + 1``, ...; in parallel processes,
             one per core) and return their equal-weight mixture, an
-            :class:`~innverse.amortized.EnsemblePosterior` (in-memory data only).
+            :class:`~innverse.amortized.EnsemblePosterior` (in-memory data only). ``None``: 1, or
+            what ``budget`` sets.
+        budget: a preset trading time for accuracy; ``None`` (the default) changes nothing.
+            ``"fast"``: only the first default candidate flow (no race against MAF for 6 or more
+            parameters) and early stopping after at most 10 epochs without improvement (at least
+            5, else as many as it took to reach the best epoch; default 20 and 10). ``"accurate"``:
+            an ensemble of 5 members (with the default candidate race each), so pairs in memory
+            only: with a store or a simulator it raises ``ValueError``. Options given explicitly
+            win over the preset: ``flow`` replaces the fast single candidate, ``ensemble=3`` (or
+            ``ensemble=1``) the 5 members, and ``training={"patience": 50}`` the shorter patience
+            (the preset's patience fills only the keys a ``training`` dict leaves out; a
+            :class:`~innverse.train.TrainConfig` object is used as it is). The preset is recorded
+            as ``posterior.report.budget`` (of every member of an ensemble).
+            ``benchmarks/budget_modes.py`` measures the three on sbibm tasks.
         device: where the networks train and the returned posterior computes (``"cpu"``, the
             default, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device``). Simulations, the
             standardisation and the least-squares start stay on the CPU. On a GPU, prepared
@@ -160,13 +205,15 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         ValueError: bad options, too few valid pairs, or a device that does not exist here
             (e.g. ``device="cuda"`` on a machine without a GPU).
     """
-    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+    if ensemble is not None and (isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1):
         raise ValueError(f"fit_posterior: ensemble must be an int >= 1, got {ensemble!r}")
+    flow, training, ensemble = _apply_budget(budget, flow, training, ensemble, store is None and simulator is None)
     if ensemble > 1:
+        # the members get the resolved options (one member each, the budget only recorded in their reports)
         options = {k: v for k, v in locals().items() if k not in ("theta", "x", "ensemble", "seed", "workers")}
         if store is not None or simulator is not None:
             raise ValueError("fit_posterior: an ensemble trains on pairs in memory (theta and x)")
-        return fit_ensemble(theta, x, ensemble, workers=min(ensemble, os.cpu_count() or 1), seed=seed,
+        return fit_ensemble(theta, x, ensemble, workers=min(ensemble, os.cpu_count() or 1), seed=seed, ensemble=1,
                             **{k: v for k, v in options.items() if k not in ("store", "simulator")})
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"fit_posterior: validation_fraction must be in [0, 1), got {validation_fraction}")
@@ -199,7 +246,7 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         kept.set_reference(reference.to(target))
     finally:
         source.close()
-    return Posterior(kept, report=report)
+    return Posterior(kept, report=report if budget is None else dataclasses.replace(report, budget=budget))
 
 
 __all__ += ["FitReport"]

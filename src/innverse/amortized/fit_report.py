@@ -67,6 +67,8 @@ class FitReport:
         baseline_val_loss: validation loss of the flow that learned nothing (standard normal on the
             standardised parameters, the INN's start); a kept validation loss not below it means
             training failed or the data are uninformative (``fit_posterior`` warns).
+        budget: the preset ``fit_posterior`` was called with (``"fast"``, ``"accurate"``), or
+            ``None``; ``training`` and ``candidates`` show what it resolved to.
     """
 
     mode: str
@@ -79,6 +81,7 @@ class FitReport:
     candidates: tuple[CandidateRun, ...] = ()
     chosen: int = 0
     baseline_val_loss: float | None = None
+    budget: str | None = None
 
     @property
     def batch_size(self) -> int | None:
@@ -108,7 +111,7 @@ class FitReport:
                    history=History.from_dict(d["history"]),
                    gaussian_start=None if start is None else GaussianStartReport(**start),
                    candidates=tuple(CandidateRun(**c) for c in d.get("candidates", ())), chosen=int(d.get("chosen", 0)),
-                   baseline_val_loss=d.get("baseline_val_loss"))
+                   baseline_val_loss=d.get("baseline_val_loss"), budget=d.get("budget"))
 
     @classmethod
     def _from_v1_info(cls, info: dict[str, Any]) -> FitReport:
