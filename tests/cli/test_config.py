@@ -50,12 +50,22 @@ def test_example_config_is_valid_and_defaults_fill_in(tmp_path: Path) -> None:
     ('[simulator]\ntask = "two_moons"\nparameter_names = [1, 2]',
      "key 'simulator.parameter_names' must be a list of strings"),
     ("[simulator\ntask = 1", "not valid TOML"),
+    ('[simulator]\ntask = "two_moons"\n[training]\nbudget = "quick"',
+     "key 'training.budget' must be one of 'fast', 'accurate', got 'quick'"),
+    ('[simulator]\ntask = "two_moons"\n[training]\nbudget = "accurate"',
+     "key 'training.budget' = \"accurate\" trains an ensemble of posteriors, which needs the simulations in memory; "
+     "innverse fit trains from a store: use \"fast\" or leave the key out"),
 ])
 def test_mistakes_are_explained(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UsageError) as err:
         _parse(text, tmp_path)
     assert message in str(err.value)
     assert str(tmp_path / "c.toml") in str(err.value)  # the message names the file
+
+
+def test_the_budget_preset_is_optional(tmp_path: Path) -> None:
+    assert _parse('[simulator]\ntask = "two_moons"', tmp_path)["training"]["budget"] is None
+    assert _parse('[simulator]\ntask = "two_moons"\n[training]\nbudget = "fast"', tmp_path)["training"]["budget"] == "fast"
 
 
 def test_missing_file(tmp_path: Path) -> None:

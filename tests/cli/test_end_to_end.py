@@ -318,3 +318,23 @@ def test_fit_with_candidate_flows_records_the_kept_one(tmp_path: Path) -> None:
     assert fit["training_log"] == ("training_log.jsonl" if kept == 0 else "training_log.candidate1.jsonl")
     assert (tmp_path / "r" / fit["training_log"]).is_file()
     assert sel["val_loss"][kept] == min(sel["val_loss"])
+
+
+def test_fit_with_the_fast_budget_trains_one_candidate_and_records_it(tmp_path: Path) -> None:
+    (tmp_path / "sim6.py").write_text(SIM6)
+    proc = innverse("simulate", "--simulator", "sim6:simulate", "--prior", "sim6:prior", "-n", "300",
+                    "--out", "s.h5", "--json", cwd=tmp_path, check=0)
+    assert json.loads(proc.stdout)["simulations"] == 300
+    config = tiny_config(tmp_path / "c.toml", 'function = "sim6:simulate"\nprior = "sim6:prior"', store="s.h5",
+                         epochs=3)
+    text = config.read_text().replace("[training]\n", '[training]\nbudget = "fast"\n')
+    config.write_text(text[:text.index("[flow]")] + text[text.index("[training]"):])   # default flows
+    try:
+        assert run_main("fit", "c.toml", "--run", "r", "-q", cwd=tmp_path)[0] == 0
+    finally:
+        sys.modules.pop("sim6", None)
+    fit = json.loads((tmp_path / "r" / "run.json").read_text())["steps"]["fit"]
+    # six parameters: the defaults would race two flows (see above); fast keeps the first only, and the
+    # config's patience = 50 wins over the preset's shorter one
+    assert fit["budget"] == "fast" and "flow_selection" not in fit and fit["flow"] == "spline"
+    assert fit["training"]["patience"] == 50 and fit["training"]["min_patience"] == 5

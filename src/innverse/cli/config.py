@@ -70,6 +70,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_seconds": Key("number", None, positive=True, example="max_seconds = 600",
                            help="wall-time budget of training: it stops then, with the learning rate "
                                 "decayed by that time (default: none)"),
+        "budget": Key("string", None, choices=("fast", "accurate"), example='budget = "fast"',
+                      help="fast: one candidate flow and shorter early stopping (the keys above still win); "
+                           "accurate (an ensemble) needs pairs in memory, not a store, so innverse fit refuses it"),
         "seed": Key("integer", 0, minimum=0, maximum=MAX_SEED, example="seed = 0"),
         "device": Key("string", "cpu", example='device = "cuda"',
                       help="where the networks train: cpu, cuda or cuda:N (innverse fit --device overrides)"),
@@ -150,7 +153,8 @@ def training_rows(count: int, fraction: float | None) -> int:
 
 
 def _check_budgets(cfg: dict[str, dict[str, Any]], file: str) -> None:
-    """Cross-key rules: a validation split that leaves pairs to train on, a bounded diagnostics budget."""
+    """Cross-key rules: a validation split that leaves pairs to train on, a budget preset that trains from a
+    store, a bounded diagnostics budget."""
     frac, count = cfg["training"]["validation_fraction"], cfg["simulations"]["count"]
     if frac is not None and not 0.0 < frac < 1.0:
         raise UsageError(f"{file}: key 'training.validation_fraction' must be a number in (0, 1), got {frac}")
@@ -160,6 +164,10 @@ def _check_budgets(cfg: dict[str, dict[str, Any]], file: str) -> None:
                          f"{count - training_rows(count, frac)} of simulations.count = {count} simulations, "
                          f"leaving {training_rows(count, frac)} to train on (at least {MIN_TRAINING_PAIRS} "
                          "needed); lower the fraction or raise the count")
+    if cfg["training"]["budget"] == "accurate":
+        raise UsageError(f"{file}: key 'training.budget' = \"accurate\" trains an ensemble of posteriors, which "
+                         "needs the simulations in memory; innverse fit trains from a store: use \"fast\" or leave "
+                         "the key out (the default)")
     diag = cfg["diagnostics"]
     if diag["simulations"] * diag["samples"] > MAX_DRAWS:
         raise UsageError(f"{file}: keys 'diagnostics.simulations' x 'diagnostics.samples' = "

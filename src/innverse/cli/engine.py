@@ -223,7 +223,7 @@ def train(problem: Problem, store: Path, cfg: dict[str, dict[str, Any]], layout:
             flow=options or None, training={k: v for k, v in overrides.items() if v is not None},
             validation_fraction=training["validation_fraction"] or DEFAULT_VALIDATION_FRACTION,
             drop_invalid=training["drop_invalid"], seed=training["seed"], checkpoint=checkpoint, resume=resume,
-            log_path=layout.training_log, progress=console.show_progress, device=device)
+            log_path=layout.training_log, progress=console.show_progress, device=device, budget=training["budget"])
     except (NonFiniteLossError, StoreBusyError) as err:
         raise JobError(str(err)) from err
     except (ValueError, TypeError) as err:  # the data or the options cannot train a posterior
@@ -252,7 +252,7 @@ def _fit_stats(posterior: Any, resumed_from: int) -> dict[str, Any]:
              "training_seconds": round(h.seconds, 2), "resumed_from_epoch": resumed_from,
              "x_shape": list(posterior.x_shape), "flow": posterior.estimator.flow_options.coupling,
              "training_pairs": report.training_pairs, "batch_size": report.batch_size, "mode": report.mode,
-             "log_features": report.log_features, "training": report.training.to_dict()}
+             "log_features": report.log_features, "training": report.training.to_dict(), "budget": report.budget}
     if report.compared_flows:
         # several candidate flows were trained: name them, and point the report at the kept one's log
         stats["flow_selection"] = {"candidates": [c.flow["coupling"] for c in report.candidates],
