@@ -10,7 +10,11 @@ from scipy import stats
 
 from innverse.amortized import box_uniform, fit_posterior, gaussian
 from innverse.amortized.ensemble import EnsemblePosterior, fit_ensemble
-from innverse.amortized.sequential import fit_sequential, truncated_prior_sample
+from innverse.amortized.sequential import (
+    fit_sequential,
+    resampled_truncated_prior_sample,
+    truncated_prior_sample,
+)
 
 SMALL = {"flow": {"blocks": 1, "hidden": [16]}, "training": {"epochs": 8}}
 
@@ -88,3 +92,44 @@ def test_fit_posterior_trains_an_ensemble_on_request():
     assert isinstance(ens, EnsemblePosterior) and len(ens.members) == 2
     with pytest.raises(ValueError, match="ensemble must be an int >= 1"):
         fit_posterior(theta, x, ensemble=0)
+
+
+def _narrow(theta, generator=None):
+    return theta + 0.02 * torch.randn(theta.shape, generator=generator)
+
+
+def test_importance_resampling_draws_the_truncated_prior_that_rejection_draws():
+    # a Gaussian prior, so the weights matter: the exact sampler (rejection) is the ground truth
+    prior = gaussian(0.0, 1.0, dim=2)
+    theta = prior.sample((2000,))
+    post = fit_posterior(theta, _sim(theta), prior=prior, progress=False, flow={"blocks": 2, "hidden": [16]},
+                         training={"epochs": 20})
+    xo = torch.tensor([1.0, -0.5])
+    draws = post.sample(5000, xo, seed=0)
+    threshold = float(torch.quantile(post.log_prob(draws, xo).double(), 0.05))
+    box = (draws.min(0).values - 0.1, draws.max(0).values + 0.1)
+    exact, _ = truncated_prior_sample(prior, post, xo, 3000, threshold, seed=1, box=box)
+    resampled, inside, ess = resampled_truncated_prior_sample(prior, post, xo, 3000, threshold, seed=2, box=box)
+    assert resampled.shape == (3000, 2) and 0 < inside <= 1 and ess >= 4 * 3000
+    assert (post.log_prob(resampled, xo) >= threshold).all()
+    assert ((resampled >= box[0]) & (resampled <= box[1])).all()
+    for j in range(2):
+        assert stats.ks_2samp(exact[:, j].numpy(), resampled[:, j].numpy()).pvalue > 1e-3
+    # the truncated prior is not the posterior: under the N(0, 1) prior its mean is pulled towards 0
+    assert float(resampled[:, 0].mean()) < float(draws[:, 0].mean()) - 0.05
+
+
+def test_sequential_switches_to_importance_resampling_where_rejection_would_cost_too_much():
+    # after the first round the region holds about a third of the prior's mass: 2,000 prior draws could not be
+    # trusted to give 1,000 in it, so the pilot picks importance resampling
+    prior = box_uniform(-5.0, 5.0, dim=2)
+    x_obs = torch.tensor([1.0, -0.5])
+    post, report = fit_sequential(_narrow, prior, x_obs, rounds=2, simulations_per_round=1000, max_draws=2000,
+                                  seed=0, flow={"blocks": 2, "hidden": [16]}, training={"epochs": 40})
+    assert report.samplers == ["prior", "importance"] and report.ess[1] >= 4000, report
+    s = post.sample(4000, x_obs, seed=0)
+    assert (s.median(0).values - x_obs).abs().max() < 0.05, s.median(0)
+    with pytest.raises(ValueError, match="sampler must be"):
+        fit_sequential(_narrow, prior, x_obs, sampler="sir")
+    with pytest.raises(ValueError, match="max_draws must be an int >= 1"):
+        fit_sequential(_narrow, prior, x_obs, max_draws=0)
