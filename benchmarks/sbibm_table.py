@@ -98,13 +98,17 @@ def run_mode(task, budget: int, mode: str, observations: Observations, samples: 
     """Train (and time) one mode on the budget's simulations; its C2ST per observation."""
     t0 = time.perf_counter()
     if mode == "sequential":   # one run per observation: the time is the mean per observation
-        scores = []
+        scores, samplers = [], []
         for i in observations.indices:
-            post, _ = fit_sequential(task.simulate, task.prior, observations.x(i), rounds=4,
-                                     simulations_per_round=budget // 4, seed=budget + i)
+            post, report = fit_sequential(task.simulate, task.prior, observations.x(i), rounds=4,
+                                          simulations_per_round=budget // 4, seed=budget + i)
             scores.append(c2st(observations.reference(i, samples), post.sample(samples, observations.x(i), seed=i),
                                seed=i))
-        return {"c2st": scores, "train_s": (time.perf_counter() - t0) / len(observations.indices)}
+            samplers.append(report.samplers)
+            print(f"  {task.name} observation {i}: C2ST {scores[-1]:.3f}, rounds sampled by {report.samplers}",
+                  flush=True)
+        return {"c2st": scores, "train_s": (time.perf_counter() - t0) / len(observations.indices),
+                "samplers": samplers}
     sims = simulate(task.simulate, prior=task.prior, n=budget, seed=budget, progress=False)
     if mode in SBI_METHODS:    # sbi 0.27 with its defaults; sbi seeds from torch's global generator
         from sbi_c2st import _Sbi
