@@ -7,12 +7,15 @@ prior *truncated* to the current posterior's highest-density region
     \mathcal H = \{\theta : \log q(\theta \mid x_o) \ge \tau\},\qquad
     \tau = \text{the } \varepsilon\text{-quantile of } \log q(\theta_j \mid x_o),\ \theta_j \sim q(\cdot \mid x_o),
 
-(a region holding :math:`1 - \varepsilon` of the posterior mass), intersected with the box
-spanned by those posterior draws (widened by a quarter of its width on each side): a flow's
-density far from the simulated data is an extrapolation and can stay above :math:`\tau` in
-regions the posterior does not reach, which would waste the round's simulations there. It then
-retrains on all simulations
-so far with the ordinary NPE loss. Within :math:`\mathcal H` the truncated prior is proportional
+(a region holding :math:`1 - \varepsilon` of the posterior mass), intersected with a box around
+those posterior draws: per parameter, their central 99.8% interval (0.1% and 99.9% quantiles)
+widened by half its width on each side (about :math:`\pm 6` standard deviations of a Gaussian
+posterior). A flow's density far from the simulated data is an extrapolation: it can stay above
+:math:`\tau` in regions the posterior does not reach, and thin tails of the estimate can stretch
+the region over a volume far larger than the posterior's, so that most of the round's
+simulations would land where the posterior has no mass. The box is set by quantiles, not by the
+extreme draws, because those extremes are exactly such tails. It then retrains on all
+simulations so far with the ordinary NPE loss. Within :math:`\mathcal H` the truncated prior is proportional
 to the prior, so the posterior there needs no proposal correction (Deistler et al. 2022); the
 simulations concentrate where the posterior of :math:`x_o` lives.
 
@@ -22,15 +25,19 @@ prior draws predicts more than ``max_draws`` of them), it is sampled by importan
 instead, from the defensive mixture
 
 .. math::
-    g(\theta) = \tfrac12\,\mathcal U(\theta; B) + \tfrac12\, q(\theta \mid x_o),\qquad
+    g(\theta) = \tfrac13\,\mathcal U(\theta; B) + \tfrac13\,\mathcal N(\theta; \mu, 9\,\Sigma)
+        + \tfrac13\, q(\theta \mid x_o),\qquad
     w(\theta) = \frac{p(\theta)\,\mathbb 1[\theta \in \mathcal H \cap B]}{g(\theta)},
 
-with :math:`B` the box above (clipped to the prior's support). The uniform half covers the whole
-region, the posterior half its mass where the box is mostly empty; the weights are bounded by
-:math:`2\,p(\theta)\,|B|`. Candidates are drawn until the weights' effective sample size is
-``ess_factor`` times the draws needed, and the draws are resampled from them in proportion to
-the weights (sampling-importance-resampling: exact as the candidates grow, as sbi's restricted
-prior does with ``sample_with="sir"``).
+with :math:`B` the box above (clipped to the prior's support) and :math:`\mu, \Sigma` the mean
+and covariance of the posterior draws. The region is nearly uniform under a wide prior, while
+:math:`q` is peaked: the Gaussian, three times as wide as the posterior, covers the region's
+bulk with nearly even weights, the uniform the corners of the box it misses, and the posterior
+itself any non-Gaussian shape; every weight is bounded by :math:`3\,p(\theta)\,|B|`.
+Candidates are drawn until the weights' effective sample size is ``ess_factor`` times the draws
+needed, and the draws are resampled from them in proportion to the weights
+(sampling-importance-resampling: exact as the candidates grow; sbi's restricted prior offers the
+same with ``sample_with="sir"``).
 
 References:
     Deistler, Goncalves, Macke. "Truncated proposals for scalable and hassle-free simulation-based
@@ -138,7 +145,13 @@ def resampled_truncated_prior_sample(prior: Distribution, posterior: Posterior, 
                          f"overlap the prior's support {lo.tolist()} .. {hi.tolist()}")
     log_volume = float(torch.log(high - low).sum())
     gen = torch.Generator().manual_seed(seed)
-    half = max(5_000, 2 * int(ess_factor * n))
+    d = low.shape[0]
+    # the wide Gaussian: three times the posterior's spread, from its draws (float64; a ridge keeps it definite)
+    pilot = posterior.sample(max(2_000, 20 * d), x_obs, generator=gen).double()
+    cov = torch.cov(pilot.T).reshape(d, d) * 9.0
+    cov += 1e-9 * float(cov.diagonal().mean()) * torch.eye(d, dtype=cov.dtype)
+    wide = torch.distributions.MultivariateNormal(pilot.mean(0), covariance_matrix=cov)
+    third = max(5_000, int(ess_factor * n))
     thetas: list[Tensor] = []
     log_w: list[Tensor] = []
     drawn = inside = 0
@@ -146,17 +159,20 @@ def resampled_truncated_prior_sample(prior: Distribution, posterior: Posterior, 
     while ess < ess_factor * n:
         if drawn >= max_candidates:
             raise _no_mass(inside, drawn, n, f"candidates (effective sample size {ess:.0f} < {ess_factor:g} x n)")
-        uniform = low + (high - low) * torch.rand(half, low.shape[0], generator=gen, dtype=low.dtype)
-        draws = posterior.sample(half, x_obs, generator=gen).to(low.dtype)
-        theta = torch.cat([uniform, draws])
+        uniform = low + (high - low) * torch.rand(third, d, generator=gen, dtype=low.dtype)
+        gauss = wide.loc + torch.randn(third, d, generator=gen, dtype=cov.dtype) @ wide.scale_tril.T
+        draws = posterior.sample(third, x_obs, generator=gen)
+        theta = torch.cat([uniform, gauss.to(low.dtype), draws.to(low.dtype)])
         log_q, ok = _in_region(posterior, x_obs, theta, threshold, (low, high))
         theta, log_q = theta[ok], log_q[ok]
-        log_g = torch.logaddexp(torch.full_like(log_q, -log_volume), log_q) - math.log(2.0)
+        parts = torch.stack([torch.full_like(log_q, -log_volume, dtype=torch.float64),
+                             wide.log_prob(theta.double()), log_q.double()])
+        log_g = torch.logsumexp(parts, 0) - math.log(3.0)
         thetas.append(theta)
-        log_w.append(prior.log_prob(theta).to(log_g.dtype) - log_g)
-        drawn += 2 * half
+        log_w.append(prior.log_prob(theta).double() - log_g)
+        drawn += 3 * third
         inside += int(ok.sum())
-        w = torch.cat(log_w).double()
+        w = torch.cat(log_w)
         w = torch.exp(w - w.max()) if w.numel() else w
         ess = float(w.sum() ** 2 / (w**2).sum()) if w.numel() else 0.0
     pick = torch.multinomial(w, n, replacement=True, generator=gen)
@@ -169,9 +185,9 @@ def _truncated_round(prior: Distribution, posterior: Posterior, x_obs: Tensor, n
     """Round ``r``'s parameters: ``(theta, threshold, acceptance, sampler used, ess)``."""
     draws = posterior.sample(posterior_samples, x_obs, seed=batch_seed(seed, r, 1))
     threshold = float(torch.quantile(posterior.log_prob(draws, x_obs, outside="-inf").double(), epsilon))
-    low, high = draws.min(0).values, draws.max(0).values
-    margin = 0.25 * (high - low)
-    box = (low - margin, high + margin)
+    low, high = torch.quantile(draws.double(), torch.tensor([1e-3, 1 - 1e-3], dtype=torch.float64), dim=0)
+    margin = 0.5 * (high - low)
+    box = ((low - margin).to(draws.dtype), (high + margin).to(draws.dtype))
     if sampler == "auto":   # a pilot of prior draws predicts the cost of rejection
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(batch_seed(seed, r, 3))
