@@ -133,3 +133,34 @@ def test_sequential_switches_to_importance_resampling_where_rejection_would_cost
         fit_sequential(_narrow, prior, x_obs, sampler="sir")
     with pytest.raises(ValueError, match="max_draws must be an int >= 1"):
         fit_sequential(_narrow, prior, x_obs, max_draws=0)
+
+
+class _HeavyTailed:
+    """A stand-in posterior with Cauchy tails (scale 0.01 around 0.5): its extreme draws lie far out."""
+
+    def __init__(self) -> None:
+        self.dist = torch.distributions.Independent(torch.distributions.StudentT(1.0, torch.full((2,), 0.5),
+                                                                                 torch.full((2,), 0.01)), 1)
+
+    def sample(self, n, x, seed=None, generator=None):
+        gen = generator if generator is not None else torch.Generator().manual_seed(seed)
+        u = torch.rand(n, 2, generator=gen, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+        return (0.5 + 0.01 * torch.tan(math.pi * (u - 0.5))).float()
+
+    def log_prob(self, theta, x, outside="-inf"):
+        return self.dist.log_prob(theta)
+
+
+def test_the_truncation_box_is_set_by_quantiles_not_by_the_extreme_draws():
+    from innverse.amortized.sequential import _truncated_round
+
+    prior = box_uniform(-100.0, 100.0, dim=2)
+    post = _HeavyTailed()
+    extremes = post.sample(20_000, None, seed=0)
+    assert float((extremes - 0.5).abs().max()) > 5.0   # the extremes alone would span a box hundreds of scales wide
+    for sampler in ("rejection", "importance"):
+        theta, threshold, _, used, _ = _truncated_round(prior, post, torch.zeros(2), 2000, 1e-4, 20_000, sampler,
+                                                        10_000_000, seed=0, r=1)
+        # the 0.1%/99.9% quantiles of this Cauchy lie 3.2 from its centre; widened by half the interval: 6.4
+        assert used == sampler and float((theta - 0.5).abs().max()) < 6.6, (sampler, theta.abs().max())
+        assert (post.log_prob(theta, None) >= threshold).all()
