@@ -334,7 +334,5 @@ def test_fit_with_the_fast_budget_trains_one_candidate_and_records_it(tmp_path: 
     finally:
         sys.modules.pop("sim6", None)
     fit = json.loads((tmp_path / "r" / "run.json").read_text())["steps"]["fit"]
-    # six parameters: the defaults would race two flows (see above); fast keeps the first only, and the
-    # config's patience = 50 wins over the preset's shorter one
+    # six parameters: the defaults would race two flows (see above); fast keeps the first only
     assert fit["budget"] == "fast" and "flow_selection" not in fit and fit["flow"] == "spline"
-    assert fit["training"]["patience"] == 50 and fit["training"]["min_patience"] == 5

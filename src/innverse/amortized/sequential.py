@@ -147,7 +147,10 @@ def resampled_truncated_prior_sample(prior: Distribution, posterior: Posterior, 
     gen = torch.Generator().manual_seed(seed)
     d = low.shape[0]
     # the wide Gaussian: three times the posterior's spread, from its draws (float64; a ridge keeps it definite)
-    pilot = posterior.sample(max(2_000, 20 * d), x_obs, generator=gen).double()
+    def posterior_draws(k: int) -> Tensor:   # on the CPU, seeded from ``gen`` (the posterior may live on a GPU)
+        return posterior.sample(k, x_obs, seed=int(torch.randint(0, 2**62, (1,), generator=gen))).cpu()
+
+    pilot = posterior_draws(max(2_000, 20 * d)).double()
     cov = torch.cov(pilot.T).reshape(d, d) * 9.0
     cov += 1e-9 * float(cov.diagonal().mean()) * torch.eye(d, dtype=cov.dtype)
     wide = torch.distributions.MultivariateNormal(pilot.mean(0), covariance_matrix=cov)
@@ -161,7 +164,7 @@ def resampled_truncated_prior_sample(prior: Distribution, posterior: Posterior, 
             raise _no_mass(inside, drawn, n, f"candidates (effective sample size {ess:.0f} < {ess_factor:g} x n)")
         uniform = low + (high - low) * torch.rand(third, d, generator=gen, dtype=low.dtype)
         gauss = wide.loc + torch.randn(third, d, generator=gen, dtype=cov.dtype) @ wide.scale_tril.T
-        draws = posterior.sample(third, x_obs, generator=gen)
+        draws = posterior_draws(third)
         theta = torch.cat([uniform, gauss.to(low.dtype), draws.to(low.dtype)])
         log_q, ok = _in_region(posterior, x_obs, theta, threshold, (low, high))
         theta, log_q = theta[ok], log_q[ok]
@@ -183,7 +186,7 @@ def _truncated_round(prior: Distribution, posterior: Posterior, x_obs: Tensor, n
                      posterior_samples: int, sampler: str, max_draws: int, seed: int,
                      r: int) -> tuple[Tensor, float, float, str, float | None]:
     """Round ``r``'s parameters: ``(theta, threshold, acceptance, sampler used, ess)``."""
-    draws = posterior.sample(posterior_samples, x_obs, seed=batch_seed(seed, r, 1))
+    draws = posterior.sample(posterior_samples, x_obs, seed=batch_seed(seed, r, 1)).cpu()
     threshold = float(torch.quantile(posterior.log_prob(draws, x_obs, outside="-inf").double(), epsilon))
     low, high = torch.quantile(draws.double(), torch.tensor([1e-3, 1 - 1e-3], dtype=torch.float64), dim=0)
     margin = 0.5 * (high - low)

@@ -71,8 +71,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                            help="wall-time budget of training: it stops then, with the learning rate "
                                 "decayed by that time (default: none)"),
         "budget": Key("string", None, choices=("fast", "accurate"), example='budget = "fast"',
-                      help="fast: one candidate flow and shorter early stopping (the keys above still win); "
-                           "accurate (an ensemble) needs pairs in memory, not a store, so innverse fit refuses it"),
+                      help="fast: one candidate flow where the default races two (6+ parameters); accurate (an "
+                           "ensemble) needs pairs in memory, not a store, so innverse fit refuses it"),
         "seed": Key("integer", 0, minimum=0, maximum=MAX_SEED, example="seed = 0"),
         "device": Key("string", "cpu", example='device = "cuda"',
                       help="where the networks train: cpu, cuda or cuda:N (innverse fit --device overrides)"),
