@@ -165,3 +165,20 @@ def test_the_truncation_box_is_set_by_quantiles_not_by_the_extreme_draws():
         # the 0.1%/99.9% quantiles of this Cauchy lie 3.2 from its centre; widened by half the interval: 6.4
         assert used == sampler and float((theta - 0.5).abs().max()) < 6.6, (sampler, theta.abs().max())
         assert (post.log_prob(theta, None) >= threshold).all()
+
+
+def test_ensemble_members_keep_their_own_checkpoints_and_logs(tmp_path):
+    theta, x = _linear(300)
+    opts = {"prior": gaussian(0.0, 1.0, dim=2), "checkpoint": tmp_path / "fit.pt", "log_path": tmp_path / "fit.jsonl",
+            **SMALL}
+    ens = fit_ensemble(theta, x, 2, **opts)
+    for i in range(2):
+        assert (tmp_path / f"fit.member{i}.pt").is_file() and (tmp_path / f"fit.member{i}.jsonl").is_file()
+    assert not (tmp_path / "fit.pt").exists()
+    # resuming gives back each member, not member 0 twice
+    again = fit_ensemble(theta, x, 2, resume=True, **opts)
+    xo, probe = torch.tensor([0.3, -0.2]), torch.randn(20, 2)
+    first = [m.log_prob(probe, xo) for m in ens.members]
+    assert not torch.allclose(first[0], first[1])
+    for m, lp in zip(again.members, first):
+        torch.testing.assert_close(m.log_prob(probe, xo), lp)

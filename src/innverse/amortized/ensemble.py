@@ -115,6 +115,16 @@ def _fit_member(job: tuple[dict[str, Any], str]) -> str:
     return path
 
 
+def _member_files(options: dict[str, Any], i: int) -> dict[str, Any]:
+    """``options`` with member ``i``'s own checkpoint and log paths (``<stem>.member<i><suffix>``)."""
+    out = dict(options)
+    for key in ("checkpoint", "log_path"):
+        if out.get(key) is not None:
+            path = Path(out[key])
+            out[key] = path.with_name(f"{path.stem}.member{i}{path.suffix}")
+    return out
+
+
 def fit_ensemble(theta: Any, x: Any, members: int = 5, *, workers: int = 0, seed: int = 0,
                  **options: Any) -> EnsemblePosterior:
     """Train ``members`` posteriors with :func:`~innverse.amortized.fit_posterior` (seeds ``seed + i``) and mix them.
@@ -126,6 +136,8 @@ def fit_ensemble(theta: Any, x: Any, members: int = 5, *, workers: int = 0, seed
             each worker uses one torch thread.
         seed: seed of member 0.
         options: further keyword arguments of ``fit_posterior`` (``prior``, ``flow``, ``training``, ...).
+            A ``checkpoint`` or ``log_path`` is given to member ``i`` as ``<stem>.member<i><suffix>``
+            next to the path, so members neither overwrite nor resume each other's files.
 
     Raises:
         ValueError: ``members`` below 1.
@@ -137,11 +149,12 @@ def fit_ensemble(theta: Any, x: Any, members: int = 5, *, workers: int = 0, seed
 
     options = {**options, "progress": False}
     if workers <= 1:
-        return EnsemblePosterior([fit_posterior(theta, x, seed=seed + i, **options) for i in range(members)])
+        return EnsemblePosterior([fit_posterior(theta, x, seed=seed + i, **_member_files(options, i))
+                                  for i in range(members)])
     arrays = {"theta": np.asarray(theta), "x": np.asarray(x)}
     with tempfile.TemporaryDirectory() as tmp:
-        jobs = [({**arrays, **options, "seed": seed + i}, os.path.join(tmp, f"member{i}.safetensors"))
-                for i in range(members)]
+        jobs = [({**arrays, **_member_files(options, i), "seed": seed + i},
+                 os.path.join(tmp, f"member{i}.safetensors")) for i in range(members)]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             paths = list(pool.map(_fit_member, jobs))
         return EnsemblePosterior([load(Path(p)) for p in paths])
