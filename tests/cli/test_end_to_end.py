@@ -295,22 +295,28 @@ def simulate(theta):
 '''
 
 
-def test_fit_with_candidate_flows_records_the_kept_one(tmp_path: Path) -> None:
+def _fit_six_parameters(tmp_path: Path, epochs: int, training: str, patience: int = 50) -> dict:
+    """Simulate 300 pairs of the 6-parameter problem, fit them with the default flows and ``training`` lines
+    added to the tiny config; the fit step of run.json."""
     (tmp_path / "sim6.py").write_text(SIM6)
     proc = innverse("simulate", "--simulator", "sim6:simulate", "--prior", "sim6:prior", "-n", "300",
                     "--out", "s.h5", "--json", cwd=tmp_path, check=0)
     assert json.loads(proc.stdout)["simulations"] == 300
     config = tiny_config(tmp_path / "c.toml", 'function = "sim6:simulate"\nprior = "sim6:prior"', store="s.h5",
-                         epochs=1000)
-    # time ends training: early stopping waits longer than the run can last
-    text = config.read_text().replace("[training]\n", "[training]\nmax_seconds = 1.5\nmin_patience = 1000\n")
-    text = text.replace("patience = 50", "patience = 1000")
+                         epochs=epochs)
+    text = config.read_text().replace("[training]\n", "[training]\n" + training)
+    text = text.replace("patience = 50", f"patience = {patience}")
     config.write_text(text[:text.index("[flow]")] + text[text.index("[training]"):])   # default flows
     try:
         assert run_main("fit", "c.toml", "--run", "r", "-q", cwd=tmp_path)[0] == 0
     finally:
         sys.modules.pop("sim6", None)
-    fit = json.loads((tmp_path / "r" / "run.json").read_text())["steps"]["fit"]
+    return json.loads((tmp_path / "r" / "run.json").read_text())["steps"]["fit"]
+
+
+def test_fit_with_candidate_flows_records_the_kept_one(tmp_path: Path) -> None:
+    # time ends training: early stopping waits longer than the run can last
+    fit = _fit_six_parameters(tmp_path, 1000, "max_seconds = 1.5\nmin_patience = 1000\n", patience=1000)
     sel = fit["flow_selection"]
     assert fit["training"]["max_seconds"] == 1.5 and fit["out_of_time"] and fit["epochs"] < 1000
     assert sel["candidates"] == ["spline", "autoregressive"] and sel["kept"] == fit["flow"]
@@ -321,18 +327,6 @@ def test_fit_with_candidate_flows_records_the_kept_one(tmp_path: Path) -> None:
 
 
 def test_fit_with_the_fast_budget_trains_one_candidate_and_records_it(tmp_path: Path) -> None:
-    (tmp_path / "sim6.py").write_text(SIM6)
-    proc = innverse("simulate", "--simulator", "sim6:simulate", "--prior", "sim6:prior", "-n", "300",
-                    "--out", "s.h5", "--json", cwd=tmp_path, check=0)
-    assert json.loads(proc.stdout)["simulations"] == 300
-    config = tiny_config(tmp_path / "c.toml", 'function = "sim6:simulate"\nprior = "sim6:prior"', store="s.h5",
-                         epochs=3)
-    text = config.read_text().replace("[training]\n", '[training]\nbudget = "fast"\n')
-    config.write_text(text[:text.index("[flow]")] + text[text.index("[training]"):])   # default flows
-    try:
-        assert run_main("fit", "c.toml", "--run", "r", "-q", cwd=tmp_path)[0] == 0
-    finally:
-        sys.modules.pop("sim6", None)
-    fit = json.loads((tmp_path / "r" / "run.json").read_text())["steps"]["fit"]
+    fit = _fit_six_parameters(tmp_path, 3, 'budget = "fast"\n')
     # six parameters: the defaults would race two flows (see above); fast keeps the first only
     assert fit["budget"] == "fast" and "flow_selection" not in fit and fit["flow"] == "spline"
