@@ -15,9 +15,9 @@ posterior). A flow's density far from the simulated data is an extrapolation: it
 the region over a volume far larger than the posterior's, so that most of the round's
 simulations would land where the posterior has no mass. The box is set by quantiles, not by the
 extreme draws, because those extremes are exactly such tails. It then retrains on all
-simulations so far with the ordinary NPE loss. Within :math:`\mathcal H` the truncated prior is proportional
-to the prior, so the posterior there needs no proposal correction (Deistler et al. 2022); the
-simulations concentrate where the posterior of :math:`x_o` lives.
+simulations so far with the ordinary NPE loss. Within :math:`\mathcal H` the truncated prior is
+proportional to the prior, so the posterior there needs no proposal correction (Deistler et al.
+2022); the simulations concentrate where the posterior of :math:`x_o` lives.
 
 The truncated prior is sampled by rejection from the prior while that is cheap. When the region
 holds too little prior mass for rejection (a narrow posterior under a wide prior: a pilot of
@@ -146,10 +146,10 @@ def resampled_truncated_prior_sample(prior: Distribution, posterior: Posterior, 
     log_volume = float(torch.log(high - low).sum())
     gen = torch.Generator().manual_seed(seed)
     d = low.shape[0]
-    # the wide Gaussian: three times the posterior's spread, from its draws (float64; a ridge keeps it definite)
     def posterior_draws(k: int) -> Tensor:   # on the CPU, seeded from ``gen`` (the posterior may live on a GPU)
         return posterior.sample(k, x_obs, seed=int(torch.randint(0, 2**62, (1,), generator=gen))).cpu()
 
+    # the wide Gaussian: three times the posterior's spread, from its draws (float64; a ridge keeps it definite)
     pilot = posterior_draws(max(2_000, 20 * d)).double()
     cov = torch.cov(pilot.T).reshape(d, d) * 9.0
     cov += 1e-9 * float(cov.diagonal().mean()) * torch.eye(d, dtype=cov.dtype)
