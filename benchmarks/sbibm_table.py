@@ -3,7 +3,9 @@
 For every task and simulation budget, innverse trains on the same simulations (seed = budget)
 with each mode — ``amortized`` (``fit_posterior`` defaults), ``ensemble`` (5 members),
 ``fmpe`` (flow matching, ``FlowOptions(coupling="flow_matching")``) and ``sequential`` (TSNPE,
-one run per observation, the budget split into 4 rounds) — next to peer rows: ``zuko_nsf`` (a plain
+one run per observation, the budget split into 4 rounds), ``nle`` (neural likelihood estimation,
+``fit_likelihood``, posteriors by MCMC) and ``snle`` (sequential NLE, ``fit_sequential_likelihood``,
+one run per observation in 4 rounds) — next to peer rows: ``zuko_nsf`` (a plain
 training loop around zuko's NSF, ``benchmarks/_zuko_loop.py``) and sbi 0.27's estimators with their
 defaults, ``sbi_npe``, ``sbi_fmpe`` (flow matching) and ``sbi_npse`` (score-based) — and is scored by C2ST against the
 reference posterior on the task's observations (10,000 samples each). Next to them: the mean
@@ -42,7 +44,13 @@ import torch
 from _common import RESULTS, machine_tag
 from _sbibm_files import SHIPPED, SbibmFiles, typicality
 from _zuko_loop import fit_zuko_nsf
-from innverse.amortized import fit_posterior, fit_sequential, simulate
+from innverse.amortized import (
+    fit_likelihood,
+    fit_posterior,
+    fit_sequential,
+    fit_sequential_likelihood,
+    simulate,
+)
 from innverse.diagnostics import c2st
 from innverse.tasks import SBI_TASKS, get_task
 
@@ -66,7 +74,7 @@ PUBLISHED = {
     "sir": {1000: (0.815, 0.637, "SNRE"), 10_000: (0.680, 0.561, "SNPE"), 100_000: (0.585, 0.547, "SNRE")},
     "lotka_volterra": {1000: (0.999, 0.909, "SNLE"), 10_000: (0.997, 0.738, "SNLE"), 100_000: (0.981, 0.695, "SNLE")},
 }
-MODES = ("amortized", "ensemble", "fmpe", "sequential", "zuko_nsf", "sbi_npe", "sbi_fmpe", "sbi_npse")
+MODES = ("amortized", "ensemble", "fmpe", "sequential", "nle", "snle", "zuko_nsf", "sbi_npe", "sbi_fmpe", "sbi_npse")
 #: sbi's estimators run as modes here (same simulations and observations; sbi is imported only for them)
 SBI_METHODS = {"sbi_npe": "NPE", "sbi_fmpe": "FMPE", "sbi_npse": "NPSE"}
 
@@ -97,11 +105,12 @@ def _score(draw, observations: Observations, samples: int) -> list[float]:
 def run_mode(task, budget: int, mode: str, observations: Observations, samples: int) -> dict:
     """Train (and time) one mode on the budget's simulations; its C2ST per observation."""
     t0 = time.perf_counter()
-    if mode == "sequential":   # one run per observation: the time is the mean per observation
+    if mode in ("sequential", "snle"):   # one run per observation: the time is the mean per observation
         scores, samplers = [], []
+        fit = fit_sequential if mode == "sequential" else fit_sequential_likelihood
         for i in observations.indices:
-            post, report = fit_sequential(task.simulate, task.prior, observations.x(i), rounds=4,
-                                          simulations_per_round=budget // 4, seed=budget + i)
+            post, report = fit(task.simulate, task.prior, observations.x(i), rounds=4,
+                               simulations_per_round=budget // 4, seed=budget + i)
             scores.append(c2st(observations.reference(i, samples), post.sample(samples, observations.x(i), seed=i),
                                seed=i))
             samplers.append(report.samplers)
@@ -124,6 +133,11 @@ def run_mode(task, budget: int, mode: str, observations: Observations, samples: 
         seconds = time.perf_counter() - t0
         scores = _score(lambda i: draw(samples, observations.x(i)), observations, samples)
         return {"c2st": scores, "train_s": seconds}
+    if mode == "nle":   # one likelihood for all observations; the posteriors by MCMC, timed with the training
+        post = fit_likelihood(sims.theta, sims.x, task.prior)
+        draws = {i: post.sample(samples, observations.x(i), seed=i) for i in observations.indices}
+        seconds = time.perf_counter() - t0
+        return {"c2st": _score(draws.__getitem__, observations, samples), "train_s": seconds}
     options = {"ensemble": {"ensemble": 5}, "fmpe": {"flow": {"coupling": "flow_matching", "hidden": [128] * 3}}}
     post = fit_posterior(sims.theta, sims.x, prior=task.prior, progress=False, **options.get(mode, {}))
     seconds = time.perf_counter() - t0

@@ -18,6 +18,8 @@ from .executor import ProcessPool, SimulationReport, Simulations, sample_prior, 
 from .fit import build_summary, default_training, fit_posterior
 from .fit_report import CandidateRun, FitReport, GaussianStartReport
 from .flow_matching import FlowMatchingLoss
+from .likelihood import LikelihoodPosterior, fit_likelihood, fit_sequential_likelihood
+from .mcmc import MCMCConfig, sample_mcmc
 from .online import OnlineBatches
 from .options import FlowOptions
 from .posterior import Posterior
@@ -37,6 +39,8 @@ __all__ = [
     "FORMAT_VERSION",
     "FitReport",
     "GaussianStartReport",
+    "LikelihoodPosterior",
+    "MCMCConfig",
     "ObservationEmbedding",
     "PRIOR_TYPES",
     "ProcessPool",
@@ -59,8 +63,10 @@ __all__ = [
     "calling_style",
     "default_training",
     "fit_ensemble",
+    "fit_likelihood",
     "fit_posterior",
     "fit_sequential",
+    "fit_sequential_likelihood",
     "gaussian",
     "log_normal",
     "pad_rows",
@@ -68,6 +74,7 @@ __all__ = [
     "prior_from_config",
     "prior_to_config",
     "product",
+    "sample_mcmc",
     "sample_prior",
     "sample_with_generator",
     "simulate",

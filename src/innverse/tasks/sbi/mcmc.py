@@ -1,240 +1,19 @@
-r"""Reference posterior sampler: adaptive Metropolis–Hastings, many chains, checked convergence.
+"""Reference posteriors of the tasks with a tractable likelihood, by :func:`innverse.amortized.mcmc.sample_mcmc`.
 
-Samples :math:`p(\theta \mid x_k) \propto p(x_k \mid \theta)\,p(\theta)` for several
-observations :math:`x_k` at once (``K`` targets x ``C`` chains, one vectorised likelihood call
-per iteration), in unconstrained coordinates :math:`z = T^{-1}(\theta)` with
-:math:`T` = ``biject_to(prior.support)`` and target density
-:math:`\log p(T(z) \mid x_k) + \log p(T(z)) + \log|\det J_T(z)|`.
-
-1. **Initialisation** (overdispersed): ``init_draws`` prior draws are weighted by the tempered
-   likelihood :math:`p(x_k \mid \theta)^{\beta}`, with the largest :math:`\beta \le 1` whose weights
-   have an effective sample size of at least ``4 C``, and ``C`` distinct starts are drawn.
-2. **Kernel**, per iteration and chain, three Metropolis–Hastings moves in turn:
-
-   * random walk :math:`z' = z + \lambda_k L_k \varepsilon`, with :math:`L_k L_k^\top` the
-     within-chain covariance (Haario et al. 2001) and :math:`\log\lambda_k` adapted by
-     Robbins–Monro towards acceptance 0.25 (Andrieu & Thoms 2008);
-   * independence proposal :math:`z' \sim q_k`, a defensive Student-t mixture fitted to all
-     chains' states by EM (:class:`~innverse.tasks.sbi.proposal.StudentTMixture`), accepted with
-     :math:`\min(1, \pi(z') q(z) / \pi(z) q(z'))`; it moves chains across the whole posterior,
-     between modes included, in one step. It does not depend on the current state, so it is
-     evaluated in the same batched likelihood call as the random walk;
-   * optional ``symmetries``: volume-preserving involutions of :math:`z` (e.g. the sign flip of
-     a parameter that enters the likelihood squared), accepted with the plain Metropolis ratio
-     (Tierney 1998), so chains move between exactly or nearly symmetric modes.
-3. **Warm-up** (``warmup`` iterations, discarded): the adaptation above, re-estimating
-   :math:`L_k` and :math:`q_k` at the end of windows doubling in length (50, 100, ... 1000).
-4. **Sampling** with the kernel frozen (a valid, non-adaptive Metropolis–Hastings chain), each
-   chain thinned by ``thin`` (first set from the warm-up's autocorrelation). Convergence is
-   checked per target and parameter: rank-normalised split-:math:`\hat R` ``<= rhat_max`` and
-   bulk ESS ``>= min_ess * n`` (:mod:`~innverse.tasks.sbi.convergence`); otherwise the round is
-   treated as more warm-up, the thinning doubled, and sampling repeated (up to ``max_rounds``),
-   and a ``RuntimeError`` reports the diagnostics if it still fails. The final draws of all
-   chains are pooled and shuffled.
-
-The loop runs single-threaded (torch's thread count is restored afterwards): thousands of
-iterations on small tensors are latency-bound, and intra-op thread hand-offs only slow them down
-on a shared machine.
-
-References:
-    Haario, Saksman, Tamminen, "An adaptive Metropolis algorithm", Bernoulli 7 (2001);
-    Andrieu, Thoms, "A tutorial on adaptive MCMC", Statistics and Computing 18 (2008);
-    Tierney, "A note on Metropolis-Hastings kernels for general state spaces", Ann. Appl. Probab.
-    8 (1998); Vehtari et al., "Rank-normalization, folding, and localization", Bayesian Analysis
-    16 (2021).
+The sampler (adaptive Metropolis–Hastings with independence moves and checked convergence) is
+documented there; this module feeds it a task's exact likelihood, float64 prior and observations.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.distributions import biject_to
 
-from ...amortized.prior_sampling import sample_with_generator
-from .convergence import bulk_ess, split_rhat
-from .proposal import StudentTMixture
+from ...amortized.mcmc import MCMCConfig, sample_mcmc
 
 __all__ = ["MCMCConfig", "sample_reference_mcmc"]
-
-Involution = Callable[[Tensor], Tensor]
-
-
-@dataclass(frozen=True)
-class MCMCConfig:
-    """Settings of :func:`sample_reference_mcmc`.
-
-    Attributes:
-        chains: chains per observation.
-        warmup: adaptive iterations, discarded.
-        init_draws: prior draws from which the starting points are resampled.
-        target_acceptance: acceptance rate the random-walk scale is tuned to.
-        rhat_max: largest acceptable rank-normalised split-R-hat (per parameter).
-        min_ess: required bulk ESS per parameter, as a fraction of the requested ``n``.
-        max_rounds: sampling rounds (thinning doubled each time) before giving up.
-        independence_components: fitted components of the independence proposal (plus one
-            defensive component, see :class:`~innverse.tasks.sbi.proposal.StudentTMixture`).
-        independence_df: degrees of freedom of its Student-t components.
-        independence_inflation: factor on the proposal's scale (heavier than the posterior).
-        symmetries: volume-preserving involutions ``z -> z'`` proposed every iteration.
-    """
-
-    chains: int = 50
-    warmup: int = 1500
-    init_draws: int = 20_000
-    target_acceptance: float = 0.25
-    rhat_max: float = 1.01
-    min_ess: float = 0.5
-    max_rounds: int = 4
-    independence_components: int = 4
-    independence_df: int = 5
-    independence_inflation: float = 1.3
-    symmetries: Sequence[Involution] = field(default_factory=tuple)
-
-
-class _Target:
-    """Log density in unconstrained coordinates for K observations: ``z (K, C, d) -> (K, C)``."""
-
-    def __init__(self, task, xs: Tensor):
-        self.task, self.xs = task, xs
-        self.transform = biject_to(task._prior64.support)
-        self.evaluations = 0
-
-    def __call__(self, z: Tensor) -> Tensor:
-        k, c, d = z.shape
-        theta = self.transform(z)
-        ladj = self.transform.log_abs_det_jacobian(z, theta)
-        x = self.xs[:, None].expand(k, c, *self.xs.shape[1:]).reshape(k * c, *self.xs.shape[1:])
-        lp = self.task.log_joint(theta.reshape(k * c, d), x).reshape(k, c) + ladj
-        self.evaluations += k * c
-        return torch.where(torch.isnan(lp), -torch.inf, lp)
-
-
-def _initial_states(task, target: _Target, chains: int, draws: int, generator: torch.Generator) -> Tensor:
-    theta = sample_with_generator(task._prior64, draws, generator)
-    k = target.xs.shape[0]
-    x = target.xs[:, None].expand(k, draws, *target.xs.shape[1:]).reshape(k * draws, *target.xs.shape[1:])
-    ll = task._log_likelihood(theta.repeat(k, 1), x).reshape(k, draws)
-    ll = torch.where(torch.isnan(ll), -torch.inf, ll)
-    starts = []
-    for row in ll:
-        lo, hi = 0.0, 1.0
-        for _ in range(50):  # largest beta whose weights keep an ESS of 4 * chains
-            beta = hi if lo == hi else 0.5 * (lo + hi)
-            w = torch.softmax(beta * row, 0)
-            if float(1.0 / w.square().sum()) >= 4 * chains:
-                lo = beta
-            else:
-                hi = beta
-            if hi - lo < 1e-4:
-                break
-        w = torch.softmax(lo * row, 0)
-        idx = torch.multinomial(w, chains, replacement=False, generator=generator)
-        starts.append(theta[idx])
-    return target.transform.inv(torch.stack(starts))
-
-
-def _windows(total: int) -> list[int]:
-    sizes, size = [], 50
-    while sum(sizes) + size < total:
-        sizes.append(size)
-        size = min(2 * size, 1000)
-    sizes.append(total - sum(sizes))
-    return sizes
-
-
-def _within_chain_cholesky(buffer: Tensor) -> Tensor:
-    # buffer (S, K, C, d): covariance of deviations from each chain's own mean, pooled over chains
-    dev = buffer - buffer.mean(0, keepdim=True)
-    s, k, c, d = dev.shape
-    flat = dev.permute(1, 0, 2, 3).reshape(k, s * c, d)
-    cov = flat.transpose(1, 2) @ flat / max(s * c - 1, 1)
-    n_eff = s * c
-    eye = torch.eye(d, dtype=cov.dtype)
-    cov = (n_eff * cov + 5.0 * 1e-3 * eye) / (n_eff + 5.0)
-    return torch.linalg.cholesky(cov + 1e-12 * eye)
-
-
-class _Chains:
-    """The chain states and the Metropolis–Hastings moves (random walk, independence, symmetries)."""
-
-    def __init__(self, target: _Target, z: Tensor, generator: torch.Generator, config: MCMCConfig):
-        self.target, self.z, self.gen, self.config = target, z, generator, config
-        self.lp = target(z)
-        k, _, d = z.shape
-        self.chol = _within_chain_cholesky(z[None])
-        self.log_scale = torch.full((k,), math.log(2.38 / math.sqrt(d)), dtype=torch.float64)
-        self.independence: StudentTMixture | None = None
-        self.accepted = torch.zeros(k, dtype=torch.float64)
-        self.accepted_independence = torch.zeros(k, dtype=torch.float64)
-        self.proposed = 0
-
-    def step(self, adapt_rate: float) -> None:
-        eps = torch.randn(self.z.shape, generator=self.gen, dtype=torch.float64)
-        walk = self.z + (eps @ self.chol.transpose(1, 2)) * self.log_scale.exp()[:, None, None]
-        if self.independence is None:
-            acc = self._metropolis(walk, self.target(walk))
-        else:
-            # the independence proposal does not depend on the current state, so both proposals
-            # are evaluated in one batched call (half the sequential likelihood calls)
-            fresh = self.independence.sample(self.z.shape[1])
-            log_q_fresh = self.independence.log_prob(fresh)
-            both = self.target(torch.cat([walk, fresh], 1))
-            acc = self._metropolis(walk, both[:, : walk.shape[1]])
-            ratio = self.independence.log_prob(self.z) - log_q_fresh
-            self.accepted_independence += self._metropolis(fresh, both[:, walk.shape[1]:], ratio).mean(1)
-        self.accepted += acc.mean(1)
-        self.proposed += 1
-        if adapt_rate > 0:
-            self.log_scale += adapt_rate * (acc.mean(1) - self.config.target_acceptance)
-        for involution in self.config.symmetries:
-            proposal = involution(self.z)
-            self._metropolis(proposal, self.target(proposal))
-
-    def fit_independence(self, buffer: Tensor) -> None:
-        # buffer (S, K, C, d) -> at most 4000 pooled states per target for the EM fit
-        s, k, c, d = buffer.shape
-        flat = buffer.permute(1, 0, 2, 3).reshape(k, s * c, d)
-        keep = torch.randperm(s * c, generator=self.gen)[:4000]
-        cfg = self.config
-        self.independence = StudentTMixture(flat[:, keep], cfg.independence_components, self.gen,
-                                            df=cfg.independence_df, inflation=cfg.independence_inflation)
-
-    def _metropolis(self, proposal: Tensor, lp_new: Tensor, log_q_ratio: Tensor | float = 0.0) -> Tensor:
-        log_u = torch.log(torch.rand(self.lp.shape, generator=self.gen, dtype=torch.float64))
-        accept = log_u < lp_new - self.lp + log_q_ratio
-        self.z = torch.where(accept[..., None], proposal, self.z)
-        self.lp = torch.where(accept, lp_new, self.lp)
-        return accept.to(torch.float64)
-
-
-def _diagnose(draws: Tensor) -> tuple[list[float], list[float]]:
-    # draws (K, C, S, d) -> per target: max R-hat, min bulk ESS over parameters
-    rhats, esss = [], []
-    for target in draws:
-        rh = [split_rhat(target[..., j].numpy()) for j in range(target.shape[-1])]
-        es = [bulk_ess(target[..., j].numpy()) for j in range(target.shape[-1])]
-        rhats.append(max(rh))
-        esss.append(min(es))
-    return rhats, esss
-
-
-@contextmanager
-def _single_threaded() -> Iterator[None]:
-    # The loop is latency-bound (thousands of iterations on small tensors); on a shared machine
-    # torch's intra-op thread hand-offs make small batched linear algebra much slower, so the
-    # sampler runs single-threaded and restores the caller's setting afterwards.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def sample_reference_mcmc(task, indices: Sequence[int], n: int, generator: torch.Generator,
@@ -244,73 +23,12 @@ def sample_reference_mcmc(task, indices: Sequence[int], n: int, generator: torch
     Args:
         task: an :class:`~innverse.tasks.AbstractSBITask` (it has a tractable likelihood).
         indices: observation indices; all are sampled together, vectorised.
-        n: draws per observation (pooled over ``config.chains`` chains, so a multiple of it is
-            cheapest; the surplus of the last draw per chain is dropped at random).
+        n: draws per observation.
         generator: the only source of randomness.
         config: sampler settings, :class:`MCMCConfig` defaults if ``None``.
 
     Raises:
         RuntimeError: if convergence criteria still fail after ``config.max_rounds`` rounds.
     """
-    with _single_threaded():
-        return _run(task, tuple(indices), n, generator, config or MCMCConfig())
-
-
-def _run(task, indices: tuple[int, ...], n: int, generator: torch.Generator,
-         cfg: MCMCConfig) -> tuple[list[Tensor], list[dict]]:
-    start, cpu_start = time.perf_counter(), time.process_time()
     xs = torch.stack([task._observed_pair(i)[1] for i in indices])
-    target = _Target(task, xs)
-    z0 = _initial_states(task, target, cfg.chains, cfg.init_draws, generator)
-    chains = _Chains(target, z0, generator, cfg)
-    last = None
-    for size in _windows(cfg.warmup):
-        buffer = []
-        for it in range(size):
-            chains.step(adapt_rate=1.0 / math.sqrt(it + 10))
-            buffer.append(chains.z)
-        last = torch.stack(buffer)
-        chains.chol = _within_chain_cholesky(last[len(last) // 2:])
-        chains.fit_independence(last[len(last) // 2:])
-    per_chain = -(-n // cfg.chains)
-    # initial thinning from the warm-up's last window: ESS target needs thin ~ tau * min_ess
-    tail = last[len(last) // 2:].permute(1, 2, 0, 3)
-    ess_rate = min(min(_diagnose(tail)[1]) / (tail.shape[1] * tail.shape[2]), 1.0)
-    thin = max(1, math.ceil(cfg.min_ess / max(ess_rate, 1e-3)))
-    warmup_evaluations = target.evaluations
-    for round_ in range(cfg.max_rounds):
-        chains.accepted.zero_()
-        chains.accepted_independence.zero_()
-        chains.proposed = 0
-        draws = []
-        for it in range(per_chain * thin):
-            chains.step(adapt_rate=0.0)
-            if (it + 1) % thin == 0:
-                draws.append(chains.z)
-        draws_z = torch.stack(draws, 2)  # (K, C, S, d)
-        rhats, esss = _diagnose(draws_z)
-        ok = all(r <= cfg.rhat_max for r in rhats) and all(e >= cfg.min_ess * n for e in esss)
-        if ok:
-            break
-        if round_ + 1 == cfg.max_rounds:
-            raise RuntimeError(f"{task.name}: reference MCMC did not converge after {cfg.max_rounds} rounds "
-                               f"(thin={thin}): max R-hat per observation {rhats}, min bulk ESS {esss}, "
-                               f"required R-hat <= {cfg.rhat_max} and ESS >= {cfg.min_ess * n:.0f}")
-        thin *= 2
-    theta = target.transform(draws_z)
-    out, info = [], []
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    for k in range(len(indices)):
-        pooled = theta[k].reshape(-1, theta.shape[-1])
-        pooled = pooled[torch.randperm(pooled.shape[0], generator=generator)[:n]]
-        info.append({"sampler": "adaptive Metropolis-Hastings: random walk + Student-t mixture independence proposals (innverse.tasks.sbi.mcmc)",
-                     "chains": cfg.chains, "warmup": cfg.warmup, "thin": thin, "rounds": round_ + 1,
-                     "draws_per_chain": per_chain, "max_split_rhat": rhats[k], "min_bulk_ess": esss[k],
-                     "acceptance_rate": float(chains.accepted[k] / max(chains.proposed, 1)),
-                     "independence_acceptance_rate":
-                         float(chains.accepted_independence[k] / max(chains.proposed, 1)),
-                     "likelihood_evaluations_all_targets": target.evaluations,
-                     "warmup_evaluations_all_targets": warmup_evaluations,
-                     "seconds_all_targets": seconds, "cpu_seconds_all_targets": cpu_seconds})
-        out.append(pooled.contiguous())
-    return out, info
+    return sample_mcmc(task._log_likelihood, task._prior64, xs, n, generator, config, name=f"{task.name} reference")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from innverse.tasks.sbi.proposal import StudentTMixture
-
-from .helpers import grid_chi2_pvalue
+from innverse.amortized.mcmc.proposal import StudentTMixture
+from tests.tasks.sbi.helpers import grid_chi2_pvalue
 
 
 def _bimodal(n: int, gen: torch.Generator) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from innverse.tasks.sbi.convergence import bulk_ess, split_rhat
+from innverse.amortized.mcmc.convergence import bulk_ess, split_rhat
 
 
 def _ar1(rho: float, chains: int, n: int, seed: int) -> np.ndarray:
