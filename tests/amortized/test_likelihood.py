@@ -121,6 +121,16 @@ def test_unnormalized_log_prob_and_the_refused_log_prob(learned):
         post.log_prob(theta, xo)
 
 
+def test_an_ensemble_likelihood_is_the_mixture_of_its_members():
+    prior = box_uniform(-2.0, 2.0, dim=2)
+    theta = prior.sample((400,))
+    x = theta + NOISE * torch.randn(400, 2, generator=_gen(6))
+    post = fit_likelihood(theta, x, prior, ensemble=2, flow={"blocks": 1, "hidden": [16]}, training={"epochs": 3})
+    probe_theta, probe_x = theta[:20], x[:20]
+    members = torch.stack([m.log_prob(probe_x, probe_theta) for m in post.likelihood.members])
+    torch.testing.assert_close(post.log_likelihood(probe_x, probe_theta), torch.logsumexp(members, 0) - math.log(2))
+
+
 def test_bad_input_to_likelihood_estimation_is_refused(learned):
     prior, post = learned
     theta = torch.randn(50, 2)

@@ -88,9 +88,10 @@ class LikelihoodPosterior:
 
     def log_likelihood(self, x: Any, theta: Any) -> Tensor:
         r"""The learned :math:`\log q(x \mid \theta)`: rows of ``x (n, F)`` against rows of ``theta (n, D)``."""
-        theta = torch.as_tensor(theta)
-        x = torch.as_tensor(x).to(self.likelihood.device, torch.float32)
-        return self.likelihood.log_prob(x, theta.to(self.likelihood.device, torch.float32))
+        flows = getattr(self.likelihood, "members", [self.likelihood])
+        device = flows[0].device
+        theta = torch.as_tensor(theta).to(device, torch.float32)
+        return self.likelihood.log_prob(torch.as_tensor(x).to(device, torch.float32), theta, outside="-inf")
 
     def _observations(self, x: Any, owner: str) -> tuple[Tensor, bool]:
         if x is None:

@@ -2,9 +2,8 @@
 
 The tasks (:class:`AbstractSBITask`: prior, stochastic simulator with a tractable likelihood,
 ten fixed observations, cached reference posteriors), the registry (:func:`get_task`), and what
-the references are computed with: the batched ODE solver (:mod:`.ode`), the adaptive MCMC sampler
-(:mod:`.mcmc`) with its independence proposal (:mod:`.proposal`) and convergence diagnostics
-(:mod:`.convergence`).
+the references are computed with: the batched ODE solver (:mod:`.ode`) and the adaptive MCMC
+sampler of :mod:`innverse.amortized.mcmc`, fed each task's exact likelihood (:mod:`.mcmc`).
 """
 
 from .base import AbstractSBITask
