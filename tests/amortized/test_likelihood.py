@@ -131,6 +131,25 @@ def test_an_ensemble_likelihood_is_the_mixture_of_its_members():
     torch.testing.assert_close(post.log_likelihood(probe_x, probe_theta), torch.logsumexp(members, 0) - math.log(2))
 
 
+def test_count_data_are_dequantized_and_give_the_exact_posterior():
+    # x: two Poisson counts of rate exp(theta), theta ~ U(0, 3); the exact posterior on a grid
+    prior = box_uniform(0.0, 3.0, dim=1)
+    theta = prior.sample((3000,))
+    x = torch.poisson(torch.exp(theta).expand(3000, 2), generator=_gen(7))
+    post = fit_likelihood(theta, torch.cat([x, theta + torch.randn(3000, 1, generator=_gen(8))], 1), prior,
+                          mcmc=SMALL_MCMC, flow={"blocks": 2, "hidden": [32, 32]}, training={"epochs": 30})
+    assert post.dequantized.tolist() == [True, True, False]   # the counts, not the continuous feature
+    grid = torch.linspace(0.0005, 2.9995, 3000, dtype=torch.float64)
+    for counts, extra in (([3.0, 5.0], 1.3), ([15.0, 12.0], 2.6)):
+        log_w = torch.as_tensor(stats.poisson.logpmf(counts, torch.exp(grid)[:, None].numpy()).sum(1))
+        log_w += torch.distributions.Normal(grid, 1.0).log_prob(torch.tensor(extra, dtype=torch.float64))
+        w = torch.softmax(log_w, 0)
+        mean = float((w * grid).sum())
+        sd = math.sqrt(float((w * (grid - mean) ** 2).sum()))
+        s = post.sample(2000, torch.tensor([*counts, extra]), seed=1)[:, 0].double()
+        assert abs(float(s.mean()) - mean) < 0.2 * sd and abs(float(s.std()) / sd - 1) < 0.15, (counts, mean, sd)
+
+
 def test_bad_input_to_likelihood_estimation_is_refused(learned):
     prior, post = learned
     theta = torch.randn(50, 2)
@@ -138,6 +157,8 @@ def test_bad_input_to_likelihood_estimation_is_refused(learned):
         fit_likelihood(theta, torch.randn(50, 3, 2), prior)
     with pytest.raises(ValueError, match="the prior is required"):
         fit_likelihood(theta, torch.randn(50, 2), None)
+    with pytest.raises(ValueError, match="dequantize must be 'auto' or False"):
+        fit_likelihood(theta, torch.randn(50, 2), prior, dequantize=True)
     with pytest.raises(ValueError, match="'summary' is not an option"):
         fit_likelihood(theta, torch.randn(50, 2), prior, summary="mlp")
     with pytest.raises(ValueError, match=r"needs the observation x \(shape \(2,\)\)"):

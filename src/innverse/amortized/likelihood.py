@@ -49,7 +49,7 @@ from .priors import as_prior
 from .sequential import SequentialReport
 from .simulation import batch_seed
 
-__all__ = ["LikelihoodPosterior", "fit_likelihood", "fit_sequential_likelihood", "ROUND_MCMC"]
+__all__ = ["LikelihoodPosterior", "fit_likelihood", "fit_sequential_likelihood", "integer_features", "ROUND_MCMC"]
 
 #: MCMC settings of the intermediate rounds of :func:`fit_sequential_likelihood`: their draws only
 #: propose the next round's parameters, so they must cover the posterior, not equal it; they are
@@ -70,13 +70,19 @@ class LikelihoodPosterior:
             :class:`EnsemblePosterior` over the data, conditioned on the parameters).
         prior: the prior.
         mcmc: the sampler's settings (:class:`~innverse.amortized.mcmc.MCMCConfig`; its defaults if ``None``).
+        dequantized: mask ``(F,)`` of the integer-valued features the flow was trained on with
+            uniform noise added (``x + u``, ``u ~ U[0, 1)``); their probability
+            :math:`P(X = k \mid \theta) = \int_k^{k+1} q(\tilde x \mid \theta)\,d\tilde x` is
+            evaluated by the midpoint rule, as the density at ``k + 1/2``.
     """
 
     def __init__(self, likelihood: Posterior | EnsemblePosterior, prior: Distribution,
-                 mcmc: MCMCConfig | None = None) -> None:
+                 mcmc: MCMCConfig | None = None, dequantized: Tensor | None = None) -> None:
         self.likelihood, self.prior = likelihood, as_prior(prior)
         self.mcmc = mcmc or MCMCConfig()
         self.diagnostics: list[dict[str, Any]] = []
+        self.dequantized = (torch.zeros(self.x_dim, dtype=torch.bool) if dequantized is None
+                            else torch.as_tensor(dequantized, dtype=torch.bool))
 
     @property
     def x_dim(self) -> int:
@@ -91,7 +97,8 @@ class LikelihoodPosterior:
         flows = getattr(self.likelihood, "members", [self.likelihood])
         device = flows[0].device
         theta = torch.as_tensor(theta).to(device, torch.float32)
-        return self.likelihood.log_prob(torch.as_tensor(x).to(device, torch.float32), theta, outside="-inf")
+        x = torch.as_tensor(x).to(device, torch.float32) + 0.5 * self.dequantized.to(device)
+        return self.likelihood.log_prob(x, theta, outside="-inf")
 
     def _observations(self, x: Any, owner: str) -> tuple[Tensor, bool]:
         if x is None:
@@ -159,8 +166,13 @@ def _check_pairs(theta: Any, x: Any, owner: str) -> tuple[Tensor, Tensor]:
     return theta, x
 
 
+def integer_features(x: Tensor) -> Tensor:
+    """Mask ``(F,)`` of the columns of ``x (n, F)`` whose values are all integers (counts, spikes, binary)."""
+    return (x == x.round()).all(0) if x.shape[0] else torch.zeros(x.shape[1], dtype=torch.bool)
+
+
 def fit_likelihood(theta: Any, x: Any, prior: Distribution, *, mcmc: MCMCConfig | None = None, seed: int = 0,
-                   **options: Any) -> LikelihoodPosterior:
+                   dequantize: bool | str = "auto", **options: Any) -> LikelihoodPosterior:
     r"""NLE: train :math:`q(x \mid \theta)` on simulated pairs and return the MCMC posterior it defines.
 
     Args:
@@ -168,7 +180,11 @@ def fit_likelihood(theta: Any, x: Any, prior: Distribution, *, mcmc: MCMCConfig 
         x: their simulations ``(n, F)``.
         prior: the prior of the posterior (and the support the chains move in).
         mcmc: settings of the posterior's sampler.
-        seed: seed of the training.
+        seed: seed of the training (and of the dequantisation noise).
+        dequantize: ``"auto"``: features whose simulated values are all integers are dequantised
+            (uniform noise on ``[0, 1)`` added for training; a flow fitted to the lattice itself
+            would pile its density onto the integers without bound, and the posterior would be
+            confidently wrong); ``False``: none.
         options: keyword arguments of :func:`~innverse.amortized.fit_posterior` for the flow over
             ``x`` (``flow``, ``training``, ``ensemble``, ``checkpoint``, ...).
 
@@ -184,8 +200,17 @@ def fit_likelihood(theta: Any, x: Any, prior: Distribution, *, mcmc: MCMCConfig 
         if name in options:
             raise ValueError(f"fit_likelihood: {name!r} is not an option here (the flow models x given theta, "
                              "from pairs in memory)")
-    flow = fit_posterior(x, theta, None, summary="identity", seed=seed, **{"progress": False, **options})
-    return LikelihoodPosterior(flow, prior, mcmc)
+    if dequantize not in ("auto", False):
+        raise ValueError(f"fit_likelihood: dequantize must be 'auto' or False, got {dequantize!r}")
+    mask = integer_features(x) if dequantize == "auto" else torch.zeros(x.shape[1], dtype=torch.bool)
+    if bool(mask.any()):
+        noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed))
+        x = x + noise * mask
+    # the conditioning inputs are parameters, proposed by MCMC anywhere in the prior's support (also at a
+    # boundary of 0 that prior draws never quite reach), so none is standardised on the log scale
+    flow = fit_posterior(x, theta, None, summary="identity", seed=seed,
+                         **{"progress": False, "log_x": False, **options})
+    return LikelihoodPosterior(flow, prior, mcmc, dequantized=mask)
 
 
 # exempt from the size rule: the options mirror fit_sequential's, each a documented keyword
