@@ -150,6 +150,33 @@ def test_count_data_are_dequantized_and_give_the_exact_posterior():
         assert abs(float(s.mean()) - mean) < 0.2 * sd and abs(float(s.std()) / sd - 1) < 0.15, (counts, mean, sd)
 
 
+def test_wide_positive_data_are_modelled_on_the_log_scale_with_the_density_of_x():
+    # x = exp(theta + 0.1 eps) spans more than four decades for theta ~ U(-5, 5); a second feature is continuous
+    prior = box_uniform(-5.0, 5.0, dim=1)
+    theta = prior.sample((3000,))
+    eps = torch.randn(3000, 2, generator=_gen(9))
+    x = torch.cat([torch.exp(theta + 0.1 * eps[:, :1]), theta + eps[:, 1:]], 1)
+    post = fit_likelihood(theta, x, prior, mcmc=SMALL_MCMC, flow={"blocks": 2, "hidden": [32, 32]},
+                          training={"epochs": 30})
+    assert post.logged.tolist() == [True, False] and not post.dequantized.any()
+    probe = prior.sample((2000,)) * 0.9
+    e = torch.randn(2000, 2, generator=_gen(10))
+    px = torch.cat([torch.exp(probe + 0.1 * e[:, :1]), probe + e[:, 1:]], 1)
+    exact = (torch.distributions.Normal(probe, 0.1).log_prob(px[:, :1].log()) - px[:, :1].log()
+             + torch.distributions.Normal(probe, 1.0).log_prob(px[:, 1:])).sum(-1).double()
+    kl = float((exact - post.log_likelihood(px, probe).double()).mean())   # the density of x, Jacobian included
+    assert -0.05 < kl < 0.1, kl
+    xo = torch.tensor([math.exp(1.0), 1.2])
+    s = post.sample(1500, xo, seed=3)[:, 0].double()
+    var = 1 / (1 / 0.01 + 1)   # posterior of two Gaussian measurements of theta, sd 0.1 and 1
+    mean = var * (1.0 / 0.01 + 1.2)
+    assert abs(float(s.mean()) - mean) < 0.01 and abs(float(s.std()) / math.sqrt(var) - 1) < 0.15
+    assert post.unnormalized_log_prob(torch.zeros(1, 1), torch.tensor([0.5, 0.0])).isfinite().all()
+    with pytest.raises(ValueError, match=r"data feature 0 is modelled on the log scale .* has -1"):
+        post.sample(10, torch.tensor([-1.0, 0.0]))
+    assert post.log_likelihood(torch.tensor([[-1.0, 0.0]]), torch.zeros(1, 1)) == -torch.inf
+
+
 def test_bad_input_to_likelihood_estimation_is_refused(learned):
     prior, post = learned
     theta = torch.randn(50, 2)

@@ -47,6 +47,7 @@ from .mcmc.sampler import log_prior_or_minus_inf
 from .posterior import Posterior, sample_shape_of
 from .priors import as_prior
 from .sequential import SequentialReport
+from .standardize import wide_positive_features
 from .simulation import batch_seed
 
 __all__ = ["LikelihoodPosterior", "fit_likelihood", "fit_sequential_likelihood", "integer_features", "ROUND_MCMC"]
@@ -74,15 +75,19 @@ class LikelihoodPosterior:
             uniform noise added (``x + u``, ``u ~ U[0, 1)``); their probability
             :math:`P(X = k \mid \theta) = \int_k^{k+1} q(\tilde x \mid \theta)\,d\tilde x` is
             evaluated by the midpoint rule, as the density at ``k + 1/2``.
+        logged: mask ``(F,)`` of the strictly positive features the flow models on the log scale;
+            the density of ``x`` includes the Jacobian, :math:`q(\log x \mid \theta) / x`.
     """
 
     def __init__(self, likelihood: Posterior | EnsemblePosterior, prior: Distribution,
-                 mcmc: MCMCConfig | None = None, dequantized: Tensor | None = None) -> None:
+                 mcmc: MCMCConfig | None = None, dequantized: Tensor | None = None,
+                 logged: Tensor | None = None) -> None:
         self.likelihood, self.prior = likelihood, as_prior(prior)
         self.mcmc = mcmc or MCMCConfig()
         self.diagnostics: list[dict[str, Any]] = []
-        self.dequantized = (torch.zeros(self.x_dim, dtype=torch.bool) if dequantized is None
-                            else torch.as_tensor(dequantized, dtype=torch.bool))
+        none = torch.zeros(self.x_dim, dtype=torch.bool)
+        self.dequantized = none if dequantized is None else torch.as_tensor(dequantized, dtype=torch.bool)
+        self.logged = none if logged is None else torch.as_tensor(logged, dtype=torch.bool)
 
     @property
     def x_dim(self) -> int:
@@ -98,7 +103,13 @@ class LikelihoodPosterior:
         device = flows[0].device
         theta = torch.as_tensor(theta).to(device, torch.float32)
         x = torch.as_tensor(x).to(device, torch.float32) + 0.5 * self.dequantized.to(device)
-        return self.likelihood.log_prob(x, theta, outside="-inf")
+        logged = self.logged.to(device)
+        if not bool(logged.any()):
+            return self.likelihood.log_prob(x, theta, outside="-inf")
+        positive = ~(logged & (x <= 0)).any(-1)    # a logged feature <= 0 has zero likelihood
+        log_x = torch.where(logged & (x > 0), x, 1.0).log()
+        ll = self.likelihood.log_prob(torch.where(logged, log_x, x), theta, outside="-inf")
+        return torch.where(positive, ll - (log_x * logged).sum(-1), -torch.inf)
 
     def _observations(self, x: Any, owner: str) -> tuple[Tensor, bool]:
         if x is None:
@@ -108,6 +119,11 @@ class LikelihoodPosterior:
             raise ValueError(f"{owner}: expected finite observations of shape ({self.x_dim},) or (k, {self.x_dim}), "
                              f"got shape {tuple(xt.shape)}" + ("" if xt.numel() == 0 or bool(torch.isfinite(xt).all())
                                                                else " with NaN/Inf"))
+        bad = (xt <= 0) & self.logged
+        if bool(bad.any()):
+            feature = int(bad.reshape(-1, self.x_dim).any(0).nonzero()[0])
+            raise ValueError(f"{owner}: data feature {feature} is modelled on the log scale (all training values were "
+                             f"positive, spanning more than three decades), but the observation has {float(xt[bad][0]):g}")
         return (xt[None], True) if xt.dim() == 1 else (xt, False)
 
     def sample(self, sample_shape: Any, x: Any = None, generator: torch.Generator | None = None,
@@ -172,7 +188,8 @@ def integer_features(x: Tensor) -> Tensor:
 
 
 def fit_likelihood(theta: Any, x: Any, prior: Distribution, *, mcmc: MCMCConfig | None = None, seed: int = 0,
-                   dequantize: bool | str = "auto", **options: Any) -> LikelihoodPosterior:
+                   dequantize: bool | str = "auto", log_data: bool | str = "auto",
+                   **options: Any) -> LikelihoodPosterior:
     r"""NLE: train :math:`q(x \mid \theta)` on simulated pairs and return the MCMC posterior it defines.
 
     Args:
@@ -185,6 +202,9 @@ def fit_likelihood(theta: Any, x: Any, prior: Distribution, *, mcmc: MCMCConfig 
             (uniform noise on ``[0, 1)`` added for training; a flow fitted to the lattice itself
             would pile its density onto the integers without bound, and the posterior would be
             confidently wrong); ``False``: none.
+        log_data: ``"auto"``: features that are strictly positive and span more than three decades
+            (populations with multiplicative noise) are modelled on the log scale, where such
+            likelihoods are close to Gaussian; ``False``: none. The density stays that of ``x``.
         options: keyword arguments of :func:`~innverse.amortized.fit_posterior` for the flow over
             ``x`` (``flow``, ``training``, ``ensemble``, ``checkpoint``, ...).
 
@@ -200,17 +220,21 @@ def fit_likelihood(theta: Any, x: Any, prior: Distribution, *, mcmc: MCMCConfig 
         if name in options:
             raise ValueError(f"fit_likelihood: {name!r} is not an option here (the flow models x given theta, "
                              "from pairs in memory)")
-    if dequantize not in ("auto", False):
-        raise ValueError(f"fit_likelihood: dequantize must be 'auto' or False, got {dequantize!r}")
-    mask = integer_features(x) if dequantize == "auto" else torch.zeros(x.shape[1], dtype=torch.bool)
+    for name, value in (("dequantize", dequantize), ("log_data", log_data)):
+        if value not in ("auto", False):
+            raise ValueError(f"fit_likelihood: {name} must be 'auto' or False, got {value!r}")
+    none = torch.zeros(x.shape[1], dtype=torch.bool)
+    mask = integer_features(x) if dequantize == "auto" else none
+    logged = wide_positive_features(x, (x.shape[1],)) & ~mask if log_data == "auto" else none
     if bool(mask.any()):
         noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed))
         x = x + noise * mask
+    x = torch.where(logged, torch.where(logged, x, 1.0).log(), x)
     # the conditioning inputs are parameters, proposed by MCMC anywhere in the prior's support (also at a
     # boundary of 0 that prior draws never quite reach), so none is standardised on the log scale
     flow = fit_posterior(x, theta, None, summary="identity", seed=seed,
                          **{"progress": False, "log_x": False, **options})
-    return LikelihoodPosterior(flow, prior, mcmc, dequantized=mask)
+    return LikelihoodPosterior(flow, prior, mcmc, dequantized=mask, logged=logged)
 
 
 # exempt from the size rule: the options mirror fit_sequential's, each a documented keyword
