@@ -47,8 +47,8 @@ from .mcmc.sampler import log_prior_or_minus_inf
 from .posterior import Posterior, sample_shape_of
 from .priors import as_prior
 from .sequential import SequentialReport
-from .standardize import wide_positive_features
 from .simulation import batch_seed
+from .standardize import wide_positive_features
 
 __all__ = ["LikelihoodPosterior", "fit_likelihood", "fit_sequential_likelihood", "integer_features", "ROUND_MCMC"]
 
