@@ -3,7 +3,7 @@
 For every task and simulation budget, innverse trains on the same simulations (seed = budget)
 with each mode — ``amortized`` (``fit_posterior`` defaults), ``ensemble`` (5 members),
 ``fmpe`` (flow matching, ``FlowOptions(coupling="flow_matching")``) and ``sequential`` (TSNPE,
-one run per observation, the budget split into 4 rounds), ``nle`` (neural likelihood estimation,
+one run per observation, the budget split into 4 rounds, or ``--rounds``), ``nle`` (neural likelihood estimation,
 ``fit_likelihood``, posteriors by MCMC) and ``snle`` (sequential NLE, ``fit_sequential_likelihood``,
 one run per observation in 4 rounds) — next to peer rows: ``zuko_nsf`` (a plain
 training loop around zuko's NSF, ``benchmarks/_zuko_loop.py``) and sbi 0.27's estimators with their
@@ -102,22 +102,22 @@ def _score(draw, observations: Observations, samples: int) -> list[float]:
     return [c2st(observations.reference(i, samples), draw(i), seed=i) for i in observations.indices]
 
 
-def run_mode(task, budget: int, mode: str, observations: Observations, samples: int) -> dict:
+def run_mode(task, budget: int, mode: str, observations: Observations, samples: int, rounds: int = 4) -> dict:
     """Train (and time) one mode on the budget's simulations; its C2ST per observation."""
     t0 = time.perf_counter()
     if mode in ("sequential", "snle"):   # one run per observation: the time is the mean per observation
         scores, samplers = [], []
         fit = fit_sequential if mode == "sequential" else fit_sequential_likelihood
         for i in observations.indices:
-            post, report = fit(task.simulate, task.prior, observations.x(i), rounds=4,
-                               simulations_per_round=budget // 4, seed=budget + i)
+            post, report = fit(task.simulate, task.prior, observations.x(i), rounds=rounds,
+                               simulations_per_round=budget // rounds, seed=budget + i)
             scores.append(c2st(observations.reference(i, samples), post.sample(samples, observations.x(i), seed=i),
                                seed=i))
             samplers.append(report.samplers)
             print(f"  {task.name} observation {i}: C2ST {scores[-1]:.3f}, rounds sampled by {report.samplers}",
                   flush=True)
         return {"c2st": scores, "train_s": (time.perf_counter() - t0) / len(observations.indices),
-                "samplers": samplers}
+                "samplers": samplers, "rounds": rounds}
     sims = simulate(task.simulate, prior=task.prior, n=budget, seed=budget, progress=False)
     if mode in SBI_METHODS:    # sbi 0.27 with its defaults; sbi seeds from torch's global generator
         from sbi_c2st import _Sbi
@@ -183,6 +183,7 @@ def main() -> None:
     ap.add_argument("--observations", type=int, default=10)
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=4, help="rounds of the sequential modes (the budget split evenly)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--sbi-from", nargs="*", default=[])
@@ -223,7 +224,7 @@ def main() -> None:
                 if (task_name, budget, mode) in done:
                     continue
                 row = {"task": task_name, "budget": budget, "mode": mode,
-                       **run_mode(task, budget, mode, observations, args.samples)}
+                       **run_mode(task, budget, mode, observations, args.samples, args.rounds)}
                 rows.append(row)
                 print(f"{task_name:>24} {budget:>6} {mode:>10}: C2ST {statistics.fmean(row['c2st']):.3f} "
                       f"({row['train_s']:.0f} s)", flush=True)
