@@ -115,10 +115,11 @@ class LikelihoodPosterior:
         if x is None:
             raise ValueError(f"{owner}: needs the observation x (shape ({self.x_dim},)) or a batch (k, {self.x_dim})")
         xt = torch.as_tensor(x, dtype=torch.float32)
-        if xt.shape[-1:] != (self.x_dim,) or xt.dim() > 2 or not bool(torch.isfinite(xt).all()):
-            raise ValueError(f"{owner}: expected finite observations of shape ({self.x_dim},) or (k, {self.x_dim}), "
-                             f"got shape {tuple(xt.shape)}" + ("" if xt.numel() == 0 or bool(torch.isfinite(xt).all())
-                                                               else " with NaN/Inf"))
+        expected = f"expected finite observations of shape ({self.x_dim},) or (k, {self.x_dim})"
+        if xt.shape[-1:] != (self.x_dim,) or xt.dim() > 2:
+            raise ValueError(f"{owner}: {expected}, got shape {tuple(xt.shape)}")
+        if not bool(torch.isfinite(xt).all()):
+            raise ValueError(f"{owner}: {expected}, got shape {tuple(xt.shape)} with NaN/Inf")
         bad = (xt <= 0) & self.logged
         if bool(bad.any()):
             feature = int(bad.reshape(-1, self.x_dim).any(0).nonzero()[0])
