@@ -57,7 +57,7 @@ def _gaussian_like(samples: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 def _exact_draws(task, x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """``n`` draws of the exact posterior of ``x`` by the adaptive MCMC on the task's likelihood."""
     draws, _ = sample_mcmc(task.log_likelihood, task.prior, x.to(torch.float64).reshape(1, *task.x_shape), n,
-                              torch.Generator().manual_seed(seed), MCMCConfig(), name="exact posterior")
+                           torch.Generator().manual_seed(seed), MCMCConfig(), name="exact posterior")
     return draws[0].to(torch.float32)
 
 
