@@ -9,7 +9,8 @@ one task where no innverse mode reaches the best published figure at 10^3 and 10
 * ``nle_ideal_N``: neural likelihood estimation trained on ``N`` simulations whose parameters are
   draws of the *true* posterior of the observation (the MCMC above, another seed). A sequential
   scheme proposes from its current estimate of that posterior, so this is about the best SNLE with
-  ``N`` simulations in all can reach with this estimator.
+  ``N`` simulations in all can reach with this estimator; ``--ensemble K`` makes its likelihood a
+  K-member ensemble (``nle_ideal_N_ensembleK``).
 * ``npe_B``: the default amortized posterior trained on ``B`` prior simulations, with two
   Gaussians next to it: one with the moments of the reference (``gauss_ref``: how far the true
   posterior is from Gaussian) and one with the moments of the estimated posterior (``gauss_est``).
@@ -67,13 +68,16 @@ def exact_mcmc(task, files: SbibmFiles, i: int) -> dict:
     return {"c2st": c2st(files.reference(task.name, i, SAMPLES).to(torch.float32), draws, seed=i)}
 
 
-def nle_ideal(task, files: SbibmFiles, i: int, n: int) -> dict:
-    """NLE on ``n`` simulations at exact-posterior parameters (MCMC on the exact likelihood, another seed)."""
+def nle_ideal(task, files: SbibmFiles, i: int, n: int, ensemble: int = 1) -> dict:
+    """NLE on ``n`` simulations at exact-posterior parameters (MCMC on the exact likelihood, another seed).
+
+    With ``ensemble > 1`` the likelihood is the mixture of that many members trained on the same simulations.
+    """
     x = files.observation(task.name, i).to(task.dtype).reshape(task.x_shape)
     pool = _exact_draws(task, x, max(n, SAMPLES), seed=10_000 + i)   # converged chains need enough draws
     proposal = pool[torch.randperm(pool.shape[0], generator=torch.Generator().manual_seed(i))[:n]].to(task.dtype)
     sims = simulate(task.simulate, proposal, seed=i, progress=False)
-    post = fit_likelihood(sims.theta, sims.x, task.prior, seed=i)
+    post = fit_likelihood(sims.theta, sims.x, task.prior, seed=i, ensemble=ensemble if ensemble > 1 else None)
     ref = files.reference(task.name, i, SAMPLES).to(torch.float32)
     return {"c2st": c2st(ref, post.sample(SAMPLES, x, seed=i), seed=i)}
 
@@ -118,6 +122,7 @@ def main() -> None:
     ap.add_argument("--sbibm-files", required=False, help="sbibm's wheel (pip download sbibm==1.1.0 --no-deps)")
     ap.add_argument("--parts", default="exact,ideal,npe", help="exact, ideal, npe")
     ap.add_argument("--ideal", type=int, default=1000, help="simulations of the ideal-proposal NLE")
+    ap.add_argument("--ensemble", type=int, default=1, help="members of the ideal-proposal NLE's likelihood")
     ap.add_argument("--budgets", default="10000,100000", help="budgets of the npe part")
     ap.add_argument("--observations", type=int, default=10)
     ap.add_argument("--out", default=None, help="JSON file the rows are written to as they finish")
@@ -135,7 +140,8 @@ def main() -> None:
     indices, rows = list(range(1, args.observations + 1)), []
     out = Path(args.out or f"/tmp/posterior_error_sources_{args.task}.json")
     jobs = {"exact": [("exact_mcmc", lambda: [exact_mcmc(task, files, i) for i in indices])],
-            "ideal": [(f"nle_ideal_{args.ideal}", lambda: [nle_ideal(task, files, i, args.ideal) for i in indices])],
+            "ideal": [(f"nle_ideal_{args.ideal}" + (f"_ensemble{args.ensemble}" if args.ensemble > 1 else ""),
+                       lambda: [nle_ideal(task, files, i, args.ideal, args.ensemble) for i in indices])],
             "npe": [(f"npe_{b}", lambda b=b: npe_moments(task, files, b, indices))
                     for b in (int(s) for s in args.budgets.split(","))]}
     for part in args.parts.split(","):

@@ -5,7 +5,8 @@ with each mode — ``amortized`` (``fit_posterior`` defaults), ``ensemble`` (5 m
 ``fmpe`` (flow matching, ``FlowOptions(coupling="flow_matching")``) and ``sequential`` (TSNPE,
 one run per observation, the budget split into 4 rounds, or ``--rounds``), ``nle`` (neural likelihood estimation,
 ``fit_likelihood``, posteriors by MCMC) and ``snle`` (sequential NLE, ``fit_sequential_likelihood``,
-one run per observation in 4 rounds) — next to peer rows: ``zuko_nsf`` (a plain
+one run per observation in 4 rounds), and ``nle_ensembleK`` / ``snle_ensembleK`` (the same with the
+likelihood a K-member ensemble) — next to peer rows: ``zuko_nsf`` (a plain
 training loop around zuko's NSF, ``benchmarks/_zuko_loop.py``) and sbi 0.27's estimators with their
 defaults, ``sbi_npe``, ``sbi_fmpe`` (flow matching) and ``sbi_npse`` (score-based) — and is scored by C2ST against the
 reference posterior on the task's observations (10,000 samples each). Next to them: the mean
@@ -106,12 +107,14 @@ def _score(draw, observations: Observations, samples: int) -> list[float]:
 def run_mode(task, budget: int, mode: str, observations: Observations, samples: int, rounds: int = 4) -> dict:
     """Train (and time) one mode on the budget's simulations; its C2ST per observation."""
     t0 = time.perf_counter()
-    if mode in ("sequential", "snle"):   # one run per observation: the time is the mean per observation
+    base, _, members = mode.partition("_ensemble")   # "nle_ensembleK", "snle_ensembleK": likelihoods of K members
+    nle_options = {"ensemble": int(members)} if members else {}
+    if base in ("sequential", "snle"):   # one run per observation: the time is the mean per observation
         scores, samplers = [], []
-        fit = fit_sequential if mode == "sequential" else fit_sequential_likelihood
+        fit = fit_sequential if base == "sequential" else fit_sequential_likelihood
         for i in observations.indices:
             post, report = fit(task.simulate, task.prior, observations.x(i), rounds=rounds,
-                               simulations_per_round=budget // rounds, seed=budget + i)
+                               simulations_per_round=budget // rounds, seed=budget + i, **nle_options)
             scores.append(c2st(observations.reference(i, samples), post.sample(samples, observations.x(i), seed=i),
                                seed=i))
             samplers.append(report.samplers)
@@ -134,8 +137,8 @@ def run_mode(task, budget: int, mode: str, observations: Observations, samples: 
         seconds = time.perf_counter() - t0
         scores = _score(lambda i: draw(samples, observations.x(i)), observations, samples)
         return {"c2st": scores, "train_s": seconds}
-    if mode == "nle":   # one likelihood for all observations; the posteriors by MCMC, timed with the training
-        post = fit_likelihood(sims.theta, sims.x, task.prior)
+    if base == "nle":   # one likelihood for all observations; the posteriors by MCMC, timed with the training
+        post = fit_likelihood(sims.theta, sims.x, task.prior, **nle_options)
         draws = {i: post.sample(samples, observations.x(i), seed=i) for i in observations.indices}
         seconds = time.perf_counter() - t0
         return {"c2st": _score(draws.__getitem__, observations, samples), "train_s": seconds}
@@ -149,8 +152,9 @@ def run_mode(task, budget: int, mode: str, observations: Observations, samples: 
 
 
 def table(rows: list[dict], sbi: dict) -> str:
-    extra = sorted({r["mode"] for r in rows} - set(MODES))   # "ensembleK" rows, after the 5-member ensemble
-    order = [*MODES[:2], *extra, *MODES[2:]]
+    extra = sorted({r["mode"] for r in rows} - set(MODES))   # "ensembleK" after the 5-member ensemble, NLE ones after SNLE
+    npe_extra = [m for m in extra if m.startswith("ensemble")]
+    order = [*MODES[:2], *npe_extra, *MODES[2:6], *(m for m in extra if m not in npe_extra), *MODES[6:]]
     modes = [m for m in order if any(r["mode"] == m for r in rows)]
     same = " sbi NPE (same data) |" if sbi else ""   # from --sbi-from runs, on innverse's observations only
     lines = ["| task | budget | " + " | ".join(modes) + f" |{same} sbibm NPE | best published |",
@@ -198,9 +202,11 @@ def main() -> None:
                          "directory (pip download sbibm==1.1.0 --no-deps -d DIR); tasks without shipped files are "
                          "skipped")
     args = ap.parse_args()
-    unknown = [m for m in filter(None, args.modes.split(",")) if m not in MODES and not re.fullmatch(r"ensemble[1-9]\d*", m)]
+    unknown = [m for m in filter(None, args.modes.split(",")) if m not in MODES
+               and not re.fullmatch(r"(ensemble|s?nle_ensemble)[1-9]\d*", m)]
     if unknown:
-        ap.error(f"unknown mode(s) {unknown}; known: {', '.join(MODES)}, or ensembleK for K members")
+        ap.error(f"unknown mode(s) {unknown}; known: {', '.join(MODES)}, or ensembleK, nle_ensembleK and "
+                 "snle_ensembleK for K members")
     torch.set_num_threads(args.threads)
     files = SbibmFiles(args.sbibm_files) if args.sbibm_files else None
     suffix = "_sbibm_observations" if files else ""
