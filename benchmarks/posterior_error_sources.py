@@ -128,6 +128,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="JSON file the rows are written to as they finish")
     ap.add_argument("--merge", nargs="+", default=[], help="join these --out files into the committed result")
     args = ap.parse_args()
+    if args.ensemble < 1:
+        ap.error(f"--ensemble must be >= 1 (members of the likelihood), got {args.ensemble}")
     torch.set_num_threads(1)
     if args.merge:
         rows = [r for p in args.merge for r in json.loads(Path(p).read_text())["rows"]]
