@@ -59,6 +59,29 @@ def test_c2st_agrees_with_scikit_learn_reference():
     assert abs(ours - ref) < 0.04
 
 
+def test_c2st_sbibm_backend_is_sbibms_metric():
+    """backend="sbibm" is sbibm's published definition: z-scored by the reference, scikit-learn's MLP with its
+    defaults (two layers of 10 d, no early stopping), shuffled 5-fold accuracy, all seeded by ``seed``."""
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.neural_network import MLPClassifier
+
+    g = _gen(8)
+    a = torch.randn(300, 2, generator=g) * 3.0 + 1.0
+    b = torch.randn(300, 2, generator=g) * 3.0 + torch.tensor([2.5, 1.0])
+    za, zb = (a - a.mean(0)) / a.std(0), (b - a.mean(0)) / a.std(0)
+    data = torch.cat([za, zb]).numpy()
+    target = [0] * 300 + [1] * 300
+    clf = MLPClassifier(hidden_layer_sizes=(20, 20), max_iter=10_000, random_state=1)
+    expected = cross_val_score(clf, data, target, cv=KFold(5, shuffle=True, random_state=1), scoring="accuracy").mean()
+    got = c2st(a, b, seed=1, backend="sbibm")
+    assert got == pytest.approx(float(expected), abs=1e-12)
+    bayes = float(torch.distributions.Normal(0.0, 1.0).cdf(torch.tensor(1.5 / 3.0 / 2)))   # shift 1.5 sd / 2
+    assert 0.5 < got < bayes + 0.06
+    with pytest.raises(ValueError, match="no classifier options"):
+        c2st(a, b, backend="sbibm", classifier=ClassifierOptions(hidden=(4,)))
+
+
 @pytest.mark.parametrize(
     ("a", "b", "match"),
     [
