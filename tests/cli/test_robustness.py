@@ -304,6 +304,20 @@ def test_damaged_run_files_are_named(trained: Path, tmp_path: Path) -> None:
     assert not (run / "report.html").exists() and not any((run / "samples").iterdir())
 
 
+def test_a_model_file_of_another_kind_is_refused_by_name(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import innverse
+    from innverse.amortized import EnsemblePosterior
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("diagnostics", "samples", "report.html"))
+    posterior = innverse.load(run / "model.safetensors")
+    innverse.save(EnsemblePosterior([posterior, posterior]), run / "model.safetensors")   # saved from Python
+    _failed(run_main("sample", "run", "--obs", str(trained.parent / "obs.npy"), "--json", cwd=tmp_path), 2,
+            "sample", "holds an EnsemblePosterior; the command line works with the posterior innverse fit trains")
+
+
 def test_unwritable_outputs(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     obs = str(trained.parent / "obs.npy")
     (tmp_path / "afile").write_text("not a folder")

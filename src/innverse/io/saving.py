@@ -28,11 +28,13 @@ import importlib
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .composite import COMPOSITES
 from .format import ModelFileError, read_envelope, read_model_file, write_model_file
 from .recipes import flow_config, flow_from_config
 
@@ -43,6 +45,8 @@ BUILTIN_KINDS: Mapping[str, tuple[str, str]] = {
     "PosteriorEstimator": ("innverse.amortized", "PosteriorEstimator"),
     "Posterior": ("innverse.amortized", "Posterior"),
     "Flow": ("innverse.core", "Flow"),
+    "EnsemblePosterior": ("innverse.amortized", "EnsemblePosterior"),
+    "LikelihoodPosterior": ("innverse.amortized", "LikelihoodPosterior"),
 }
 #: kinds that wrap a module rather than being one: kind -> (attribute holding it, kind of that module).
 #: Their file holds the wrapped module's config and tensors, plus the wrapper's training report
@@ -92,13 +96,15 @@ def save(obj: Any, path: str | os.PathLike[str], *, kinds: Mapping[str, type] | 
     """Save ``obj`` (weights as safetensors + architecture as versioned JSON) to ``path`` atomically.
 
     Args:
-        obj: a ``Posterior``, a ``PosteriorEstimator``, a ``Flow`` from a one-line constructor
-            (:func:`innverse.io.build_flow`), or an object following the config protocol (see
-            the module docstring).
+        obj: a ``Posterior``, a ``PosteriorEstimator``, an ``EnsemblePosterior``, a
+            ``LikelihoodPosterior`` (NLE / SNLE; with its prior, MCMC settings and data masks), a
+            ``Flow`` from a one-line constructor (:func:`innverse.io.build_flow`), or an object
+            following the config protocol (see the module docstring).
         path: destination file (conventionally ``*.safetensors``); parent folders are created.
         kinds: extra ``{kind name: class}`` for your own classes.
         omit_prior: save a posterior whose prior innverse cannot describe without it (give the
             prior back with ``innverse.load(path, prior=...)``); otherwise such a prior is an error.
+            A ``LikelihoodPosterior`` saved so cannot be loaded without ``prior=``.
 
     Returns:
         The path written.
@@ -106,25 +112,34 @@ def save(obj: Any, path: str | os.PathLike[str], *, kinds: Mapping[str, type] | 
     Raises:
         TypeError: what a file could not rebuild: an unregistered summary network, a prior
             innverse cannot describe (without ``omit_prior``), a hand-built Flow, an attached
-            detector other than ``SummaryOutlierDetector``; each named in the message.
+            detector other than ``SummaryOutlierDetector``, MCMC symmetries (functions); each named
+            in the message.
     """
     kind = _kind_of(obj, kinds)
-    if kind == "Flow" and not (kinds and kind in kinds):
-        return write_model_file(path, kind, flow_config(obj), dict(obj.state_dict()), _version())
+    config, tensors = contents(obj, kind, kinds, omit_prior)
+    return write_model_file(path, kind, config, tensors, _version())
+
+
+def contents(obj: Any, kind: str, kinds: Mapping[str, type] | None, omit_prior: bool) -> tuple[dict[str, Any], dict]:
+    """The config and tensors a file of ``kind`` holds for ``obj`` (the parts of composite kinds nested)."""
+    custom = bool(kinds and kind in kinds)
+    if kind == "Flow" and not custom:
+        return flow_config(obj), dict(obj.state_dict())
+    if kind in COMPOSITES and not custom:
+        return COMPOSITES[kind][0](obj, omit_prior)
     inner = obj
-    if kind in _WRAPPERS and not (kinds and kind in kinds):
+    if kind in _WRAPPERS and not custom:
         inner = getattr(obj, _WRAPPERS[kind][0])
     for method in ("config", "state_dict"):
         if not callable(getattr(inner, method, None)):
             raise TypeError(f"innverse.save: {type(inner).__name__} has no {method}() method")
-    builtin = not (kinds and kind in kinds)
-    if builtin:
+    if not custom:
         _check_summary(inner)
     config = inner.config()
     if not isinstance(config, dict):
         raise TypeError(f"innverse.save: {type(inner).__name__}.config() must return a dict, "
                         f"got {type(config).__name__}")
-    if builtin:
+    if not custom:
         config = _with_summary_type(inner, config)
         _check_prior(inner, config, omit_prior)
     tensors = dict(inner.state_dict())
@@ -139,7 +154,7 @@ def save(obj: Any, path: str | os.PathLike[str], *, kinds: Mapping[str, type] | 
                                 "attach_detector(None) first)")
             config["detector"] = "SummaryOutlierDetector"
             tensors.update({f"{_DETECTOR}{k}": v for k, v in detector.state_dict().items()})
-    return write_model_file(path, kind, config, tensors, _version())
+    return config, tensors
 
 
 def _check_summary(inner: Any) -> None:
@@ -242,23 +257,42 @@ def load(path: str | os.PathLike[str], *, kinds: Mapping[str, type] | None = Non
     envelope = read_envelope(path)
     cls = _resolve(envelope["kind"], kinds, path)  # fail on unknown kinds before reading weights
     envelope, tensors = read_model_file(path)
-    kind, config = envelope["kind"], envelope["config"]
+    return rebuild(envelope["kind"], cls, envelope["config"], tensors, path,
+                   Rebuild(kinds=kinds, prior=prior, device=target))
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """What :func:`load` was asked for: extra kinds, a replacement prior, the target device."""
+
+    kinds: Mapping[str, type] | None
+    prior: Any
+    device: torch.device
+
+
+def rebuild(kind: str, cls: type, config: Any, tensors: dict[str, torch.Tensor], path: Path, how: Rebuild) -> Any:
+    """The object of ``kind`` a file's config and tensors describe (the parts of composite kinds rebuilt in turn)."""
+    custom = bool(how.kinds and kind in how.kinds)
+    if not isinstance(config, dict):
+        raise ModelFileError(f"innverse.load: {path} has no valid {kind} configuration")
+    if kind in COMPOSITES and not custom:
+        return COMPOSITES[kind][1](config, tensors, path, how)
     wrapper, detector_kind, detector_state, info = None, None, {}, {}
-    if kind in _WRAPPERS and not (kinds and kind in kinds):
+    if kind in _WRAPPERS and not custom:
         attr, inner_kind = _WRAPPERS[kind]
         wrapper, cls = cls, _resolve(inner_kind, None, path)
         if not isinstance(config.get(attr), dict):
             raise ModelFileError(f"innverse.load: {path} has no {attr!r} configuration")
         info, detector_kind, config = config.get("info", {}), config.get("detector"), config[attr]
         detector_state = {k[len(_DETECTOR):]: tensors.pop(k) for k in list(tensors) if k.startswith(_DETECTOR)}
-    obj = _build(kind, cls, config, prior, path, custom=bool(kinds and kind in kinds))
+    obj = _build(kind, cls, config, how.prior, path, custom=custom)
     try:
         obj.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
-        raise ModelFileError(f"innverse.load: the weights in {path} do not fit the {envelope['kind']} "
+        raise ModelFileError(f"innverse.load: the weights in {path} do not fit the {kind} "
                              f"described by its config: {err}") from err
     if isinstance(obj, torch.nn.Module):
-        obj.to(target).eval()
+        obj.to(how.device).eval()
     if wrapper is not None:
         obj = wrapper(obj, report=_report(info, path))
         if detector_kind is not None:

@@ -48,10 +48,18 @@ def load_model(layout: RunLayout):
 
     if not layout.model.is_file():
         raise UsageError(f"{layout.root} has no trained model ({layout.model.name}); run innverse fit first")
+    from ...amortized import Posterior
+
     try:
-        return load(layout.model)
+        model = load(layout.model)
     except (ValueError, OSError) as err:  # ModelFileError is a ValueError
         raise UsageError(f"the model file {layout.model} cannot be loaded: {err}") from err
+    if not isinstance(model, Posterior):   # a file saved from Python (an ensemble, a likelihood posterior)
+        kind = type(model).__name__
+        article = "an" if kind[0] in "AEIOU" else "a"
+        raise UsageError(f"the model file {layout.model} holds {article} {kind}; the command line works "
+                         "with the posterior innverse fit trains (load this one with innverse.load in Python)")
+    return model
 
 
 def _names(info: dict, d: int) -> list[str]:
