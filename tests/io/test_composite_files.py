@@ -154,10 +154,11 @@ def _rewrite(path, tmp_path, change):
         (lambda c, t: {**c, "logged": c["logged"][:1]}, "no valid 'logged' mask"),
         (lambda c, t: {**c, "dequantized": [1, 0, 0]}, "no valid 'dequantized' mask"),
         (lambda c, t: {**c, "mcmc": {**c["mcmc"], "stride": 3}}, "MCMC settings .* are invalid"),
+        (lambda c, t: {**c, "mcmc": {**c["mcmc"], "chains": "many"}}, "chains must be of type int, got 'many'"),
         (lambda c, t: t.update(extra=torch.zeros(2)) or c, "tensors no part of its LikelihoodPosterior uses"),
         (lambda c, t: t.pop(next(iter(t))) is None or c, "do not fit"),
     ],
-    ids=["kind", "short-mask", "non-boolean-mask", "unknown-mcmc-key", "extra-tensor", "missing-tensor"],
+    ids=["kind", "short-mask", "non-boolean-mask", "unknown-mcmc-key", "mcmc-type", "extra-tensor", "missing-tensor"],
 )
 def test_malformed_likelihood_files_are_refused(likelihood, tmp_path, change, match):
     path = innverse.save(likelihood, tmp_path / "nle.safetensors")

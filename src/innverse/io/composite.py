@@ -114,9 +114,25 @@ def _likelihood_prior(config: dict[str, Any], path: Path, prior: Any) -> Any:
         raise ModelFileError(f"innverse.load: the prior in {path} is invalid: {err}") from err
 
 
+def _mcmc_settings(settings: Any, path: Path) -> Any:
+    """The MCMC settings a file holds, each of its default's type (an int where a float is expected)."""
+    from ..amortized.mcmc import MCMCConfig
+
+    defaults = MCMCConfig()
+    stored = {f.name for f in dataclasses.fields(defaults)} - {"symmetries"}
+    if not isinstance(settings, dict) or set(settings) - stored:
+        raise ModelFileError(f"innverse.load: the MCMC settings in {path} are invalid: expected keys among "
+                             f"{sorted(stored)}, got {settings!r}")
+    for key, value in settings.items():
+        kind = type(getattr(defaults, key))
+        if type(value) is not kind and not (kind is float and type(value) is int):
+            raise ModelFileError(f"innverse.load: the MCMC settings in {path} are invalid: {key} must be of type "
+                                 f"{kind.__name__}, got {value!r}")
+    return MCMCConfig(**settings)
+
+
 def _likelihood_from(config: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path, how: Any) -> Any:
     from ..amortized import EnsemblePosterior, LikelihoodPosterior, Posterior
-    from ..amortized.mcmc import MCMCConfig
     from .saving import rebuild
 
     kind = config.get("likelihood_kind")
@@ -129,10 +145,7 @@ def _likelihood_from(config: dict[str, Any], tensors: dict[str, torch.Tensor], p
                    dataclasses.replace(how, prior=None, kinds=None))
     _all_used(tensors, "LikelihoodPosterior", path)
     prior = _likelihood_prior(config, path, how.prior)
-    try:
-        mcmc = MCMCConfig(**config.get("mcmc", {}))
-    except TypeError as err:
-        raise ModelFileError(f"innverse.load: the MCMC settings in {path} are invalid: {err}") from err
+    mcmc = _mcmc_settings(config.get("mcmc"), path)
     masks = {}
     for name in ("dequantized", "logged"):
         mask = config.get(name)
