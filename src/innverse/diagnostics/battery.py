@@ -159,8 +159,11 @@ def _draw(posterior: Any, prior: torch.distributions.Distribution, simulator: Ca
         clock = time.perf_counter()
         lp_samples = lp_truth = None
         if callable(getattr(posterior, "log_prob", None)):
-            lp_samples = posterior_log_prob(posterior, post, x, max_rows)
-            lp_truth = posterior_log_prob(posterior, theta[None].to(torch.float64), x, max_rows)[0]
+            try:
+                lp_samples = posterior_log_prob(posterior, post, x, max_rows)
+                lp_truth = posterior_log_prob(posterior, theta[None].to(torch.float64), x, max_rows)[0]
+            except NotImplementedError:   # known only up to its normaliser (the MCMC posterior of NLE)
+                lp_samples = lp_truth = None
         timing["log_prob"] = time.perf_counter() - clock
         pv = prior_variance(prior, prior.sample((10000,)))
     return _Draws(theta, x, dropped, post, lp_samples, lp_truth, pv)
