@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +21,8 @@ from innverse.amortized.sequential import (
     resampled_truncated_prior_sample,
     truncated_prior_sample,
 )
+
+from ..helpers import SRC
 
 SMALL = {"flow": {"blocks": 1, "hidden": [16]}, "training": {"epochs": 8}}
 
@@ -182,3 +190,46 @@ def test_ensemble_members_keep_their_own_checkpoints_and_logs(tmp_path):
     assert not torch.allclose(first[0], first[1])
     for m, lp in zip(again.members, first):
         torch.testing.assert_close(m.log_prob(probe, xo), lp)
+
+
+KILLED_ENSEMBLE = """
+import torch
+from innverse.amortized.ensemble import fit_ensemble
+if __name__ == "__main__":
+    theta = torch.randn(2000, 2)
+    fit_ensemble(theta, theta + torch.randn(2000, 2), 2, workers=2, training={"epochs": 10_000, "patience": 10_000})
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ensemble_workers_die_when_their_parent_is_killed(tmp_path):
+    """A killed caller of fit_ensemble(workers=k) must not leave its members training on in orphaned processes."""
+    from .test_simulation_safety import _alive, _children
+
+    (tmp_path / "parent.py").write_text(KILLED_ENSEMBLE)
+    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "parent.py")], env=env, stderr=subprocess.PIPE)
+
+    def workers() -> list[int]:
+        return [pid for pid in _children(proc.pid)
+                if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+
+    found: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(found) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            found = workers()
+            time.sleep(0.1)
+        assert len(found) == 2, proc.stderr.read() if proc.poll() is not None else "no workers started"
+        time.sleep(2.0)   # the workers are past their initializer and training
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(map(_alive, found)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(_alive, found)), "ensemble workers outlived their killed parent"
+    finally:
+        for pid in [proc.pid, *found]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.stderr.close()

@@ -19,11 +19,9 @@ References:
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from torch import Tensor
 
 from ..core.conditional import check_count
 from .posterior import Posterior
+from .process_pool import orphan_safe_executor
 
 __all__ = ["EnsemblePosterior", "fit_ensemble"]
 
@@ -155,6 +154,6 @@ def fit_ensemble(theta: Any, x: Any, members: int = 5, *, workers: int = 0, seed
     with tempfile.TemporaryDirectory() as tmp:
         jobs = [({**arrays, **_member_files(options, i), "seed": seed + i},
                  os.path.join(tmp, f"member{i}.safetensors")) for i in range(members)]
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with orphan_safe_executor(workers) as pool:   # a killed caller leaves no workers training on
             paths = list(pool.map(_fit_member, jobs))
         return EnsemblePosterior([load(Path(p)) for p in paths])

@@ -79,10 +79,14 @@ def _die_with_parent(parent: int | None) -> None:
 
 
 def _pool(options: ProcessPool) -> ProcessPoolExecutor:
-    ctx = multiprocessing.get_context(options.start_method)
-    parent = os.getpid() if options.start_method == "spawn" else None
-    return ProcessPoolExecutor(max_workers=options.workers, mp_context=ctx, initializer=_die_with_parent,
-                               initargs=(parent,))
+    return orphan_safe_executor(options.workers, options.start_method)
+
+
+def orphan_safe_executor(workers: int, start_method: str = "spawn") -> ProcessPoolExecutor:
+    """A ``ProcessPoolExecutor`` whose workers die with this process (``kill -9`` included)."""
+    ctx = multiprocessing.get_context(start_method)
+    parent = os.getpid() if start_method == "spawn" else None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent, initargs=(parent,))
 
 
 def _stop(pool: ProcessPoolExecutor, abort: bool) -> None:
