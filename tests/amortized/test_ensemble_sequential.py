@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -204,7 +203,7 @@ if __name__ == "__main__":
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ensemble_workers_die_when_their_parent_is_killed(tmp_path):
     """A killed caller of fit_ensemble(workers=k) must not leave its members training on in orphaned processes."""
-    from .test_simulation_safety import _alive, _children
+    from .test_simulation_safety import _all_dead_within, _children, _reap
 
     (tmp_path / "parent.py").write_text(KILLED_ENSEMBLE)
     env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
@@ -224,12 +223,6 @@ def test_ensemble_workers_die_when_their_parent_is_killed(tmp_path):
         time.sleep(2.0)   # the workers are past their initializer and training
         proc.kill()
         proc.wait()
-        deadline = time.monotonic() + 10
-        while any(map(_alive, found)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(map(_alive, found)), "ensemble workers outlived their killed parent"
+        assert _all_dead_within(found, 10), "ensemble workers outlived their killed parent"
     finally:
-        for pid in [proc.pid, *found]:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        proc.stderr.close()
+        _reap(proc, found)

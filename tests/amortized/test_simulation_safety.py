@@ -185,6 +185,21 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def _all_dead_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(map(_alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(map(_alive, pids))
+
+
+def _reap(proc: subprocess.Popen, pids: list[int]) -> None:
+    """Kill what a test started (the parent and its workers) if still alive, and close its stderr."""
+    for pid in [proc.pid, *pids]:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    proc.stderr.close()
+
+
 KILLED_PARENT = textwrap.dedent("""
     from innverse.amortized import box_uniform, simulate
     from tests.amortized import safety_simulators as T
@@ -209,16 +224,10 @@ def test_workers_die_when_their_parent_is_killed(tmp_path):
         assert set(workers) <= set(_children(proc.pid))
         proc.kill()  # kill -9: no handler runs in the parent
         proc.wait()
-        deadline = time.monotonic() + 10
-        while any(map(_alive, workers)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(map(_alive, workers)), "worker processes outlived their killed parent"
+        assert _all_dead_within(workers, 10), "worker processes outlived their killed parent"
     finally:
         (tmp_path / "open").touch()
-        for pid in [proc.pid, *workers]:  # only processes this test started
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        proc.stderr.close()
+        _reap(proc, workers)  # only processes this test started
 
 
 def test_a_crashing_simulation_loses_only_itself():
