@@ -331,7 +331,8 @@ def c2st(a: Any, b: Any, *, folds: int = 5, seed: int = 0, z_score: bool = True,
         backend: ``"torch"`` (default), ``"sklearn"`` or ``"sbibm"``.
 
     Returns:
-        The mean cross-validated balanced accuracy, in ``[0, 1]``.
+        The mean cross-validated balanced accuracy, in ``[0, 1]`` (plain accuracy for ``"sbibm"``,
+        as sbibm computes it; the same for equal sample sizes).
 
     Raises:
         ValueError: shape mismatch, NaN/Inf, fewer than ``2 * folds`` samples in ``a`` or ``b``.

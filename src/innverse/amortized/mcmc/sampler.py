@@ -73,13 +73,13 @@ MIN_DRAWS_PER_CHAIN = 20
 #: parameters refused correct samples. Each chain therefore runs at least RHAT_DRAWS / sqrt(chains) draws
 #: (114 for 50 chains; exact draws then stay below 1.006 in 3,000 of 3,000 trials), and n of them are kept.
 RHAT_DRAWS = 800
+#: ``log_likelihood(theta (M, D) float64, x (M, *x_shape)) -> (M,)``
+LogLikelihood = Callable[[Tensor, Tensor], Tensor]
 
 
 def draws_per_chain(n: int, chains: int) -> int:
     """Draws each chain runs for ``n`` per observation: enough for ``n`` and for a meaningful split-R-hat."""
     return max(-(-n // chains), MIN_DRAWS_PER_CHAIN, math.ceil(RHAT_DRAWS / math.sqrt(chains)))
-#: ``log_likelihood(theta (M, D) float64, x (M, *x_shape)) -> (M,)``
-LogLikelihood = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
