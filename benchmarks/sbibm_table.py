@@ -5,8 +5,10 @@ with each mode — ``amortized`` (``fit_posterior`` defaults), ``ensemble`` (5 m
 ``fmpe`` (flow matching, ``FlowOptions(coupling="flow_matching")``) and ``sequential`` (TSNPE,
 one run per observation, the budget split into 4 rounds, or ``--rounds``), ``nle`` (neural likelihood estimation,
 ``fit_likelihood``, posteriors by MCMC) and ``snle`` (sequential NLE, ``fit_sequential_likelihood``,
-one run per observation in 4 rounds), and ``nle_ensembleK`` / ``snle_ensembleK`` (the same with the
-likelihood a K-member ensemble) — next to peer rows: ``zuko_nsf`` (a plain
+one run per observation in 4 rounds), ``nle_ensembleK`` / ``snle_ensembleK`` (the same with the
+likelihood a K-member ensemble), ``snle_auto`` (SNLE choosing each round between the flow and a
+Gaussian likelihood on held-out simulations, ``likelihood="auto"``) and ``snle_gaussian`` (the
+Gaussian alone) — next to peer rows: ``zuko_nsf`` (a plain
 training loop around zuko's NSF, ``benchmarks/_zuko_loop.py``) and sbi 0.27's estimators with their
 defaults, ``sbi_npe``, ``sbi_fmpe`` (flow matching) and ``sbi_npse`` (score-based) — and is scored by C2ST against the
 reference posterior on the task's observations (10,000 samples each). Next to them: the mean
@@ -83,7 +85,8 @@ PUBLISHED = {
     "sir": {1000: (0.815, 0.637, "SNRE"), 10_000: (0.680, 0.561, "SNPE"), 100_000: (0.585, 0.547, "SNRE")},
     "lotka_volterra": {1000: (0.999, 0.909, "SNLE"), 10_000: (0.997, 0.738, "SNLE"), 100_000: (0.981, 0.695, "SNLE")},
 }
-MODES = ("amortized", "ensemble", "fmpe", "sequential", "nle", "snle", "zuko_nsf", "sbi_npe", "sbi_fmpe", "sbi_npse")
+MODES = ("amortized", "ensemble", "fmpe", "sequential", "nle", "snle", "snle_auto", "snle_gaussian", "zuko_nsf",
+         "sbi_npe", "sbi_fmpe", "sbi_npse")
 #: sbi's estimators run as modes here (same simulations and observations; sbi is imported only for them)
 SBI_METHODS = {"sbi_npe": "NPE", "sbi_fmpe": "FMPE", "sbi_npse": "NPSE"}
 
@@ -140,21 +143,25 @@ def _run_mode(task, budget: int, mode: str, observations: Observations, samples:
               score: Scorer) -> dict:
     t0 = time.perf_counter()
     base, _, members = mode.partition("_ensemble")   # "nle_ensembleK", "snle_ensembleK": likelihoods of K members
-    nle_options = {"ensemble": int(members)} if members else {}
+    nle_options: dict = {"ensemble": int(members)} if members else {}
+    if base in ("snle_auto", "snle_gaussian"):
+        base, nle_options = "snle", {"likelihood": base.removeprefix("snle_")}
     if base in ("sequential", "snle"):   # one run per observation: the time is the mean per observation
-        scores, samplers = [], []
+        scores, samplers, chosen = [], [], []
         fit = fit_sequential if base == "sequential" else fit_sequential_likelihood
         for i in observations.indices:
             post, report = fit(task.simulate, task.prior, observations.x(i), rounds=rounds,
                                simulations_per_round=budget // rounds, seed=budget + i, **nle_options)
             scores.append(score(i, post.sample(samples, observations.x(i), seed=i)))
             samplers.append(report.samplers)
+            chosen.append(getattr(report, "likelihoods", None))
             metric = f" (sbibm's metric {score.sbibm[-1]:.3f})" if score.sbibm else ""
+            models = f", likelihoods {report.likelihoods}" if nle_options.get("likelihood") else ""
             print(f"  {task.name} observation {i}: C2ST {scores[-1]:.3f}{metric}, rounds sampled by "
-                  f"{report.samplers}", flush=True)
+                  f"{report.samplers}{models}", flush=True)
         seconds = time.perf_counter() - t0 - score.sbibm_seconds
-        return {"c2st": scores, "train_s": seconds / len(observations.indices),
-                "samplers": samplers, "rounds": rounds}
+        row = {"c2st": scores, "train_s": seconds / len(observations.indices), "samplers": samplers, "rounds": rounds}
+        return {**row, "likelihoods": chosen} if nle_options.get("likelihood") else row
     sims = simulate(task.simulate, prior=task.prior, n=budget, seed=budget, progress=False)
     if mode in SBI_METHODS:    # sbi 0.27 with its defaults; sbi seeds from torch's global generator
         from sbi_c2st import _Sbi

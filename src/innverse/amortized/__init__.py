@@ -18,7 +18,13 @@ from .executor import ProcessPool, SimulationReport, Simulations, sample_prior, 
 from .fit import build_summary, default_training, fit_posterior
 from .fit_report import CandidateRun, FitReport, GaussianStartReport
 from .flow_matching import FlowMatchingLoss
-from .likelihood import LikelihoodPosterior, fit_likelihood, fit_sequential_likelihood
+from .gaussian_likelihood import GaussianLikelihood
+from .likelihood import (
+    LikelihoodPosterior,
+    SequentialLikelihoodReport,
+    fit_likelihood,
+    fit_sequential_likelihood,
+)
 from .mcmc import MCMCConfig, sample_mcmc
 from .online import OnlineBatches
 from .options import FlowOptions
@@ -39,7 +45,9 @@ __all__ = [
     "FORMAT_VERSION",
     "FitReport",
     "GaussianStartReport",
+    "GaussianLikelihood",
     "LikelihoodPosterior",
+    "SequentialLikelihoodReport",
     "MCMCConfig",
     "ObservationEmbedding",
     "PRIOR_TYPES",

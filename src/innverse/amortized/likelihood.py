@@ -33,7 +33,9 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -42,6 +44,7 @@ from torch.distributions import Distribution
 
 from .ensemble import EnsemblePosterior
 from .executor import simulate
+from .gaussian_likelihood import GaussianLikelihood
 from .mcmc import MCMCConfig, sample_mcmc
 from .mcmc.sampler import log_prior_or_minus_inf
 from .posterior import Posterior, sample_shape_of
@@ -50,7 +53,16 @@ from .sequential import SequentialReport
 from .simulation import batch_seed
 from .standardize import wide_positive_features
 
-__all__ = ["LikelihoodPosterior", "fit_likelihood", "fit_sequential_likelihood", "integer_features", "ROUND_MCMC"]
+__all__ = ["LikelihoodPosterior", "fit_likelihood", "fit_sequential_likelihood", "integer_features", "ROUND_MCMC",
+           "LIKELIHOOD_MODELS", "MAX_WIDENING", "SequentialLikelihoodReport"]
+
+#: the likelihood models of :func:`fit_likelihood`
+LIKELIHOOD_MODELS = ("flow", "gaussian")
+#: ``likelihood="auto"`` keeps the flow where the Gaussian's posterior is wider than the flow's by more than
+#: this factor on some parameter: the Gaussian then ignores information the flow found (on SLCP, whose
+#: covariance carries three parameters, 2.0; where the Gaussian serves, 0.8-1.13: Bernoulli GLM,
+#: Gaussian-linear-uniform, SIR, Lotka-Volterra)
+MAX_WIDENING = 1.5
 
 #: MCMC settings of the intermediate rounds of :func:`fit_sequential_likelihood`: their draws only
 #: propose the next round's parameters, so they must cover the posterior, not equal it; they are
@@ -68,7 +80,8 @@ class LikelihoodPosterior:
 
     Args:
         likelihood: the trained conditional flow of ``x`` given ``theta`` (a :class:`Posterior` or an
-            :class:`EnsemblePosterior` over the data, conditioned on the parameters).
+            :class:`EnsemblePosterior` over the data, conditioned on the parameters), or a
+            :class:`~innverse.amortized.gaussian_likelihood.GaussianLikelihood`.
         prior: the prior.
         mcmc: the sampler's settings (:class:`~innverse.amortized.mcmc.MCMCConfig`; its defaults if ``None``).
         dequantized: mask ``(F,)`` of the integer-valued features the flow was trained on with
@@ -79,7 +92,7 @@ class LikelihoodPosterior:
             the density of ``x`` includes the Jacobian, :math:`q(\log x \mid \theta) / x`.
     """
 
-    def __init__(self, likelihood: Posterior | EnsemblePosterior, prior: Distribution,
+    def __init__(self, likelihood: Posterior | EnsemblePosterior | GaussianLikelihood, prior: Distribution,
                  mcmc: MCMCConfig | None = None, dequantized: Tensor | None = None,
                  logged: Tensor | None = None) -> None:
         self.likelihood, self.prior = likelihood, as_prior(prior)
@@ -189,7 +202,7 @@ def integer_features(x: Tensor) -> Tensor:
 
 
 def fit_likelihood(theta: Any, x: Any, prior: Distribution, *, mcmc: MCMCConfig | None = None, seed: int = 0,
-                   dequantize: bool | str = "auto", log_data: bool | str = "auto",
+                   dequantize: bool | str = "auto", log_data: bool | str = "auto", model: str = "flow",
                    **options: Any) -> LikelihoodPosterior:
     r"""NLE: train :math:`q(x \mid \theta)` on simulated pairs and return the MCMC posterior it defines.
 
@@ -206,11 +219,16 @@ def fit_likelihood(theta: Any, x: Any, prior: Distribution, *, mcmc: MCMCConfig 
         log_data: ``"auto"``: features that are strictly positive and span more than three decades
             (populations with multiplicative noise) are modelled on the log scale, where such
             likelihoods are close to Gaussian; ``False``: none. The density stays that of ``x``.
+        model: ``"flow"``: a conditional flow trained by maximum likelihood; ``"gaussian"``: a
+            Gaussian with a mean linear in ``theta`` and a full covariance, fitted in closed form
+            (:class:`~innverse.amortized.gaussian_likelihood.GaussianLikelihood`; a local model,
+            for simulations near one observation's posterior, which takes no training options).
         options: keyword arguments of :func:`~innverse.amortized.fit_posterior` for the flow over
             ``x`` (``flow``, ``training``, ``ensemble``, ``checkpoint``, ...).
 
     Raises:
-        ValueError: x not a batch of feature vectors, or bad training options.
+        ValueError: x not a batch of feature vectors, bad training options, an unknown model, or
+            too few simulations for the Gaussian.
     """
     theta, x = _check_pairs(theta, x, "fit_likelihood")
     if prior is None:
@@ -224,6 +242,11 @@ def fit_likelihood(theta: Any, x: Any, prior: Distribution, *, mcmc: MCMCConfig 
     for name, value in (("dequantize", dequantize), ("log_data", log_data)):
         if value not in ("auto", False):
             raise ValueError(f"fit_likelihood: {name} must be 'auto' or False, got {value!r}")
+    if model not in LIKELIHOOD_MODELS:
+        raise ValueError(f"fit_likelihood: model must be one of {LIKELIHOOD_MODELS}, got {model!r}")
+    if model == "gaussian" and options:
+        raise ValueError(f"fit_likelihood: the Gaussian likelihood is fitted in closed form and takes no training "
+                         f"options; got {sorted(options)}")
     none = torch.zeros(x.shape[1], dtype=torch.bool)
     mask = integer_features(x) if dequantize == "auto" else none
     logged = wide_positive_features(x, (x.shape[1],)) & ~mask if log_data == "auto" else none
@@ -231,6 +254,8 @@ def fit_likelihood(theta: Any, x: Any, prior: Distribution, *, mcmc: MCMCConfig 
         noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed))
         x = x + noise * mask
     x = torch.where(logged, torch.where(logged, x, 1.0).log(), x)
+    if model == "gaussian":
+        return LikelihoodPosterior(GaussianLikelihood.fit(theta, x), prior, mcmc, dequantized=mask, logged=logged)
     # the conditioning inputs are parameters, proposed by MCMC anywhere in the prior's support (also at a
     # boundary of 0 that prior draws never quite reach), so none is standardised on the log scale
     flow = fit_posterior(x, theta, None, summary="identity", seed=seed,
@@ -238,12 +263,74 @@ def fit_likelihood(theta: Any, x: Any, prior: Distribution, *, mcmc: MCMCConfig 
     return LikelihoodPosterior(flow, prior, mcmc, dequantized=mask, logged=logged)
 
 
+@dataclass
+class SequentialLikelihoodReport(SequentialReport):
+    """:class:`~innverse.amortized.SequentialReport` of SNLE, with the likelihood model of each round.
+
+    ``likelihoods``: per round, the model whose posterior proposed the next round (and, for the
+    last, the model returned): ``"flow"`` or ``"gaussian"``. ``held_out``: per round, the
+    contrastive score of that round's new simulations under the previous round's models, which
+    neither was fitted on (higher is better; ``{}`` in the first round and where only one model
+    is fitted): the mean log-probability its likelihood ratios give each simulation's parameters
+    among those of 256 of them. ``widening``: where the Gaussian scored better, the largest ratio
+    over parameters of its posterior's standard deviation to the flow's (``None`` elsewhere); above
+    :data:`MAX_WIDENING` the flow is kept.
+    """
+
+    likelihoods: list[str] = field(default_factory=list)
+    held_out: list[dict[str, float]] = field(default_factory=list)
+    widening: list[float | None] = field(default_factory=list)
+
+
+def _held_out_score(model: LikelihoodPosterior, theta: Tensor, x: Tensor, rows: int = 256) -> float:
+    r"""Contrastive score of simulations the model was not fitted on: how well its likelihood *ratios* pick each
+    simulation's parameters out of the others', :math:`\frac1m \sum_i \log \frac{q(x_i \mid \theta_i)}
+    {\frac1m \sum_j q(x_i \mid \theta_j)}` over ``m`` of them (-inf where a simulation has no likelihood).
+
+    A posterior depends on the likelihood only through its ratios between parameters. This is the log-loss
+    of the ``m``-way classification of which parameters made ``x_i`` (a proper scoring rule, best for the
+    true ratios); unlike the mean log-likelihood, it does not favour a model that fits the data's spread
+    well but ignores how some parameters move it.
+    """
+    m = min(rows, theta.shape[0])
+    theta, x = theta[:m], x[:m]
+    with torch.no_grad():
+        ll = model.log_likelihood(x.repeat_interleave(m, 0), theta.repeat(m, 1)).double().reshape(m, m)
+    score = float((ll.diagonal() - ll.logsumexp(1)).mean()) + math.log(m)
+    return score if math.isfinite(score) else -math.inf
+
+
+def _widening(models: dict[str, LikelihoodPosterior], x_obs: Tensor, n: int, round_mcmc: MCMCConfig,
+              seed: int) -> float:
+    """The largest ratio, over parameters, of the Gaussian posterior's standard deviation to the flow's."""
+    sd = {k: models[k].sample(n, x_obs, seed=seed, mcmc=round_mcmc).double().std(0) for k in ("gaussian", "flow")}
+    return float((sd["gaussian"] / sd["flow"].clamp_min(1e-12)).max())
+
+
+def _fit_round(kinds: tuple[str, ...], thetas: list[Tensor], xs: list[Tensor], prior: Distribution,
+               strict: bool, **fit: Any) -> dict[str, LikelihoodPosterior]:
+    """Each kind's likelihood posterior: the flow on all rounds, the Gaussian on the latest half of them."""
+    models = {}
+    if "flow" in kinds:
+        models["flow"] = fit_likelihood(torch.cat(thetas), torch.cat(xs), prior, **fit)
+    if "gaussian" in kinds:
+        latest = (len(thetas) + 1) // 2    # local: a linear mean holds over a posterior's width, not a prior's
+        fit = {k: v for k, v in fit.items() if k in ("mcmc", "seed", "dequantize", "log_data")}
+        try:
+            models["gaussian"] = fit_likelihood(torch.cat(thetas[-latest:]), torch.cat(xs[-latest:]), prior,
+                                                model="gaussian", **fit)
+        except ValueError:
+            if strict:
+                raise
+    return models
+
+
 # exempt from the size rule: the options mirror fit_sequential's, each a documented keyword
 def fit_sequential_likelihood(simulator: Callable[..., Any], prior: Distribution, x_obs: Any, *, rounds: int = 4,
                               simulations_per_round: int = 1000, mcmc: MCMCConfig | None = None,
-                              round_mcmc: MCMCConfig = ROUND_MCMC, seed: int = 0,
-                              **options: Any) -> tuple[LikelihoodPosterior, SequentialReport]:
-    """SNLE: rounds of simulations from the current posterior of ``x_obs``, the likelihood retrained on all of them.
+                              round_mcmc: MCMCConfig = ROUND_MCMC, seed: int = 0, likelihood: str = "flow",
+                              **options: Any) -> tuple[LikelihoodPosterior, SequentialLikelihoodReport]:
+    """SNLE: rounds of simulations from the current posterior of ``x_obs``, the likelihood refitted on them.
 
     Round 1 simulates from the prior; every later round from ``simulations_per_round`` MCMC draws
     of the current posterior (``round_mcmc``). The report's ``samplers`` are ``"prior"`` and
@@ -255,37 +342,66 @@ def fit_sequential_likelihood(simulator: Callable[..., Any], prior: Distribution
             :func:`~innverse.amortized.fit_sequential`.
         mcmc: settings of the returned posterior's sampler.
         round_mcmc: settings of the rounds' samplers (``ROUND_MCMC`` of this module).
+        likelihood: ``"flow"``: a conditional flow retrained on all simulations each round (SNLE);
+            ``"gaussian"``: a Gaussian with a mean linear in the parameters, fitted on the latest
+            half of the rounds (sequential synthetic likelihood; see
+            :mod:`~innverse.amortized.gaussian_likelihood`); ``"auto"``: both, and each round's
+            posterior uses the one whose likelihood ratios identified the parameters of that
+            round's new simulations better (held out from both fits; the flow until the first
+            comparison), unless the Gaussian's posterior is much wider than the flow's
+            (:data:`MAX_WIDENING`). The report records the scores, widths and choices.
         options: keyword arguments of :func:`~innverse.amortized.fit_likelihood`'s training.
 
     Raises:
-        ValueError: no observation, bad round counts, or data that are not feature vectors.
+        ValueError: no observation, bad round counts or likelihood, or data that are not feature vectors.
     """
     if x_obs is None:
         raise ValueError("fit_sequential_likelihood: sequential inference is for one observation; x_obs is None")
     for name, value in (("rounds", rounds), ("simulations_per_round", simulations_per_round)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"fit_sequential_likelihood: {name} must be an int >= 1, got {value!r}")
+    if likelihood not in ("flow", "gaussian", "auto"):
+        raise ValueError(f"fit_sequential_likelihood: likelihood must be 'flow', 'gaussian' or 'auto', "
+                         f"got {likelihood!r}")
+    if likelihood == "gaussian" and options:
+        raise ValueError(f"fit_sequential_likelihood: the Gaussian likelihood takes no training options; got "
+                         f"{sorted(options)}")
+    kinds = ("flow", "gaussian") if likelihood == "auto" else (likelihood,)
     prior = as_prior(prior)
     x_obs = torch.as_tensor(x_obs, dtype=torch.float32)
-    report, thetas, xs = SequentialReport(), [], []
-    posterior: LikelihoodPosterior | None = None
+    report, thetas, xs = SequentialLikelihoodReport(), [], []
+    models: dict[str, LikelihoodPosterior] = {}
+    kind = "gaussian" if likelihood == "gaussian" else "flow"
     for r in range(rounds):
-        if posterior is None:
+        if not models:
             sims = simulate(simulator, prior=prior, n=simulations_per_round, seed=batch_seed(seed, r), progress=False)
             report.samplers.append("prior")
             report.acceptance.append(1.0)
             report.ess.append(None)
         else:
-            theta = posterior.sample(simulations_per_round, x_obs, seed=batch_seed(seed, r, 1), mcmc=round_mcmc)
-            info = posterior.diagnostics[0]
+            theta = models[kind].sample(simulations_per_round, x_obs, seed=batch_seed(seed, r, 1), mcmc=round_mcmc)
+            info = models[kind].diagnostics[0]
             sims = simulate(simulator, theta, seed=batch_seed(seed, r), progress=False)
             report.samplers.append("mcmc")
             report.acceptance.append(float(info["acceptance_rate"]))
             report.ess.append(float(info["min_bulk_ess"]))
+        scores = {k: _held_out_score(m, sims.theta, sims.x) for k, m in models.items()} if len(models) > 1 else {}
+        report.held_out.append(scores)
+        if scores and max(scores.values()) > -math.inf:
+            kind = max(scores, key=lambda k: scores[k])
         thetas.append(sims.theta)
         xs.append(sims.x)
         report.simulations.append(int(sims.theta.shape[0]))
         report.thresholds.append(None)
-        posterior = fit_likelihood(torch.cat(thetas), torch.cat(xs), prior, mcmc=mcmc, seed=seed + r, **options)
-    assert posterior is not None
-    return posterior, report
+        models = _fit_round(kinds, thetas, xs, prior, strict=likelihood == "gaussian", mcmc=mcmc, seed=seed + r,
+                            **options)
+        widening = None
+        if kind == "gaussian" and "flow" in models:
+            widening = _widening(models, x_obs, simulations_per_round, round_mcmc, batch_seed(seed, r, 2))
+            if widening > MAX_WIDENING:
+                kind = "flow"
+        if kind not in models:    # the Gaussian could not be fitted this round
+            kind = "flow"
+        report.widening.append(widening)
+        report.likelihoods.append(kind)
+    return models[kind], report

@@ -3,7 +3,8 @@
 A composite's file nests the configuration each part's own file would hold and keeps the parts'
 tensors under a prefix: ``members.<i>.`` for member ``i`` of an
 :class:`~innverse.amortized.EnsemblePosterior`, ``likelihood.`` for the flow of a
-:class:`~innverse.amortized.LikelihoodPosterior` (itself a ``Posterior`` or an ensemble). Loading
+:class:`~innverse.amortized.LikelihoodPosterior` (itself a ``Posterior``, an ensemble or a
+:class:`~innverse.amortized.GaussianLikelihood`, whose file holds its three tensors). Loading
 rebuilds every part as :func:`innverse.load` would from its own file, so the same checks apply to
 each, and refuses a file with tensors no part uses.
 
@@ -26,8 +27,10 @@ from .format import ModelFileError
 
 __all__ = ["COMPOSITES"]
 
-#: the kinds a likelihood posterior's flow can have
-_LIKELIHOOD_KINDS = ("Posterior", "EnsemblePosterior")
+#: the kinds a likelihood posterior's likelihood can have
+_LIKELIHOOD_KINDS = ("Posterior", "EnsemblePosterior", "GaussianLikelihood")
+#: the tensors of a Gaussian likelihood (it has no configuration of its own)
+_GAUSSIAN_TENSORS = ("coef", "intercept", "scale_tril")
 
 
 def _take(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -90,8 +93,14 @@ def _likelihood_contents(obj: Any, omit_prior: bool) -> tuple[dict[str, Any], di
         raise TypeError("innverse.save: the LikelihoodPosterior's MCMC settings hold symmetries (functions), which a "
                         "file cannot hold; set posterior.mcmc = dataclasses.replace(posterior.mcmc, symmetries=()) "
                         "before saving, and set them again after loading")
-    kind = "EnsemblePosterior" if isinstance(obj.likelihood, EnsemblePosterior) else "Posterior"
-    config, part = contents(obj.likelihood, kind, None, omit_prior=False)
+    from ..amortized import GaussianLikelihood
+
+    if isinstance(obj.likelihood, GaussianLikelihood):
+        kind, config = "GaussianLikelihood", {}
+        part = {name: getattr(obj.likelihood, name).detach().cpu() for name in _GAUSSIAN_TENSORS}
+    else:
+        kind = "EnsemblePosterior" if isinstance(obj.likelihood, EnsemblePosterior) else "Posterior"
+        config, part = contents(obj.likelihood, kind, None, omit_prior=False)
     settings = {f.name: getattr(mcmc, f.name) for f in dataclasses.fields(mcmc) if f.name != "symmetries"}
     return ({"likelihood_kind": kind, "likelihood": config, **_prior_contents(obj.prior, omit_prior),
              "mcmc": settings, "dequantized": [bool(v) for v in obj.dequantized],
@@ -131,6 +140,18 @@ def _mcmc_settings(settings: Any, path: Path) -> Any:
     return MCMCConfig(**settings)
 
 
+def _gaussian_from(tensors: dict[str, torch.Tensor], path: Path) -> Any:
+    from ..amortized import GaussianLikelihood
+
+    missing = [name for name in _GAUSSIAN_TENSORS if name not in tensors]
+    if missing:
+        raise ModelFileError(f"innverse.load: the GaussianLikelihood in {path} lacks the tensors {missing}")
+    try:
+        return GaussianLikelihood(*(tensors.pop(name) for name in _GAUSSIAN_TENSORS))
+    except ValueError as err:
+        raise ModelFileError(f"innverse.load: the GaussianLikelihood in {path} is invalid: {err}") from err
+
+
 def _likelihood_from(config: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path, how: Any) -> Any:
     from ..amortized import EnsemblePosterior, LikelihoodPosterior, Posterior
     from .saving import rebuild
@@ -139,10 +160,13 @@ def _likelihood_from(config: dict[str, Any], tensors: dict[str, torch.Tensor], p
     if kind not in _LIKELIHOOD_KINDS:
         raise ModelFileError(f"innverse.load: {path} names the likelihood kind {kind!r}; expected one of "
                              f"{list(_LIKELIHOOD_KINDS)}")
-    cls = Posterior if kind == "Posterior" else EnsemblePosterior
-    # the flow models x given theta: it has no prior of its own
-    flow = rebuild(kind, cls, config.get("likelihood"), _take(tensors, "likelihood."), path,
-                   dataclasses.replace(how, prior=None, kinds=None))
+    if kind == "GaussianLikelihood":
+        flow = _gaussian_from(_take(tensors, "likelihood."), path)
+    else:
+        cls = Posterior if kind == "Posterior" else EnsemblePosterior
+        # the flow models x given theta: it has no prior of its own
+        flow = rebuild(kind, cls, config.get("likelihood"), _take(tensors, "likelihood."), path,
+                       dataclasses.replace(how, prior=None, kinds=None))
     _all_used(tensors, "LikelihoodPosterior", path)
     prior = _likelihood_prior(config, path, how.prior)
     mcmc = _mcmc_settings(config.get("mcmc"), path)
