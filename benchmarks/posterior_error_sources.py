@@ -10,7 +10,8 @@ one task where no innverse mode reaches the best published figure at 10^3 and 10
   draws of the *true* posterior of the observation (the MCMC above, another seed). A sequential
   scheme proposes from its current estimate of that posterior, so this is about the best SNLE with
   ``N`` simulations in all can reach with this estimator; ``--ensemble K`` makes its likelihood a
-  K-member ensemble (``nle_ideal_N_ensembleK``).
+  K-member ensemble (``nle_ideal_N_ensembleK``), ``--likelihood gaussian`` the Gaussian with a mean
+  linear in the parameters of ``fit_likelihood(model="gaussian")`` (``nle_ideal_N_gaussian``).
 * ``npe_B``: the default amortized posterior trained on ``B`` prior simulations, with two
   Gaussians next to it: one with the moments of the reference (``gauss_ref``: how far the true
   posterior is from Gaussian) and one with the moments of the estimated posterior (``gauss_est``).
@@ -68,7 +69,7 @@ def exact_mcmc(task, files: SbibmFiles, i: int) -> dict:
     return {"c2st": c2st(files.reference(task.name, i, SAMPLES).to(torch.float32), draws, seed=i)}
 
 
-def nle_ideal(task, files: SbibmFiles, i: int, n: int, ensemble: int = 1) -> dict:
+def nle_ideal(task, files: SbibmFiles, i: int, n: int, ensemble: int = 1, model: str = "flow") -> dict:
     """NLE on ``n`` simulations at exact-posterior parameters (MCMC on the exact likelihood, another seed).
 
     With ``ensemble > 1`` the likelihood is the mixture of that many members trained on the same simulations.
@@ -77,7 +78,8 @@ def nle_ideal(task, files: SbibmFiles, i: int, n: int, ensemble: int = 1) -> dic
     pool = _exact_draws(task, x, max(n, SAMPLES), seed=10_000 + i)   # converged chains need enough draws
     proposal = pool[torch.randperm(pool.shape[0], generator=torch.Generator().manual_seed(i))[:n]].to(task.dtype)
     sims = simulate(task.simulate, proposal, seed=i, progress=False)
-    post = fit_likelihood(sims.theta, sims.x, task.prior, seed=i, ensemble=ensemble if ensemble > 1 else None)
+    options = {"ensemble": ensemble} if ensemble > 1 else {}
+    post = fit_likelihood(sims.theta, sims.x, task.prior, seed=i, model=model, **options)
     ref = files.reference(task.name, i, SAMPLES).to(torch.float32)
     return {"c2st": c2st(ref, post.sample(SAMPLES, x, seed=i), seed=i)}
 
@@ -123,6 +125,8 @@ def main() -> None:
     ap.add_argument("--parts", default="exact,ideal,npe", help="exact, ideal, npe")
     ap.add_argument("--ideal", type=int, default=1000, help="simulations of the ideal-proposal NLE")
     ap.add_argument("--ensemble", type=int, default=1, help="members of the ideal-proposal NLE's likelihood")
+    ap.add_argument("--likelihood", choices=("flow", "gaussian"), default="flow",
+                    help="the ideal-proposal NLE's likelihood model")
     ap.add_argument("--budgets", default="10000,100000", help="budgets of the npe part")
     ap.add_argument("--observations", type=int, default=10)
     ap.add_argument("--out", default=None, help="JSON file the rows are written to as they finish")
@@ -130,6 +134,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.ensemble < 1:
         ap.error(f"--ensemble must be >= 1 (members of the likelihood), got {args.ensemble}")
+    if args.ensemble > 1 and args.likelihood == "gaussian":
+        ap.error("--ensemble applies to the flow likelihood only")
     torch.set_num_threads(1)
     if args.merge:
         rows = [r for p in args.merge for r in json.loads(Path(p).read_text())["rows"]]
@@ -142,8 +148,10 @@ def main() -> None:
     indices, rows = list(range(1, args.observations + 1)), []
     out = Path(args.out or f"/tmp/posterior_error_sources_{args.task}.json")
     jobs = {"exact": [("exact_mcmc", lambda: [exact_mcmc(task, files, i) for i in indices])],
-            "ideal": [(f"nle_ideal_{args.ideal}" + (f"_ensemble{args.ensemble}" if args.ensemble > 1 else ""),
-                       lambda: [nle_ideal(task, files, i, args.ideal, args.ensemble) for i in indices])],
+            "ideal": [(f"nle_ideal_{args.ideal}" + (f"_ensemble{args.ensemble}" if args.ensemble > 1 else "")
+                       + ("_gaussian" if args.likelihood == "gaussian" else ""),
+                       lambda: [nle_ideal(task, files, i, args.ideal, args.ensemble, args.likelihood)
+                                for i in indices])],
             "npe": [(f"npe_{b}", lambda b=b: npe_moments(task, files, b, indices))
                     for b in (int(s) for s in args.budgets.split(","))]}
     for part in args.parts.split(","):
