@@ -194,3 +194,29 @@ def test_a_gaussian_blind_to_a_parameter_is_refused_even_where_it_scores_better(
     assert report.held_out[1] == {"flow": 0.0, "gaussian": 1.0}
     assert report.widening[1] > MAX_WIDENING and report.likelihoods == ["flow", "flow"]
     assert not isinstance(post.likelihood, GaussianLikelihood)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda t: t.pop("likelihood.scale_tril"), r"lacks the tensors \['scale_tril'\]"),
+        (lambda t: t.update({"likelihood.intercept": torch.zeros(2, dtype=torch.float64)}),
+         r"invalid: GaussianLikelihood: expected coef \(D, F\)"),
+        (lambda t: t.update({"likelihood.scale_tril": -torch.eye(3, dtype=torch.float64)}), "positive diagonal"),
+        (lambda t: t.update({"likelihood.extra": torch.zeros(1)}), "tensors no part of its LikelihoodPosterior uses"),
+    ],
+    ids=["missing", "wrong-shape", "negative-scale", "extra"],
+)
+def test_malformed_gaussian_likelihood_files_are_refused(tmp_path, change, match):
+    from innverse.io import ModelFileError
+    from innverse.io.format import read_model_file, write_model_file
+
+    prior = gaussian(0.0, 1.0, dim=2)
+    theta = prior.sample((100,))
+    path = innverse.save(fit_likelihood(theta, _linear(theta), prior, model="gaussian"), tmp_path / "g.innverse")
+    envelope, tensors = read_model_file(path)
+    change(tensors)
+    bad = write_model_file(tmp_path / "bad.innverse", envelope["kind"], envelope["config"], tensors,
+                           envelope["innverse_version"])
+    with pytest.raises(ModelFileError, match=match):
+        innverse.load(bad)

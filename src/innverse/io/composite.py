@@ -147,9 +147,11 @@ def _gaussian_from(tensors: dict[str, torch.Tensor], path: Path) -> Any:
     if missing:
         raise ModelFileError(f"innverse.load: the GaussianLikelihood in {path} lacks the tensors {missing}")
     try:
-        return GaussianLikelihood(*(tensors.pop(name) for name in _GAUSSIAN_TENSORS))
+        model = GaussianLikelihood(*(tensors.pop(name) for name in _GAUSSIAN_TENSORS))
     except ValueError as err:
         raise ModelFileError(f"innverse.load: the GaussianLikelihood in {path} is invalid: {err}") from err
+    _all_used({f"likelihood.{k}": v for k, v in tensors.items()}, "LikelihoodPosterior", path)
+    return model
 
 
 def _likelihood_from(config: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path, how: Any) -> Any:
