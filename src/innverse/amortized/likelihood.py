@@ -34,6 +34,7 @@ References:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,7 @@ from .simulation import batch_seed
 from .standardize import wide_positive_features
 
 __all__ = ["LikelihoodPosterior", "fit_likelihood", "fit_sequential_likelihood", "integer_features", "ROUND_MCMC",
-           "LIKELIHOOD_MODELS", "MAX_WIDENING", "SequentialLikelihoodReport"]
+           "LIKELIHOOD_MODELS", "MAX_WIDENING", "SequentialLikelihoodReport", "predictive_check"]
 
 #: the likelihood models of :func:`fit_likelihood`
 LIKELIHOOD_MODELS = ("flow", "gaussian")
@@ -280,6 +281,8 @@ class SequentialLikelihoodReport(SequentialReport):
     likelihoods: list[str] = field(default_factory=list)
     held_out: list[dict[str, float]] = field(default_factory=list)
     widening: list[float | None] = field(default_factory=list)
+    #: where the observation lies among the last round's simulations (see :func:`predictive_check`)
+    predictive: dict[str, float] | None = None
 
 
 def _held_out_score(model: LikelihoodPosterior, theta: Tensor, x: Tensor, rows: int = 256) -> float:
@@ -298,6 +301,47 @@ def _held_out_score(model: LikelihoodPosterior, theta: Tensor, x: Tensor, rows: 
         ll = model.log_likelihood(x.repeat_interleave(m, 0), theta.repeat(m, 1)).double().reshape(m, m)
     score = float((ll.diagonal() - ll.logsumexp(1)).mean()) + math.log(m)
     return score if math.isfinite(score) else -math.inf
+
+
+def predictive_check(x: Tensor, x_obs: Tensor) -> dict[str, float] | None:
+    """Where ``x_obs`` lies among simulations ``x (n, F)`` drawn at posterior parameters.
+
+    Returns ``p``, the fraction of the ``n + 1`` points (simulations and ``x_obs``) at least as far
+    as ``x_obs`` from their common mean, by squared Mahalanobis distance in their common
+    covariance, minus ``1 / (n + 1)`` for ``x_obs`` itself (so ``p = 0``: beyond every simulation).
+    The statistic treats all ``n + 1`` points alike, so where the posterior is right (``x_obs`` one
+    more draw of the same predictive distribution) ``p = 0`` has probability ``1 / (n + 1)``; a
+    posterior in the wrong place puts ``x_obs`` far beyond. ``d2`` and ``d2_max`` are the squared
+    distances of ``x_obs`` and of the farthest simulation from the simulations' own mean, in their
+    own covariance (the size of the gap). ``None`` with ``n <= F + 1``.
+    """
+    x = x.reshape(x.shape[0], -1).double()
+    xo = x_obs.reshape(1, -1).double()
+    n, f = x.shape
+    if n <= f + 1:
+        return None
+
+    def distances(points: Tensor, of: Tensor) -> Tensor:
+        mean = points.mean(0)
+        cov = torch.cov(points.T) + torch.diag(1e-9 * points.var(0).clamp_min(1e-12))
+        centred = of - mean
+        return (centred @ torch.linalg.pinv(cov, hermitian=True) * centred).sum(-1)
+
+    pooled = distances(torch.cat([x, xo]), torch.cat([x, xo]))
+    own = distances(x, torch.cat([x, xo]))
+    return {"p": float((pooled[:n] >= pooled[n]).double().sum() / (n + 1)), "d2": float(own[n]),
+            "d2_max": float(own[:n].max()), "simulations": n}
+
+
+def _warn_if_unreproduced(check: dict[str, float] | None) -> None:
+    if check is None or check["p"] > 0:
+        return
+    warnings.warn(f"fit_sequential_likelihood: the observation lies beyond all {check['simulations']} simulations of "
+                  f"the last round, drawn from the posterior (squared Mahalanobis distance {check['d2']:.1f}, the "
+                  f"farthest simulation's {check['d2_max']:.1f}): the posterior does not reproduce it. The learned "
+                  "likelihood may be wrong there, or the simulator cannot produce the observation; rerun with more "
+                  "simulations or another seed, or compare with fit_sequential (NPE). report.predictive has the "
+                  "figures", RuntimeWarning, stacklevel=3)
 
 
 def _widening(models: dict[str, LikelihoodPosterior], x_obs: Tensor, n: int, round_mcmc: MCMCConfig,
@@ -336,6 +380,9 @@ def fit_sequential_likelihood(simulator: Callable[..., Any], prior: Distribution
     of the current posterior (``round_mcmc``). The report's ``samplers`` are ``"prior"`` and
     ``"mcmc"``; for the MCMC rounds ``acceptance`` is the random-walk acceptance rate and
     ``ess`` the smallest bulk effective sample size over parameters (``thresholds`` are ``None``).
+    ``report.predictive`` places ``x_obs`` among the last round's simulations
+    (:func:`predictive_check`); where it lies beyond all of them, the posterior does not reproduce
+    the observation, and a ``RuntimeWarning`` says so.
 
     Args:
         simulator / prior / x_obs / rounds / simulations_per_round / seed: as in
@@ -404,4 +451,6 @@ def fit_sequential_likelihood(simulator: Callable[..., Any], prior: Distribution
             kind = "flow"
         report.widening.append(widening)
         report.likelihoods.append(kind)
+    report.predictive = predictive_check(xs[-1], x_obs)
+    _warn_if_unreproduced(report.predictive)
     return models[kind], report
