@@ -21,7 +21,7 @@ from innverse.amortized import (
     fit_sequential_likelihood,
     gaussian,
 )
-from innverse.amortized.likelihood import MAX_WIDENING
+from innverse.amortized.sequential_likelihood import MAX_WIDENING
 
 SMALL_MCMC = MCMCConfig(chains=20, warmup=300, init_draws=2000)
 # x = B theta + c + noise with correlated noise: the likelihood is exactly the Gaussian model
@@ -181,9 +181,9 @@ def test_auto_snle_keeps_the_flow_where_a_parameter_moves_only_the_spread():
 def test_a_gaussian_blind_to_a_parameter_is_refused_even_where_it_scores_better(monkeypatch):
     """The width guard alone: with the held-out score rigged for the Gaussian, its posterior (theta_2 left at
     the prior's width, the mean of x does not move with it) is far wider than the flow's, and the flow is kept."""
-    from innverse.amortized import likelihood
+    from innverse.amortized import sequential_likelihood
 
-    monkeypatch.setattr(likelihood, "_held_out_score", lambda model, theta, x: float(
+    monkeypatch.setattr(sequential_likelihood, "_held_out_score", lambda model, theta, x: float(
         isinstance(model.likelihood, GaussianLikelihood)))
     torch.manual_seed(5)
     prior = box_uniform(-1.5, 1.5, dim=2)

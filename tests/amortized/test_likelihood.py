@@ -237,7 +237,7 @@ def test_the_diagnostics_battery_runs_on_a_likelihood_posterior():
 def test_the_predictive_check_is_calibrated_for_a_right_posterior():
     """An observation from the same predictive as the simulations lies beyond all n of them with probability
     1 / (n + 1): 2,000 trials with n = 50 in 3 correlated features, against the binomial."""
-    from innverse.amortized.likelihood import predictive_check
+    from innverse.amortized.sequential_likelihood import predictive_check
 
     gen = _gen(11)
     mix = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, -0.5, 2.0]])

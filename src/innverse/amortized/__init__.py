@@ -19,12 +19,7 @@ from .fit import build_summary, default_training, fit_posterior
 from .fit_report import CandidateRun, FitReport, GaussianStartReport
 from .flow_matching import FlowMatchingLoss
 from .gaussian_likelihood import GaussianLikelihood
-from .likelihood import (
-    LikelihoodPosterior,
-    SequentialLikelihoodReport,
-    fit_likelihood,
-    fit_sequential_likelihood,
-)
+from .likelihood import LikelihoodPosterior, fit_likelihood
 from .mcmc import MCMCConfig, sample_mcmc
 from .online import OnlineBatches
 from .options import FlowOptions
@@ -33,6 +28,7 @@ from .prior_config import PRIOR_TYPES, prior_from_config, prior_to_config
 from .prior_sampling import sample_with_generator
 from .priors import ProductPrior, as_prior, box_uniform, gaussian, log_normal, prior_bounds, product
 from .sequential import SequentialReport, fit_sequential
+from .sequential_likelihood import SequentialLikelihoodReport, fit_sequential_likelihood
 from .simulation import batch_seed, calling_style, pad_rows, simulator_name
 from .store import SimulationStore, StoreBatches
 from .store_lock import StoreBusyError
