@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import textwrap
 
@@ -125,3 +126,97 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         simulate(S.linear_gaussian, prior=prior, n=20, batch_size=10, seed=1, store=st, progress=False)
         with pytest.raises(ValueError, match="same seed, batch_size and n"):
             simulate(S.linear_gaussian, prior=prior, n=20, batch_size=10, seed=2, store=st, progress=False)
+
+
+KILL_IN_COMMIT = textwrap.dedent("""
+    import os, signal, sys
+    from innverse.amortized import SimulationStore, box_uniform, simulate
+    from innverse.amortized.store import SimulationStore as Store
+    from tests.amortized import simulators as S
+    path, kill_at = sys.argv[1], int(sys.argv[2])
+    write, calls = Store._write_errors, []
+    def write_then_die(self, state):  # dies with the batch's messages written and its rows not yet committed
+        write(self, state)
+        if state["pending"] is not None:
+            calls.append(1)
+            if len(calls) == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+    if kill_at:
+        Store._write_errors = write_then_die
+    try:
+        store = SimulationStore(path, "a")
+    except FileNotFoundError:
+        store = SimulationStore.create(path, 2, (2,), chunk_rows=16)
+    simulate(S.flaky, prior=box_uniform(-1.0, 1.0, dim=2), n=120, batch_size=8, seed=5, store=store,
+             workers=0, progress=False)
+    store.close()
+""")
+
+
+def test_a_kill_inside_the_commit_neither_loses_nor_doubles_error_messages(tmp_path):
+    """SIGKILL after a batch's messages are written and before its rows are committed: the reopened store counts
+    the messages of the committed batches only, and the resumed run ends with those of an uninterrupted run."""
+    prior = box_uniform(-1.0, 1.0, dim=2)
+    reference = simulate(S.flaky, prior=prior, n=120, batch_size=8, seed=5, progress=False)
+    assert sum(reference.report.errors.values()) > 0
+    path = tmp_path / "k.h5"
+    killed = run_python(f"import sys; sys.argv = ['x', {str(path)!r}, '3']\n" + KILL_IN_COMMIT)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    import h5py
+
+    with h5py.File(path, "r") as f:  # the in-flight batch's messages are on disk, beyond the commit
+        pending = json.loads(f.attrs["errors"])["pending"]
+    with SimulationStore(path) as st:
+        done = st.progress["batches_done"]
+        assert 0 < done < 15 and pending["batches_done"] == done + 1
+        partial = simulate(S.flaky, prior=prior, n=8 * done, batch_size=8, seed=5, progress=False)
+        assert st.errors == partial.report.errors  # the in-flight batch's messages are not counted
+        assert st.progress["exceptions"] + st.progress["nonfinite"] == sum(partial.report.errors.values())
+    resumed = run_python(f"import sys; sys.argv = ['x', {str(path)!r}, '0']\n" + KILL_IN_COMMIT)
+    assert resumed.returncode == 0, resumed.stderr
+    with SimulationStore(path) as st:
+        th, _ = st.read()
+        assert torch.equal(th, reference.theta)
+        assert st.errors == reference.report.errors
+
+
+def test_version_1_error_messages_are_read_and_upgraded_on_append(tmp_path):
+    """A store written before messages were committed with their batch (a plain ``{message: count}``) still reads;
+    appending to it writes the current layout and version."""
+    import h5py
+
+    path = tmp_path / "v1.h5"
+    SimulationStore.create(path, 1, (1,)).close()
+    with h5py.File(path, "r+") as f:
+        f.attrs["version"] = 1
+        f.attrs["errors"] = '{"old failure": 3}'
+    with SimulationStore(path, "a") as st:
+        assert st.errors == {"old failure": 3}
+        st.append(np.zeros((1, 1)), np.zeros((1, 1)), batches_done=1, exceptions=1, errors={"old failure": 4})
+        assert st.errors == {"old failure": 4}
+    with h5py.File(path, "r") as f:
+        assert int(f.attrs["version"]) == 2
+    with SimulationStore(path) as st:
+        assert st.errors == {"old failure": 4}
+
+
+@pytest.mark.parametrize("attr", ['{"committed": {}}', '{"committed": {"m": -1}, "pending": null}',
+                                  '{"committed": {}, "pending": {"errors": {}}}', '[1, 2]'])
+def test_a_malformed_error_attribute_is_refused_as_damage(tmp_path, attr):
+    import h5py
+
+    path = tmp_path / "bad.h5"
+    SimulationStore.create(path, 1, (1,)).close()
+    with h5py.File(path, "r+") as f:
+        f.attrs["errors"] = attr
+    with pytest.raises(ValueError, match=r"damaged.*'errors'"):
+        SimulationStore(path)
+
+
+def test_append_refuses_messages_without_their_batch_and_malformed_counts(tmp_path):
+    with SimulationStore.create(tmp_path / "m.h5", 1, (1,)) as st:
+        with pytest.raises(ValueError, match="pass batches_done"):
+            st.append(np.zeros((1, 1)), np.zeros((1, 1)), errors={"m": 1})
+        with pytest.raises(ValueError, match=r"errors must map messages \(str\) to counts"):
+            st.append(np.zeros((1, 1)), np.zeros((1, 1)), batches_done=1, errors={"m": 1.5})
+        assert st.rows == 0 and st.errors == {}

@@ -181,7 +181,7 @@ class _Collector:
         report.batches += 1
         report.exceptions += res.exceptions
         report.nonfinite += res.nonfinite
-        self.errors.update(res.errors)
+        errors = self.errors + Counter(res.errors)
         keep_t = th[res.kept].astype(self.np_dtype)
         keep_x = res.x.astype(keep_t.dtype) if res.x is not None else None
         if keep_x is not None:
@@ -190,13 +190,14 @@ class _Collector:
         if self.store is not None:
             if keep_x is None:
                 keep_x = np.zeros((0, *self.store.x_shape), dtype=keep_t.dtype)
+            # the messages are committed with their batch: a run killed mid-way keeps those of its committed
+            # batches, and does not count those of the batch it will redo
             self.store.append(keep_t, keep_x, batches_done=res.index + 1, exceptions=res.exceptions,
-                              nonfinite=res.nonfinite)
-            if res.errors:  # kept current, so a run killed mid-way keeps the messages of its committed batches
-                self.store.set_errors(dict(self.errors.most_common(20)))
+                              nonfinite=res.nonfinite, errors=dict(errors.most_common(20)) if res.errors else None)
         elif keep_x is not None:
             self.kept_theta.append(keep_t)
             self.kept_x.append(keep_x)
+        self.errors = errors
         self.bar.update(th.shape[0])
 
     def _check_shape(self, index: int, shape: tuple[int, ...]) -> None:

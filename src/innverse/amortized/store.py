@@ -25,6 +25,14 @@ Layout: datasets ``theta (capacity, D)`` and ``x (capacity, *x_shape)`` (float32
 NaN-padded sets), attribute ``progress = [rows, batches_done, exceptions, nonfinite]``, JSON
 attributes with the simulation settings (``settings``) and error messages (``errors``), and the
 identity of the simulator that fills it (``simulator``, ``module:function``).
+
+The error messages are committed with their batch. Since version 2 the ``errors`` attribute holds
+``{"committed": {message: count}, "pending": {"batches_done": b, "errors": {message: count}}}``:
+:meth:`append` writes the counts after its batch as ``pending`` *before* it advances the progress,
+and ``pending`` counts only once the progress has reached ``b``. A run killed between the two
+writes therefore neither loses the messages of a committed batch nor counts those of the batch it
+will redo. (Version 1 wrote the plain ``{message: count}`` after the progress, and a kill between
+the two lost one batch's messages; such files are still read.)
 """
 
 from __future__ import annotations
@@ -127,8 +135,9 @@ class SimulationStore:
             raise ValueError(f"SimulationStore: {self.path} is damaged (its row count or datasets are inconsistent)")
         for name in ("settings", "errors"):
             try:
-                ok = isinstance(self._json_attr(name), dict)
-            except (ValueError, TypeError):
+                value = self._json_attr(name)
+                ok = isinstance(value, dict) and (name != "errors" or _committed_errors(value, 0) is not None)
+            except (ValueError, TypeError, KeyError):
                 ok = False
             if not ok:
                 raise ValueError(f"SimulationStore: {self.path} is damaged (its {name!r} attribute is not a JSON "
@@ -237,8 +246,8 @@ class SimulationStore:
 
     @property
     def errors(self) -> dict[str, int]:
-        """Error messages of failed simulations and their counts."""
-        return self._json_attr("errors")
+        """Error messages of failed simulations in committed batches, and their counts."""
+        return _committed_errors(self._json_attr("errors"), self.progress["batches_done"])
 
     def set_settings(self, settings: dict[str, Any]) -> None:
         self._writable()
@@ -246,8 +255,14 @@ class SimulationStore:
         self._f.flush()
 
     def set_errors(self, errors: dict[str, int]) -> None:
+        """Replace the error messages of the committed batches."""
         self._writable()
-        self._f.attrs["errors"] = json.dumps(errors)
+        self._write_errors({"committed": _message_counts(errors, "set_errors"), "pending": None})
+
+    def _write_errors(self, state: dict[str, Any]) -> None:
+        self._f.attrs["errors"] = json.dumps(state)
+        if int(self._f.attrs.get("version", 1)) < VERSION:
+            self._f.attrs["version"] = VERSION
         self._f.flush()
 
     def _writable(self) -> None:
@@ -256,15 +271,20 @@ class SimulationStore:
 
     # -- writing ---------------------------------------------------------------------------------
     def append(self, theta: np.ndarray | Tensor, x: np.ndarray | Tensor, batches_done: int | None = None,
-               exceptions: int = 0, nonfinite: int = 0) -> None:
+               exceptions: int = 0, nonfinite: int = 0, errors: dict[str, int] | None = None) -> None:
         """Append rows and commit them (write, flush, advance the committed count, flush).
 
         Sets with fewer rows than the store's capacity are NaN-padded; more rows is an error.
-        ``batches_done`` / ``exceptions`` / ``nonfinite`` update the simulation progress. Rows are
-        checked before anything is written: finite values the store's dtype cannot hold (they would
-        be stored as Inf) are an error.
+        ``batches_done`` / ``exceptions`` / ``nonfinite`` update the simulation progress. ``errors``,
+        the message counts once this batch is in (it needs ``batches_done``), is committed with it.
+        Rows are checked before anything is written: finite values the store's dtype cannot hold (they
+        would be stored as Inf) are an error.
         """
         self._writable()
+        if errors is not None and batches_done is None:
+            raise ValueError("SimulationStore.append: errors are committed with a batch; pass batches_done too")
+        pending = None if errors is None else {"batches_done": int(batches_done),
+                                               "errors": _message_counts(errors, "append")}
         th, xs = _numbers(theta, "theta"), _numbers(x, "x")
         m = th.shape[0] if th.ndim else 0
         if th.ndim != 2 or th.shape[1] != self.theta_dim:
@@ -284,6 +304,8 @@ class SimulationStore:
             self._theta[start:start + m] = th
             self._x[start:start + m] = xs
             self._f.flush()
+        if pending is not None:  # written before the commit below, and counted only once it is made
+            self._write_errors({"committed": self.errors, "pending": pending})
         p = self._f.attrs["progress"].copy()
         p[0] = start + m
         if batches_done is not None:
@@ -375,3 +397,27 @@ def _stored_as(arr: np.ndarray, dtype: np.dtype, name: str) -> np.ndarray:
         raise ValueError(f"SimulationStore.append: {name} rows {rows[:10].tolist()} hold finite values beyond the "
                          f"{np.dtype(dtype).name} range of the store; they would be stored as Inf")
     return out
+
+
+def _message_counts(errors: Any, where: str) -> dict[str, int]:
+    """``errors`` checked to be a mapping of messages to counts."""
+    ok = isinstance(errors, dict) and all(isinstance(k, str) and isinstance(v, int | np.integer)
+                                          and not isinstance(v, bool) and v >= 0 for k, v in errors.items())
+    if not ok:
+        raise ValueError(f"SimulationStore.{where}: errors must map messages (str) to counts (int >= 0), "
+                         f"got {errors!r}")
+    return {k: int(v) for k, v in errors.items()}
+
+
+def _committed_errors(raw: dict[str, Any], batches_done: int) -> dict[str, int]:
+    """The message counts of the committed batches, from either layout of the ``errors`` attribute.
+
+    Raises ``KeyError``/``TypeError``/``ValueError`` on a malformed attribute."""
+    if all(isinstance(v, int) for v in raw.values()):  # version 1: the counts themselves
+        return dict(raw)
+    if set(raw) != {"committed", "pending"}:
+        raise KeyError(f"errors attribute with keys {sorted(raw)}")
+    pending = raw["pending"]
+    if pending is not None and batches_done >= int(pending["batches_done"]):
+        return _message_counts(pending["errors"], "errors")
+    return _message_counts(raw["committed"], "errors")

@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["FORMAT", "VERSION", "check_sizes", "write_empty"]
 
 FORMAT = "innverse.SimulationStore"
-VERSION = 1
+VERSION = 2  # 2: error messages committed with their batch (see store.py)
 
 
 def check_sizes(theta_dim: int, x_shape: Any, chunk_rows: int, capacity: int) -> tuple[int, ...]:
@@ -45,7 +45,7 @@ def write_empty(h5py: Any, path: Path, theta_dim: int, x_shape: tuple[int, ...],
             f.attrs["version"] = VERSION
             f.attrs["progress"] = np.zeros(4, dtype=np.int64)
             f.attrs["settings"] = "{}"
-            f.attrs["errors"] = "{}"
+            f.attrs["errors"] = '{"committed": {}, "pending": null}'
             if simulator:
                 f.attrs["simulator"] = simulator
         os.replace(tmp, path)
