@@ -298,3 +298,51 @@ def test_a_time_budget_is_raced_for_by_the_candidates_and_the_winner_gets_the_re
     # what the budget allowed is still a posterior (fit_posterior warns, an error here, if it learned nothing)
     s = post.sample(4000, x[:1], seed=0)[:, 0]
     assert ((s.mean(0) - x[0] @ gain.T).abs() / cov.diagonal().sqrt()).max() < 1.0
+
+
+def _with_distractors(n: int, noise: int, seed: int = 0):
+    """theta ~ N(0, I_2), x = (theta + 0.5 eps, `noise` features of pure noise): posterior N(0.8 x[:2], 0.2 I)."""
+    gen = torch.Generator().manual_seed(seed)
+    theta = torch.randn(n, 2, generator=gen)
+    x = torch.cat([theta + 0.5 * torch.randn(n, 2, generator=gen), torch.randn(n, noise, generator=gen)], 1)
+    return theta, x
+
+
+def test_auto_summary_races_an_mlp_summary_against_none_on_wide_vectors(tmp_path):
+    """62 noise features beside 2 informative ones (at least twice the 16 an MLP summary makes): "auto" trains the
+    flow with and without an MLP summary, each with its own batch size, and keeps the lower validation loss."""
+    from innverse.amortized import default_training
+
+    theta, x = _with_distractors(2000, 62)
+    post = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=2), training={"epochs": 30}, progress=False)
+    report = post.report
+    assert [c.summary for c in report.candidates] == [None, "MLPSummary"]
+    assert report.chosen == min(range(2), key=lambda i: report.candidates[i].val_loss)
+    kept_summary = report.candidates[report.chosen].summary
+    assert (post.estimator.summary is None) == (kept_summary is None)
+    assert report.training.batch_size == default_training(1800, 2, summary=kept_summary is not None).batch_size
+    xs = x[:2]
+    s = post.sample(4000, xs, seed=0)
+    assert ((s.mean(0) - 0.8 * xs[:, :2]).abs() / math.sqrt(0.2)).max() < 0.4
+    assert torch.allclose(s.std(0), torch.full((2, 2), math.sqrt(0.2)), rtol=0.25)
+    import innverse
+
+    again = innverse.load(innverse.save(post, tmp_path / "wide.safetensors"))
+    assert again.report == report and torch.equal(again.sample(10, xs, seed=1), post.sample(10, xs, seed=1))
+
+
+@pytest.mark.filterwarnings("ignore:fit_posterior. the posterior did not beat:RuntimeWarning")  # 2 epochs
+def test_the_summary_race_only_for_auto_on_wide_vectors_with_validation_data():
+    theta, x = _with_distractors(300, 62)
+    quick = {"training": {"epochs": 2}, "progress": False}
+    for kwargs in ({"summary": "identity"}, {"summary": "mlp"}, {"validation_fraction": 0.0},
+                   {"flow": {"coupling": "flow_matching", "hidden": [16]}},   # its loss ranks no posteriors
+                   {"summary": "auto", "flow": {"blocks": 2}}):
+        report = fit_posterior(theta, x, **kwargs, **quick).report
+        raced = [c.summary for c in report.candidates]
+        assert raced == ([None, "MLPSummary"] if kwargs.get("summary") == "auto" else
+                         ["MLPSummary"] if kwargs.get("summary") == "mlp" else [None]), kwargs
+    narrow_theta, narrow_x = _with_distractors(300, 29)     # 31 features: below twice the summary's 16
+    assert [c.summary for c in fit_posterior(narrow_theta, narrow_x, **quick).report.candidates] == [None]
+    with pytest.raises(ValueError, match="summary_options"):   # options for a network "auto" may not build
+        fit_posterior(theta, x, summary_options={"hidden": [8]}, **quick)

@@ -15,7 +15,7 @@ from .embedding import ObservationEmbedding
 from .ensemble import EnsemblePosterior, fit_ensemble
 from .estimator import FORMAT_VERSION, PosteriorEstimator
 from .executor import ProcessPool, SimulationReport, Simulations, sample_prior, simulate
-from .fit import build_summary, default_training, fit_posterior
+from .fit import build_summary, default_training, fit_posterior, summary_candidates
 from .fit_report import CandidateRun, FitReport, GaussianStartReport
 from .flow_matching import FlowMatchingLoss
 from .gaussian_likelihood import GaussianLikelihood
@@ -83,4 +83,5 @@ __all__ = [
     "sample_with_generator",
     "simulate",
     "simulator_name",
+    "summary_candidates",
 ]

@@ -23,7 +23,7 @@ from .flow_matching import FlowMatchingLoss
 from .gaussian_start import gaussian_flow, gaussian_parameters, least_squares_start
 from .sources import AbstractSource, Batches
 
-__all__ = ["RunOptions", "flow_candidates", "train_candidates"]
+__all__ = ["Candidate", "RunOptions", "flow_candidates", "train_candidates"]
 
 #: where training happens unless fit_posterior is given a device
 CPU = torch.device("cpu")
@@ -45,6 +45,17 @@ class RunOptions:
     progress: bool
     #: where the networks train (the standardisation and the least-squares start are fitted on the CPU first)
     device: torch.device = CPU
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One posterior ``fit_posterior`` trains: its flow, its summary network (a name for
+    :func:`~innverse.amortized.fit.build_summary`, a module or ``None``) and its training options, resolved
+    for it (a summary network trains in smaller batches)."""
+
+    flow: FlowOptions
+    summary: Any
+    training: TrainConfig
 
 
 def flow_candidates(flow: Any, theta_dim: int, online: bool, validation: bool, summary: bool) -> list[FlowOptions]:
@@ -243,13 +254,21 @@ def _warn_if_nothing_learned(report: FitReport, theta_dim: int) -> None:
                       "parameters; check it with innverse.diagnostics.check", RuntimeWarning, stacklevel=3)
 
 
-def train_candidates(first: PosteriorEstimator, candidates: list[FlowOptions],
-                     make: Callable[[FlowOptions], PosteriorEstimator], source: AbstractSource,
+def _describe(est: PosteriorEstimator) -> str:
+    """A candidate in a progress bar's label: its coupling, and its summary network if it has one."""
+    return est.flow_options.coupling + ("" if est.summary is None else f", {type(est.summary).__name__}")
+
+
+def train_candidates(first: PosteriorEstimator, candidates: list[Candidate],
+                     make: Callable[[Candidate], PosteriorEstimator], source: AbstractSource,
                      run: RunOptions) -> tuple[PosteriorEstimator, FitReport]:
-    """Train every candidate flow on the source's data and keep the one with the lowest validation loss.
+    """Train every candidate on the source's data and keep the one with the lowest validation loss.
 
     ``first`` is the estimator of the first candidate (already built); the others are built by
-    ``make``. Every estimator's standardisation is fitted on the same pairs.
+    ``make``. Every estimator's standardisation is fitted on the same pairs, and every candidate
+    trains with its own resolved options (``run.training`` is the first one's). The validation
+    losses compare, whatever the flows and summary networks: each is the negative log posterior
+    density of the same held-out parameters given the same data.
 
     A time budget (``TrainConfig.max_seconds``) is for all of them together. Several candidates
     race: each trains for an equal part of :data:`RACE_SHARE` of the budget (a full, short
@@ -257,43 +276,47 @@ def train_candidates(first: PosteriorEstimator, candidates: list[FlowOptions],
     (:func:`_continue`). When time is short, the flow that learns fastest is the one to keep; and
     the winner gets most of the budget instead of a 1/K share.
     """
-    budget = run.training.max_seconds
+    budget = candidates[0].training.max_seconds
     deadline = None if budget is None else time.perf_counter() + budget
     race = deadline is not None and len(candidates) > 1
     runs: list[tuple[PosteriorEstimator, History, GaussianStartReport | None, float | None]] = []
     prepared: list[Batches] = []
     baselines: list[float | None] = []
-    for i, options in enumerate(candidates):
-        est = first if i == 0 else make(options)
+    runs_of: list[RunOptions] = []
+    for i, candidate in enumerate(candidates):
+        options, run_i = candidate.flow, replace(run, training=candidate.training)
+        runs_of.append(run_i)
+        est = first if i == 0 else make(candidate)
         est.fit_standardization(source.theta, source.x, run.log_x)
         start = run.gaussian_start
         if start is None:
             start = source.mode != "online" and est.summary is None and options.gaussian_head
         elif len(candidates) > 1:  # an explicit gaussian_start=True applies to the candidates with the head
             start = start and options.gaussian_head
-        label = "fit_posterior" if len(candidates) == 1 else f"fit_posterior ({options.coupling})"
-        data = source.batches(est, run.training.batch_size)  # type: ignore[arg-type]
+        label = "fit_posterior" if len(candidates) == 1 else f"fit_posterior ({_describe(est)})"
+        data = source.batches(est, run_i.training.batch_size)  # type: ignore[arg-type]
         # a flow-matching validation loss is no likelihood: nothing to compare with the baseline
         baselines.append(None if options.flow_matching else _baseline_loss(data))
         prepared.append(data)
         if deadline is not None:
             left = (deadline - time.perf_counter()) / (len(candidates) - i)
             share = max(RACE_SHARE * budget / len(candidates) if race else left, 1e-3)  # type: ignore[operator]
-            run_i = replace(run, training=run.training.replace(max_seconds=share))
-        runs.append((est, *_train_one(est, data, run if deadline is None else run_i, start, i, label)))
+            run_i = replace(run_i, training=run_i.training.replace(max_seconds=share))
+        runs.append((est, *_train_one(est, data, run_i, start, i, label)))
     best = min(range(len(runs)), key=lambda i: math.inf if runs[i][3] is None else runs[i][3])
     if race and deadline - time.perf_counter() > 0:  # type: ignore[operator]
         est, done, start_report, loss = runs[best]
         left = deadline - time.perf_counter()  # type: ignore[operator]
-        history, loss = _continue(est, prepared[best], run, best, left, done, loss)
+        history, loss = _continue(est, prepared[best], runs_of[best], best, left, done, loss)
         runs[best] = (est, history, start_report, loss)
     kept, history, start_report, _ = runs[best]
     records = tuple(CandidateRun(asdict(est.flow_options), loss, h.epochs,
                                  h.seconds + (s.seconds if s else 0.0),
-                                 None if run.log_path is None else str(_candidate_path(run.log_path, i)))
+                                 None if run.log_path is None else str(_candidate_path(run.log_path, i)),
+                                 None if est.summary is None else type(est.summary).__name__)
                     for i, (est, h, s, loss) in enumerate(runs))
     report = FitReport(mode=source.mode, training_pairs=source.rows, dropped_invalid=source.dropped,
-                       training=run.training, log_features=kept.embedding.log_features.flatten().nonzero()
+                       training=candidates[best].training, log_features=kept.embedding.log_features.flatten().nonzero()
                        .flatten().tolist(), history=history, gaussian_start=start_report, candidates=records,
                        chosen=best, baseline_val_loss=baselines[best])
     _warn_if_nothing_learned(report, kept.theta_dim)

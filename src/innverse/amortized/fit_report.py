@@ -41,6 +41,7 @@ class CandidateRun:
         val_loss: its best validation loss (Gaussian start included), the selection criterion.
         epochs / seconds: its training length and time (Gaussian start included).
         log_path: its JSON-lines training log, if one was written.
+        summary: the class name of its summary network; ``None`` where it had none.
     """
 
     flow: dict[str, Any]
@@ -48,6 +49,7 @@ class CandidateRun:
     epochs: int
     seconds: float
     log_path: str | None = None
+    summary: str | None = None
 
 
 @dataclass(frozen=True)
