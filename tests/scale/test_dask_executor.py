@@ -299,7 +299,7 @@ def test_a_worker_that_joins_late_and_cannot_load_the_simulator_is_closed_and_co
         late = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", c.scheduler_address,
                                  "--nthreads", "1", "--name", "late"], env=env, cwd=str(ROOT),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180   # a worker process starts in seconds, in minutes on a loaded machine
         while not client.get_events("innverse-simulate-rejected") and time.monotonic() < deadline:
             time.sleep(0.1)
         go.touch()
