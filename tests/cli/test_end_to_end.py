@@ -330,3 +330,20 @@ def test_fit_with_the_fast_budget_trains_one_candidate_and_records_it(tmp_path: 
     fit = _fit_six_parameters(tmp_path, 3, 'budget = "fast"\n')
     # six parameters: the defaults would race two flows (see above); fast keeps the first only
     assert fit["budget"] == "fast" and "flow_selection" not in fit and fit["flow"] == "spline"
+
+
+@pytest.mark.filterwarnings("ignore:fit_posterior. the posterior did not beat:RuntimeWarning")  # 2 epochs
+def test_run_json_names_candidates_that_differ_in_their_summary_network() -> None:
+    """Wide vectors race a summary network against none with the same coupling: run.json tells them apart."""
+    import torch
+
+    from innverse.amortized import fit_posterior
+    from innverse.cli.engine import _fit_stats
+
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.randn(300, 2, generator=gen)
+    x = torch.cat([theta + 0.5 * torch.randn(300, 2, generator=gen), torch.randn(300, 62, generator=gen)], 1)
+    stats = _fit_stats(fit_posterior(theta, x, training={"epochs": 2}, progress=False), 0)
+    sel = stats["flow_selection"]
+    assert sel["candidates"] == ["spline", "spline + MLPSummary"]
+    assert sel["kept"] == sel["candidates"][sel["val_loss"].index(min(sel["val_loss"]))]

@@ -255,10 +255,12 @@ def _fit_stats(posterior: Any, resumed_from: int) -> dict[str, Any]:
              "log_features": report.log_features, "training": report.training.to_dict(), "budget": report.budget}
     if report.compared_flows:
         # several candidate flows were trained: name them, and point the report at the kept one's log
-        stats["flow_selection"] = {"candidates": [c.flow["coupling"] for c in report.candidates],
+        # a candidate is its coupling, and its summary network where the race had one ("spline + MLPSummary")
+        names = [c.flow["coupling"] + (f" + {c.summary}" if c.summary else "") for c in report.candidates]
+        stats["flow_selection"] = {"candidates": names,
                                    "val_loss": [None if c.val_loss is None else round(c.val_loss, 4)
                                                 for c in report.candidates],
-                                   "kept": report.candidates[report.chosen].flow["coupling"]}
+                                   "kept": names[report.chosen]}
         log = report.candidates[report.chosen].log_path
         if log is not None:
             stats["training_log"] = Path(log).name
