@@ -212,6 +212,7 @@ def test_malformed_gaussian_likelihood_files_are_refused(tmp_path, change, match
     from innverse.io.format import read_model_file, write_model_file
 
     prior = gaussian(0.0, 1.0, dim=2)
+    torch.manual_seed(0)   # the data only make a file to damage; fixed, they cannot trip the linearity check's 1e-3
     theta = prior.sample((100,))
     path = innverse.save(fit_likelihood(theta, _linear(theta), prior, model="gaussian"), tmp_path / "g.innverse")
     envelope, tensors = read_model_file(path)
@@ -220,3 +221,35 @@ def test_malformed_gaussian_likelihood_files_are_refused(tmp_path, change, match
                            envelope["innverse_version"])
     with pytest.raises(ModelFileError, match=match):
         innverse.load(bad)
+
+
+def test_the_linearity_check_is_calibrated_where_the_mean_is_linear():
+    """Exactly linear-Gaussian data: the check's p-values are uniform (KS), Bonferroni keeps false alarms below 1e-3."""
+    from scipy import stats
+
+    from innverse.amortized.gaussian_likelihood import NONLINEAR_P, nonlinear_mean
+
+    gen = torch.Generator().manual_seed(0)
+    raw, alarms = [], 0
+    for _ in range(1000):
+        theta = torch.randn(120, 2, generator=gen, dtype=torch.float64)
+        x = theta @ B + C + torch.randn(120, 3, generator=gen, dtype=torch.float64) @ L.T
+        found = nonlinear_mean(theta, x[:, :1])          # one feature: no Bonferroni factor, so p itself is tested
+        raw.append(found.p_value)
+        alarms += nonlinear_mean(theta, x).p_value < NONLINEAR_P
+    assert stats.kstest(raw, "uniform").pvalue > 1e-3
+    assert alarms <= 4                                   # expected at most 1 (binomial(1000, 1e-3) > 4: p = 0.004)
+
+
+def test_the_amortized_gaussian_likelihood_warns_where_the_mean_is_not_linear():
+    """x = theta^2 + noise over a prior: quadratic terms explain most of the variance, and fit_likelihood says so,
+    naming the feature; the same fit on linear data is silent (the suite runs with warnings as errors)."""
+    prior = gaussian(0.0, 1.0, dim=2)
+    gen = torch.Generator().manual_seed(1)
+    theta = torch.randn(500, 2, generator=gen)
+    x = torch.stack([theta[:, 0] + 0.1 * torch.randn(500, generator=gen),
+                     theta[:, 1] ** 2 + 0.1 * torch.randn(500, generator=gen)], 1)
+    with pytest.warns(RuntimeWarning, match=r"mean of data feature 1 is not linear in the parameters .* model='flow'"):
+        fit_likelihood(theta, x, prior, model="gaussian")
+    fit_likelihood(theta, torch.stack([x[:, 0], theta[:, 1] + 0.1 * torch.randn(500, generator=gen)], 1), prior,
+                   model="gaussian")

@@ -18,7 +18,9 @@ one observation's posterior, and only chosen where its likelihood ratios identif
 of held-out simulations better than the flow's
 (:func:`~innverse.amortized.fit_sequential_likelihood` with ``likelihood="auto"``). It is a
 Gaussian synthetic likelihood (Wood 2010; Price et al. 2018) whose mean is a regression on the
-parameters instead of an average of simulations repeated at each of them.
+parameters instead of an average of simulations repeated at each of them. Fitted directly
+(``fit_likelihood(model="gaussian")``), it warns where :func:`nonlinear_mean` finds a data
+feature's mean not linear in the parameters.
 
 References:
     Wood. "Statistical inference for noisy nonlinear ecological dynamic systems". Nature 2010.
@@ -27,15 +29,75 @@ References:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from scipy import stats
 from torch import Tensor, nn
 
 from .gaussian_start import ridge_fit
 
-__all__ = ["GaussianLikelihood"]
+__all__ = ["GaussianLikelihood", "NonlinearMean", "nonlinear_mean"]
 
 #: smallest residual variance kept, relative to the data's variance (a constant feature stays invertible)
 MIN_RELATIVE_VARIANCE = 1e-6
+
+
+#: the amortized Gaussian likelihood warns where quadratic terms in the parameters explain at least this share of a
+#: data feature's residual variance ...
+NONLINEAR_SHARE = 0.05
+#: ... with a nested F-test p-value below this, Bonferroni-corrected over the features
+NONLINEAR_P = 1e-3
+
+
+@dataclass(frozen=True)
+class NonlinearMean:
+    """The data feature whose mean departs most from linear in the parameters (:func:`nonlinear_mean`).
+
+    Attributes:
+        feature: its index.
+        share: the share of its residual variance under the linear fit that quadratic terms explain.
+        p_value: the nested F-test's p-value (linear against quadratic in the parameters, Gaussian
+            residuals), Bonferroni-corrected over the features.
+    """
+
+    feature: int
+    share: float
+    p_value: float
+
+    @property
+    def detected(self) -> bool:
+        """Significant (:data:`NONLINEAR_P`) and large enough to matter (:data:`NONLINEAR_SHARE`)."""
+        return self.p_value < NONLINEAR_P and self.share >= NONLINEAR_SHARE
+
+
+def nonlinear_mean(theta: Tensor, x: Tensor) -> NonlinearMean | None:
+    r"""Test, per data feature, whether its mean is linear in the parameters over the given simulations.
+
+    Least squares of each feature of ``x (n, F)`` on an intercept and the standardised
+    parameters, against the same plus all their squares and products; the nested F-test compares
+    the two residual sums of squares. Returns the feature with the smallest p-value (Bonferroni
+    over the ``F`` features), or ``None`` where there are too few simulations for the quadratic fit
+    (``n`` at most its ``1 + D + D (D + 1) / 2`` coefficients plus 10).
+    """
+    theta, x = torch.as_tensor(theta, dtype=torch.float64), torch.as_tensor(x, dtype=torch.float64)
+    n, d = theta.shape
+    t = (theta - theta.mean(0)) / theta.std(0).clamp_min(1e-12)
+    rows, cols = torch.triu_indices(d, d)
+    linear = torch.cat([torch.ones(n, 1, dtype=torch.float64), t], 1)
+    full = torch.cat([linear, t[:, rows] * t[:, cols]], 1)
+    q, dof = full.shape[1] - linear.shape[1], n - full.shape[1]
+    if dof <= 10:
+        return None
+
+    def rss(a: Tensor) -> Tensor:
+        return (x - a @ torch.linalg.lstsq(a, x).solution).square().sum(0)
+
+    r0, r1 = rss(linear), rss(full).clamp_min(1e-300)
+    f_stat = ((r0 - r1).clamp_min(0.0) / q) / (r1 / dof)
+    p = torch.as_tensor(stats.f.sf(f_stat.numpy(), q, dof)) * x.shape[1]
+    j = int(torch.argmin(p))
+    return NonlinearMean(j, float((r0[j] - r1[j]) / r0[j].clamp_min(1e-300)), min(float(p[j]), 1.0))
 
 
 class GaussianLikelihood(nn.Module):
