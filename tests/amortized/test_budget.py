@@ -33,6 +33,11 @@ def test_fast_trains_one_candidate_where_the_default_races_two():
     assert fast.report.budget == "fast"
     assert [c.flow["coupling"] for c in fast.report.candidates] == ["spline"]
     assert fast.report.training == default.report.training   # the training options are the user's
+    wide_theta = theta[:, :2]   # 2 parameters seen through 64 features: the default races a summary network
+    wide_x = torch.cat([x[:, :2], torch.randn(400, 62, generator=torch.Generator().manual_seed(1))], 1)
+    assert len(fit_posterior(wide_theta, wide_x, training=FEW, progress=False).report.candidates) == 2
+    assert [c.summary for c in fit_posterior(wide_theta, wide_x, training=FEW, progress=False,
+                                             budget="fast").report.candidates] == [None]
     small = _linear(400, 5)   # 5 parameters: the defaults train one flow already
     assert len(fit_posterior(*small, prior=gaussian(0.0, 1.0, dim=5), training=FEW, progress=False,
                              budget="fast").report.candidates) == 1

@@ -139,14 +139,16 @@ def _source(theta: Any, x: Any, prior: Distribution | None, simulator: Callable[
 
 
 def _candidates(flow: Any, summary: Any, summary_options: dict[str, Any] | None, shapes: tuple[int, tuple[int, ...]],
-                source: AbstractSource, validation_fraction: float, training: TrainConfig) -> list[Candidate]:
-    """Every (flow, summary network) pair to train, each with its training options resolved for it."""
+                source: AbstractSource, validation_fraction: float, training: TrainConfig,
+                race: bool = True) -> list[Candidate]:
+    """Every (flow, summary network) pair to train, each with its training options resolved for it
+    (``race=False``, for ``budget="fast"``: one summary network, the first of the race)."""
     theta_dim, x_shape = shapes
     online, validation = source.mode == "online", validation_fraction > 0
     flows = flow_candidates(flow, theta_dim, online, validation, False)
     # a flow-matching loss ranks vector fields, not posteriors: it chose the worse summary for FMPE on Bernoulli
     # GLM's raw spike train at 10^3 (C2ST .899 against .857 without a summary network)
-    compare = not online and validation and not any(f.flow_matching for f in flows)
+    compare = race and not online and validation and not any(f.flow_matching for f in flows)
     out = []
     for kind in summary_candidates(summary, summary_options, x_shape, theta_dim, compare):
         has_summary = isinstance(kind, nn.Module) or (_auto_summary(x_shape) if kind == "auto" else kind) not in (
@@ -228,8 +230,9 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
             what ``budget`` sets.
         budget: a preset trading time for accuracy; ``None`` (the default) changes nothing.
             ``"fast"``: only the first default candidate flow, no race against MAF for 6 or more
-            parameters (with fewer, a summary network or online training the defaults train one
-            flow already, and ``"fast"`` changes nothing; a shorter early stopping was measured
+            parameters, and no summary network racing on wide vectors (with fewer parameters, a
+            summary network or online training the defaults train one flow already, and ``"fast"``
+            changes nothing; a shorter early stopping was measured
             and rejected: it stopped on plateaus at 10^3 simulations and saved no time at 10^4).
             ``"accurate"``: an ensemble of 5 members (each with the default candidate race), so
             pairs in memory only: with a store or a simulator it raises ``ValueError``. Options
@@ -280,7 +283,8 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
         cfg = TrainConfig.coerce(training, seed=seed)
         est = make_estimator(Candidate(flow_candidates(flow, theta_dim, False, False, False)[0], summary, cfg))
         source.setup(est, validation_fraction, drop_invalid, generator)
-        candidates = _candidates(flow, summary, summary_options, (theta_dim, x_shape), source, validation_fraction, cfg)
+        candidates = _candidates(flow, summary, summary_options, (theta_dim, x_shape), source, validation_fraction, cfg,
+                                 race=budget != "fast")
         run = RunOptions(candidates[0].training, gaussian_start, log_x, checkpoint, resume, log_path, tuple(callbacks),
                          progress, target)
         kept, report = train_candidates(est, candidates, make_estimator, source, run)
