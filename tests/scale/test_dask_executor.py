@@ -293,7 +293,7 @@ def test_a_worker_that_joins_late_and_cannot_load_the_simulator_is_closed_and_co
     try:
         runner = threading.Thread(target=run)
         runner.start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while not started.exists() and time.monotonic() < deadline:  # the run has passed its start-up checks
             time.sleep(0.02)
         late = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", c.scheduler_address,

@@ -95,8 +95,9 @@ def summary_candidates(summary: Any, options: dict[str, Any] | None, x_shape: tu
 
     ``summary="auto"`` on vectors of at least :data:`WIDE_VECTOR` times as many features as an MLP
     summary would make (``max(16, 4 D)``), trained where validation losses can ``compare`` (offline,
-    with a validation split, likelihood-trained flows rather than flow matching): none (every coupling sees all the features) and an MLP summary. Which is
-    better depends on the data and the budget, and validation loss tells: with 100 features, 8 of them
+    with a validation split, likelihood-trained flows rather than flow matching): none (every
+    coupling sees all the features) and an MLP summary. Which is better depends on the data and the
+    budget, and validation loss tells: with 100 features, 8 of them
     informative (SLCP with distractors), the MLP's compression wins at 10^3 and 10^4 simulations
     (C2ST .972 / .921 against .974 / .939); where the information is linear in the features
     (Bernoulli GLM's raw spike train), the flow's linear head wins at 10^3 (.821 against .881) and the
