@@ -346,3 +346,12 @@ def test_the_summary_race_only_for_auto_on_wide_vectors_with_validation_data():
     assert [c.summary for c in fit_posterior(narrow_theta, narrow_x, **quick).report.candidates] == [None]
     with pytest.raises(ValueError, match="summary_options"):   # options for a network "auto" may not build
         fit_posterior(theta, x, summary_options={"hidden": [8]}, **quick)
+
+
+def test_the_summary_race_still_warns_when_the_data_carry_no_information():
+    """64 features of pure noise: whichever candidate wins, the kept posterior is the prior, and fit_posterior says so."""
+    gen = torch.Generator().manual_seed(0)
+    theta, x = torch.randn(2000, 2, generator=gen), torch.randn(2000, 64, generator=gen)
+    with pytest.warns(RuntimeWarning, match="did not beat a Gaussian fit of the prior"):
+        post = fit_posterior(theta, x, training={"epochs": 30}, progress=False)
+    assert [c.summary for c in post.report.candidates] == [None, "MLPSummary"]
