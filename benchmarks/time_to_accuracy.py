@@ -64,7 +64,9 @@ def run_task(name: str, args) -> dict:
         attempt = {"fraction": fraction, "max_seconds": training["max_seconds"], "wall_s": wall,
                    "wall_ratio": wall / sbi_wall, "c2st": scores, "c2st_mean": statistics.fmean(scores),
                    "epochs": h.epochs, "out_of_time": h.out_of_time, "stopped_early": h.stopped_early,
-                   "candidates": [c.flow["coupling"] for c in post.report.candidates], "chosen": post.report.chosen}
+                   "candidates": [c.flow["coupling"] for c in post.report.candidates],
+                   "summaries": [c.summary for c in post.report.candidates], "chosen": post.report.chosen,
+                   "lr": post.report.training.lr}
         row["innverse"].append(attempt)
         print(f"{'':>24}  innverse at {fraction:g}x ({wall:.1f} s, {h.epochs} epochs): C2ST "
               f"{attempt['c2st_mean']:.3f}", flush=True)

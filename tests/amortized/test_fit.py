@@ -163,6 +163,7 @@ def test_gaussian_start_keeps_the_gaussian_fit_unless_the_couplings_beat_it():
 
 def test_default_batch_size_follows_the_budget_the_parameter_count_and_the_summary_network():
     from innverse.amortized import default_training
+    from innverse.train import TrainConfig
 
     assert default_training(900, 2).batch_size == 256      # few parameters: ~n/4
     assert default_training(900, 10).batch_size == 128     # more parameters: ~n/8
@@ -173,6 +174,12 @@ def test_default_batch_size_follows_the_budget_the_parameter_count_and_the_summa
     # learning rate: 1e-3 up to 256 rows, then linear in the batch
     assert default_training(900, 2).lr == default_training(90_000, 2, summary=True).lr == 1e-3
     assert default_training(9000, 2).lr == 2e-3
+    # under a wall-time budget the default learning rate doubles; one the caller set is kept
+    assert default_training(9000, 2, training={"max_seconds": 5.0}).lr == 4e-3
+    assert default_training(900, 2, summary=True, training=TrainConfig(max_seconds=5.0)).lr == 2e-3
+    assert default_training(9000, 2, training={"max_seconds": 5.0, "lr": 3e-4}).lr == 3e-4
+    timed = fit_posterior(*_linear_data(200)[1:], training={"max_seconds": 0.5}, progress=False).report.training
+    assert timed.lr == 2e-3 and timed.max_seconds == 0.5
     for n in (20, 900, 9000, 90_000):
         cfg = default_training(n, 2)
         assert 60 <= cfg.epochs <= 1000 and cfg.epochs * math.ceil(n / cfg.batch_size) >= min(
