@@ -331,6 +331,27 @@ def test_a_time_budget_ends_the_run_validated_and_with_the_learning_rate_decayed
     assert loss.steps <= 31 and resumed.epochs == history.epochs and resumed.out_of_time
 
 
+def test_a_time_budget_counts_the_set_up_of_the_run(monkeypatch):
+    """Building the optimiser is part of the budget: the first one in a process imports for over a second."""
+    import innverse.train.trainer as trainer
+
+    real = trainer.adam
+
+    def slow_adam(params, cfg):
+        time.sleep(0.5)
+        return real(params, cfg)
+
+    monkeypatch.setattr(trainer, "adam", slow_adam)
+    x, y = _regression()
+    model = _model()
+    loss = _SlowMSE(model, pause=0.0)
+    cfg = TrainConfig(epochs=1000, batch_size=64, lr=1e-2, patience=None, ema=None, max_seconds=0.4)
+    history = train(model, loss, TensorBatches(x, y, batch_size=64), TensorBatches(x, y, batch_size=256), cfg,
+                    progress=False)
+    # the set-up spent the whole budget: one step (the one that finds it spent), one validated epoch
+    assert history.out_of_time and loss.steps == 1 and history.epochs == 1
+
+
 @pytest.mark.parametrize("bad", [0, -1.0, math.inf, math.nan, True, "10"])
 def test_a_bad_time_budget_is_refused(bad):
     with pytest.raises(ValueError, match=r"max_seconds must be a finite number > 0"):

@@ -55,7 +55,8 @@ class TrainConfig:
         precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``: mixed precision, the loss
             function under autocast and the loss in float32; float16 with dynamic loss scaling
             (see :mod:`innverse.train.precision`).
-        max_seconds: wall-time budget of the run in seconds (``None``: none). Training stops after
+        max_seconds: wall-time budget of the run in seconds, its set-up included (``None``: none;
+            the first optimiser a process builds takes a second or two). Training stops after
             the step that uses it up (then validates once more), and the schedule runs on the larger
             of the step and the time fractions, so the learning rate has decayed by the deadline
             whichever comes first; ``History.out_of_time`` says the budget ended the run. Over

@@ -396,13 +396,14 @@ def train(model: nn.Module, loss_fn: LossFn, train_data: BatchSource, val_data: 
     Returns:
         The :class:`History`.
     """
+    began = time.perf_counter()   # a time budget counts the set-up too (the first optimiser imports torch._dynamo)
     cfg = config if config is not None and config.resolved else (config or TrainConfig()).resolve(
         getattr(train_data, "rows", 10_000))
     if len(train_data) == 0:
         raise ValueError("train: the training data yield no batches")
     loop = _Loop(model, loss_fn, train_data, val_data, cfg, optimizer or adam(model.parameters(), cfg), scheduler)
     _start(loop, checkpoint, resume, log_path)
-    loop.clock -= loop.history.seconds   # the time budget counts the resumed sessions' time
+    loop.clock = began - loop.history.seconds   # and the resumed sessions' time
     stop = loop.history.stopped_early or loop.history.out_of_time
     bar = progress_bar(cfg.epochs, progress if isinstance(progress, str) else "training",
                        bool(progress) and loop.dp.main, unit="epoch", initial=loop.epoch)
