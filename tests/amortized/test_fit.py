@@ -161,15 +161,6 @@ def test_gaussian_start_keeps_the_gaussian_fit_unless_the_couplings_beat_it():
     assert fit_posterior(th, xb, gaussian_start=False, training={"epochs": 1}, progress=False).report.gaussian_start is None
 
 
-def test_a_timed_fit_with_its_larger_default_learning_rate_recovers_the_conjugate_posterior():
-    """Under a time budget the default rate doubles; the timed defaults (least-squares start, then the flow at that
-    rate, the start kept unless the flow beats it) still give the exact posterior."""
-    prior, theta, x = _linear_data(3000)
-    post = fit_posterior(theta, x, prior=prior, training={"max_seconds": 4.0}, progress=False)
-    assert post.report.training.lr == 4e-3 and post.report.training.max_seconds == 4.0  # batch 512: 2 x 2e-3
-    _check_conjugate(post, 0.1, 0.15)
-
-
 def test_default_batch_size_follows_the_budget_the_parameter_count_and_the_summary_network():
     from innverse.amortized import default_training
     from innverse.train import TrainConfig
