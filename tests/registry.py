@@ -95,6 +95,8 @@ CASES: dict[str, Factory] = {
     "standardization_global": lambda s: _standardization((2, 3, 3), (1,)),
     "support_mixed_bounds": lambda s: B.SupportTransform(torch.tensor([-10.0, -10.0, -INF, -INF, -INF]),
                                                          torch.tensor([10.0, INF, 10.0, INF, 12.0])),
+    "support_linear": lambda s: B.SupportTransform(torch.tensor([-10.0, -6.0, -INF]), torch.tensor([10.0, 5.0, INF]),
+                                                   "linear"),
     "actnorm_vec": lambda s: B.ActNorm(4),
     "actnorm_img": lambda s: B.ActNorm(IMG),
     "permutation_vec": lambda s: B.RandomPermutation(5, seed=s),

@@ -219,7 +219,7 @@ def test_files_from_before_the_probit_support_map_load_with_the_logit_map(prior)
     theta = torch.rand(5, 2, generator=torch.Generator().manual_seed(0))
     x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(again.log_prob(theta, x), est.log_prob(theta, x))
-    assert PosteriorEstimator(2, (3,), prior, None, {"blocks": 1}).support.interval == "probit"   # the default now
+    assert PosteriorEstimator(2, (3,), prior, None, {"blocks": 1}).support.interval == "linear"   # the default now
 
 
 def test_least_squares_start_of_the_gaussian_head_recovers_a_linear_gaussian_model():

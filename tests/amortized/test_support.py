@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 from scipy import stats
+from scipy.integrate import quad
 
 from innverse.amortized import SupportTransform
+from innverse.blocks.support import LINEAR_HALF_WIDTH
 
 INF = math.inf
 
@@ -19,7 +21,7 @@ def _transform(interval: str = "probit"):
     return SupportTransform(lower, upper, interval)
 
 
-@pytest.mark.parametrize("interval", ["probit", "logit"])
+@pytest.mark.parametrize("interval", ["probit", "logit", "linear"])
 def test_round_trip_and_log_det_against_autograd_jacobian(interval):
     t = _transform(interval)
     gen = torch.Generator().manual_seed(0)
@@ -34,7 +36,7 @@ def test_round_trip_and_log_det_against_autograd_jacobian(interval):
         assert torch.allclose(torch.linalg.slogdet(jac)[1], ld_inv[i], atol=1e-10)
 
 
-@pytest.mark.parametrize("interval", ["probit", "logit"])
+@pytest.mark.parametrize("interval", ["probit", "logit", "linear"])
 def test_extreme_latents_stay_strictly_inside_in_float32(interval):
     t = SupportTransform(torch.tensor([0.0, -1.0, 0.0]), torch.tensor([1.0, 1.0, INF]), interval)
     u = torch.tensor([[40.0, -40.0, -200.0], [1e6, 1e6, -1e6]], dtype=torch.float32)
@@ -46,7 +48,7 @@ def test_extreme_latents_stay_strictly_inside_in_float32(interval):
     assert torch.isfinite(prior.log_prob(theta[:, :2])).all()
 
 
-@pytest.mark.parametrize(("interval", "far"), [("probit", 5.0), ("logit", 10.0)])
+@pytest.mark.parametrize(("interval", "far"), [("probit", 5.0), ("logit", 10.0), ("linear", LINEAR_HALF_WIDTH + 4.0)])
 def test_values_on_the_bound_map_to_finite_latents(interval, far):
     t = SupportTransform(torch.tensor([0.0]), torch.tensor([1.0]), interval)
     u, ld = t(torch.tensor([[0.0], [1.0]]))
@@ -65,8 +67,27 @@ def test_probit_maps_a_uniform_to_a_standard_normal_and_logit_to_a_logistic():
     assert stats.kstest(u_logit, "norm").pvalue < 1e-6       # the logit's tails are not Gaussian
 
 
+def test_linear_maps_a_uniform_to_a_uniform_plus_a_standard_normal():
+    """The pushforward of U(a, b) under ``"linear"`` is U(-L, L) + N(0, 1), drawn directly here (two-sample KS;
+    a monotone map is fixed by its pushforward), with the log-density the map's log-determinant implies."""
+    a, b, half = -1.0, 3.0, LINEAR_HALF_WIDTH
+    gen = torch.Generator().manual_seed(0)
+    theta = a + (b - a) * torch.rand(20000, 1, generator=gen, dtype=torch.float64)
+    t = SupportTransform(torch.tensor([a]), torch.tensor([b]), "linear")
+    u, log_det = t(theta)
+    direct = half * (2 * torch.rand(20000, generator=gen, dtype=torch.float64) - 1) + torch.randn(
+        20000, generator=gen, dtype=torch.float64)
+    assert stats.ks_2samp(u[:, 0].numpy(), direct.numpy()).pvalue > 1e-3
+    assert stats.kstest(u[:, 0].numpy() / u.std().item(), "norm").pvalue < 1e-4    # not the probit's normal
+    # density of u: p(theta) |dtheta/du| = (Phi(u + L) - Phi(u - L)) / 2L, by quadrature of the convolution here
+    grid = u[:5, 0].numpy()
+    density = [quad(lambda s, g=g: stats.norm.pdf(g - s) / (2 * half), -half, half)[0] for g in grid]
+    torch.testing.assert_close(-math.log(b - a) - log_det[:5], torch.log(torch.tensor(density, dtype=torch.float64)))
+
+
 def test_an_unknown_interval_map_is_refused():
-    with pytest.raises(ValueError, match=r"SupportTransform: interval must be one of \('probit', 'logit'\), got 'tanh'"):
+    with pytest.raises(ValueError, match=r"SupportTransform: interval must be one of \('probit', 'logit', 'linear'\), "
+                       r"got 'tanh'"):
         SupportTransform(torch.tensor([0.0]), torch.tensor([1.0]), "tanh")
 
 

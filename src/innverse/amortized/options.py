@@ -11,6 +11,7 @@ from ..blocks import (
     RationalQuadraticSpline,
     VelocityField,
 )
+from ..blocks.support import INTERVAL_MAPS
 from ..core import AbstractInvertible
 from ..core import Sequence as InvSequence
 from ..flows import COUPLINGS, coupling_flow
@@ -51,11 +52,11 @@ class FlowOptions:
     head_input_bound: float | None = 10.0
     #: Runge-Kutta steps of a ``"flow_matching"`` flow between noise and parameters
     steps: int = 32
-    #: map of parameters bounded on both sides by the prior to the real line, ``"probit"`` or
-    #: ``"logit"``: probit where posteriors reach the bounds, logit slightly better where they stay well
-    #: inside (:class:`~innverse.blocks.SupportTransform` has the figures; files saved before the
-    #: option read as logit)
-    support_interval: str = "probit"
+    #: map of parameters bounded on both sides by the prior to the real line, ``"linear"`` (affine in
+    #: the middle of the box, Gaussian tails at the bounds), ``"probit"`` or ``"logit"``
+    #: (:class:`~innverse.blocks.SupportTransform` has the figures; files saved before the option read
+    #: as logit, files saved before ``"linear"`` name their map)
+    support_interval: str = "linear"
 
     def __post_init__(self) -> None:
         self.hidden = [int(h) for h in self.hidden]
@@ -64,8 +65,9 @@ class FlowOptions:
         if self.coupling not in (*COUPLINGS, "flow_matching"):
             raise ValueError(f"FlowOptions: coupling must be one of {(*COUPLINGS, 'flow_matching')}, "
                              f"got {self.coupling!r}")
-        if self.support_interval not in ("probit", "logit"):
-            raise ValueError(f"FlowOptions: support_interval must be 'probit' or 'logit', got {self.support_interval!r}")
+        if self.support_interval not in INTERVAL_MAPS:
+            raise ValueError(f"FlowOptions: support_interval must be one of {INTERVAL_MAPS}, "
+                             f"got {self.support_interval!r}")
         if self.head not in ("affine", "none"):
             raise ValueError(f"FlowOptions: head must be 'affine' or 'none', got {self.head!r}")
 
