@@ -257,6 +257,9 @@ def main() -> None:
                     help="score on sbibm's own observations and reference samples, read from its wheel or package "
                          "directory (pip download sbibm==1.1.0 --no-deps -d DIR); tasks without shipped files are "
                          "skipped")
+    ap.add_argument("--note", default=None,
+                    help="a paragraph under the table (e.g. which run gave which rows); a file's note is kept "
+                         "when none is given")
     args = ap.parse_args()
     unknown = [m for m in filter(None, args.modes.split(",")) if m not in MODES
                and not re.fullmatch(r"(ensemble|s?nle_ensemble)[1-9]\d*", m)]
@@ -301,8 +304,9 @@ def main() -> None:
                       f"({row['train_s']:.0f} s)", flush=True)
                 out.write_text(json.dumps({"machine": machine_tag(), "args": vars(args), "rows": rows,
                                            "typicality": checks}, indent=1))
-    out.write_text(json.dumps({"machine": machine_tag(), "args": vars(args), "rows": rows, "typicality": checks},
-                              indent=1))
+    note = previous.get("note", "") if args.note is None else args.note
+    out.write_text(json.dumps({"machine": machine_tag(), "args": vars(args), "rows": rows, "typicality": checks,
+                               "note": note}, indent=1))
     text = table(rows, {} if files else _sbi_rows(args.sbi_from, args.observations))
     where = (f"sbibm's own observations 1-{args.observations} and its shipped reference posterior samples (the files of the published "
              "table), so the innverse columns compare directly with the published figures. Typicality of each sbibm "
@@ -317,6 +321,8 @@ def main() -> None:
                  "(scikit-learn's MLP trained until its training loss stalls; ``c2st(backend=\"sbibm\")``), which "
                  "overfits and reads lower in ten or more dimensions. The rows run with ``--sbibm-metric``, scored "
                  "both ways on the same draws:\n\n" + both)
+    if note:
+        text += "\n\n" + note
     out.with_suffix(".md").write_text(f"# sbibm_table — {time.strftime('%Y-%m-%d')} — {machine_tag()}\n\n"
                                       f"C2ST (mean over observations) and training wall time, on {where}{text}\n")
     print(text)
