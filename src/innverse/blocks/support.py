@@ -86,7 +86,7 @@ class SupportTransform(AbstractInvertible):
       :math:`u = \mathrm{logit}\,\frac{\theta - a}{b - a}`, :math:`\theta = a + (b - a)\,\sigma(u)`,
       :math:`\log|\partial\theta/\partial u| = \log(b - a) + \log\sigma(u) + \log\sigma(-u)`;
       ``interval="linear"``: :math:`\theta = a + (b - a)\,F_L(u)` with :math:`F_L` the CDF of
-      :math:`U(-L, L) + N(0, 1)` (:data:`LINEAR_HALF_WIDTH` :math:`= L`),
+      :math:`U(-L, L) + N(0, 1)` (``innverse.blocks.support.LINEAR_HALF_WIDTH`` :math:`= L`),
       :math:`F_L(u) = (\psi(u + L) - \psi(u - L)) / 2L`, :math:`\psi(x) = x\Phi(x) + \varphi(x)`,
       :math:`\log|\partial\theta/\partial u| = \log(b - a) + \log(\Phi(u + L) - \Phi(u - L)) - \log 2L`;
       :math:`u = F_L^{-1}` by bisection (float64). Affine in the middle of the box, Gaussian tails at
