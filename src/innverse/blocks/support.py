@@ -89,7 +89,7 @@ class SupportTransform(AbstractInvertible):
       :math:`U(-L, L) + N(0, 1)` (``innverse.blocks.support.LINEAR_HALF_WIDTH`` :math:`= L`),
       :math:`F_L(u) = (\psi(u + L) - \psi(u - L)) / 2L`, :math:`\psi(x) = x\Phi(x) + \varphi(x)`,
       :math:`\log|\partial\theta/\partial u| = \log(b - a) + \log(\Phi(u + L) - \Phi(u - L)) - \log 2L`;
-      :math:`u = F_L^{-1}` by bisection (float64). Affine in the middle of the box, Gaussian tails at
+      :math:`u = F_L^{-1}` by bisection and Newton steps (float64). Affine in the middle of the box, Gaussian tails at
       the bounds; probit is its limit :math:`L \to 0`;
     * lower bound :math:`a`: :math:`u = \log(\theta - a)`, :math:`\theta = a + e^u`,
       :math:`\log|\partial\theta/\partial u| = u`;
