@@ -317,17 +317,22 @@ def _with_distractors(n: int, noise: int, seed: int = 0):
 
 def test_auto_summary_races_an_mlp_summary_against_none_on_wide_vectors(tmp_path):
     """62 noise features beside 2 informative ones (at least twice the 16 an MLP summary makes): "auto" trains the
-    flow with and without an MLP summary, each with its own batch size, and keeps the lower validation loss."""
+    flow without a summary and with an MLP summary at two learning rates, each with its own batch size, and keeps
+    the lowest validation loss."""
     from innverse.amortized import default_training
+    from innverse.amortized.fit import MLP_SUMMARY_LR_FACTORS
 
     theta, x = _with_distractors(2000, 62)
     post = fit_posterior(theta, x, prior=gaussian(0.0, 1.0, dim=2), training={"epochs": 30}, progress=False)
     report = post.report
-    assert [c.summary for c in report.candidates] == [None, "MLPSummary"]
-    assert report.chosen == min(range(2), key=lambda i: report.candidates[i].val_loss)
-    kept_summary = report.candidates[report.chosen].summary
-    assert (post.estimator.summary is None) == (kept_summary is None)
-    assert report.training.batch_size == default_training(1800, 2, summary=kept_summary is not None).batch_size
+    assert [c.summary for c in report.candidates] == [None, "MLPSummary", "MLPSummary"]
+    flat, mlp = default_training(1800, 2, summary=False), default_training(1800, 2, summary=True)
+    assert [c.lr for c in report.candidates] == [flat.lr] + [mlp.lr * f for f in MLP_SUMMARY_LR_FACTORS]
+    assert report.chosen == min(range(3), key=lambda i: report.candidates[i].val_loss)
+    kept = report.candidates[report.chosen]
+    assert (post.estimator.summary is None) == (kept.summary is None)
+    assert report.training.batch_size == (flat if kept.summary is None else mlp).batch_size
+    assert report.training.lr == kept.lr
     xs = x[:2]
     s = post.sample(4000, xs, seed=0)
     assert ((s.mean(0) - 0.8 * xs[:, :2]).abs() / math.sqrt(0.2)).max() < 0.4
@@ -347,8 +352,11 @@ def test_the_summary_race_only_for_auto_on_wide_vectors_with_validation_data():
                    {"summary": "auto", "flow": {"blocks": 2}}):
         report = fit_posterior(theta, x, **kwargs, **quick).report
         raced = [c.summary for c in report.candidates]
-        assert raced == ([None, "MLPSummary"] if kwargs.get("summary") == "auto" else
+        assert raced == ([None, "MLPSummary", "MLPSummary"] if kwargs.get("summary") == "auto" else
                          ["MLPSummary"] if kwargs.get("summary") == "mlp" else [None]), kwargs
+    # a learning rate the caller gives is kept: the MLP summary then races once
+    report = fit_posterior(theta, x, training={"epochs": 2, "lr": 3e-3}, progress=False).report
+    assert [(c.summary, c.lr) for c in report.candidates] == [(None, 3e-3), ("MLPSummary", 3e-3)]
     narrow_theta, narrow_x = _with_distractors(300, 29)     # 31 features: below twice the summary's 16
     assert [c.summary for c in fit_posterior(narrow_theta, narrow_x, **quick).report.candidates] == [None]
     with pytest.raises(ValueError, match="summary_options"):   # options for a network "auto" may not build
@@ -361,4 +369,4 @@ def test_the_summary_race_still_warns_when_the_data_carry_no_information():
     theta, x = torch.randn(2000, 2, generator=gen), torch.randn(2000, 64, generator=gen)
     with pytest.warns(RuntimeWarning, match="did not beat a Gaussian fit of the prior"):
         post = fit_posterior(theta, x, training={"epochs": 30}, progress=False)
-    assert [c.summary for c in post.report.candidates] == [None, "MLPSummary"]
+    assert [c.summary for c in post.report.candidates] == [None, "MLPSummary", "MLPSummary"]

@@ -343,7 +343,9 @@ def test_run_json_names_candidates_that_differ_in_their_summary_network() -> Non
     gen = torch.Generator().manual_seed(0)
     theta = torch.randn(300, 2, generator=gen)
     x = torch.cat([theta + 0.5 * torch.randn(300, 2, generator=gen), torch.randn(300, 62, generator=gen)], 1)
-    stats = _fit_stats(fit_posterior(theta, x, training={"epochs": 2}, progress=False), 0)
-    sel = stats["flow_selection"]
-    assert sel["candidates"] == ["spline", "spline + MLPSummary"]
+    post = fit_posterior(theta, x, training={"epochs": 2}, progress=False)
+    sel = _fit_stats(post, 0)["flow_selection"]
+    lrs = [c.lr for c in post.report.candidates[1:]]
+    assert sel["candidates"] == ["spline"] + [f"spline + MLPSummary, lr {lr:.3g}" for lr in lrs]
+    assert lrs[1] == 4 * lrs[0]   # the MLP summary races at two learning rates
     assert sel["kept"] == sel["candidates"][sel["val_loss"].index(min(sel["val_loss"]))]

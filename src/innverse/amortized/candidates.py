@@ -293,7 +293,8 @@ def train_candidates(first: PosteriorEstimator, candidates: list[Candidate],
             start = source.mode != "online" and est.summary is None and options.gaussian_head
         elif len(candidates) > 1:  # an explicit gaussian_start=True applies to the candidates with the head
             start = start and options.gaussian_head
-        label = "fit_posterior" if len(candidates) == 1 else f"fit_posterior ({_describe(est)})"
+        label = "fit_posterior" if len(candidates) == 1 else \
+            f"fit_posterior ({_describe(est)}, lr {candidate.training.lr:.2g})"
         data = source.batches(est, run_i.training.batch_size)  # type: ignore[arg-type]
         # a flow-matching validation loss is no likelihood: nothing to compare with the baseline
         baselines.append(None if options.flow_matching else _baseline_loss(data))
@@ -313,7 +314,8 @@ def train_candidates(first: PosteriorEstimator, candidates: list[Candidate],
     records = tuple(CandidateRun(asdict(est.flow_options), loss, h.epochs,
                                  h.seconds + (s.seconds if s else 0.0),
                                  None if run.log_path is None else str(_candidate_path(run.log_path, i)),
-                                 None if est.summary is None else type(est.summary).__name__)
+                                 None if est.summary is None else type(est.summary).__name__,
+                                 candidates[i].training.lr)
                     for i, (est, h, s, loss) in enumerate(runs))
     report = FitReport(mode=source.mode, training_pairs=source.rows, dropped_invalid=source.dropped,
                        training=candidates[best].training, log_features=kept.embedding.log_features.flatten().nonzero()

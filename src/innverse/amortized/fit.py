@@ -96,6 +96,9 @@ def _auto_summary(x_shape: tuple[int, ...]) -> str | None:
 #: ``summary="auto"`` races an MLP summary against none for vectors at least this many times wider than the
 #: summary it would make (``max(16, 4 D)`` features)
 WIDE_VECTOR = 2
+#: in ``summary="auto"``'s race, the MLP summary trains at these multiples of the default learning rate, each a
+#: candidate: the step that lets it learn to ignore uninformative features overshoots where every feature informs
+MLP_SUMMARY_LR_FACTORS = (1.0, 4.0)
 
 
 def summary_candidates(summary: Any, options: dict[str, Any] | None, x_shape: tuple[int, ...], theta_dim: int,
@@ -110,7 +113,11 @@ def summary_candidates(summary: Any, options: dict[str, Any] | None, x_shape: tu
     informative (SLCP with distractors), the MLP's compression wins at 10^3 and 10^4 simulations
     (C2ST .972 / .921 against .974 / .939); where the information is linear in the features
     (Bernoulli GLM's raw spike train), the flow's linear head wins at 10^3 (.821 against .881) and the
-    MLP at 10^4 (.683 against .713). Otherwise: ``[summary]``.
+    MLP at 10^4 (.683 against .713). ``fit_posterior`` trains the MLP at two learning rates
+    (``MLP_SUMMARY_LR_FACTORS`` times the default, where ``training`` sets none): the larger
+    step lets it learn to ignore SLCP's distractors (.913 against .927 at 10^4; validation loss 3.55
+    against 4.64), and overshoots on the spike train (.712 against .685), and validation loss picks
+    the right one on both. Otherwise: ``[summary]``.
     """
     wide = len(x_shape) == 1 and x_shape[0] >= WIDE_VECTOR * max(16, 4 * theta_dim)
     if isinstance(summary, str) and summary == "auto" and not options and wide and compare:
@@ -160,11 +167,15 @@ def _candidates(flow: Any, summary: Any, summary_options: dict[str, Any] | None,
     # GLM's raw spike train at 10^3 (C2ST .899 against .857 without a summary network)
     compare = race and not online and validation and not any(f.flow_matching for f in flows)
     out = []
-    for kind in summary_candidates(summary, summary_options, x_shape, theta_dim, compare):
+    kinds = summary_candidates(summary, summary_options, x_shape, theta_dim, compare)
+    for kind in kinds:
         has_summary = isinstance(kind, nn.Module) or (_auto_summary(x_shape) if kind == "auto" else kind) not in (
             None, "identity")
         cfg = default_training(source.rows, theta_dim, has_summary, training)
-        out += [Candidate(f, kind, cfg) for f in flow_candidates(flow, theta_dim, online, validation, has_summary)]
+        # in the race, the MLP summary trains at two learning rates (the default one and a larger one)
+        factors = MLP_SUMMARY_LR_FACTORS if len(kinds) > 1 and kind == "mlp" and training.lr is None else (1.0,)
+        out += [Candidate(f, kind, cfg.replace(lr=cfg.lr * factor))  # type: ignore[operator]
+                for factor in factors for f in flow_candidates(flow, theta_dim, online, validation, has_summary)]
     return out
 
 
@@ -203,8 +214,8 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
             the constructor of a named one. ``"auto"``: a DeepSet for sets ``(N, F)``, an MLP for
             other arrays, none for vectors; for vectors at least twice as wide as an MLP summary
             (``max(16, 4 D)`` features), trained offline with a validation split, both none and an
-            MLP summary train and the lower validation loss is kept
-            (:func:`~innverse.amortized.summary_candidates`).
+            MLP summary train (the MLP at two learning rates where ``training`` sets none) and the
+            lowest validation loss is kept (:func:`~innverse.amortized.summary_candidates`).
         flow: :class:`FlowOptions` (or dict): coupling type, blocks, widths, bins, ...; or a list
             of them: each is trained and the one with the lowest validation loss is kept
             (checkpoints and logs of candidate ``i > 0`` go to ``<stem>.candidate<i><suffix>``

@@ -42,6 +42,7 @@ class CandidateRun:
         epochs / seconds: its training length and time (Gaussian start included).
         log_path: its JSON-lines training log, if one was written.
         summary: the class name of its summary network; ``None`` where it had none.
+        lr: its peak learning rate (candidates may differ in it: the MLP summary races at two).
     """
 
     flow: dict[str, Any]
@@ -50,6 +51,7 @@ class CandidateRun:
     seconds: float
     log_path: str | None = None
     summary: str | None = None
+    lr: float | None = None
 
 
 @dataclass(frozen=True)

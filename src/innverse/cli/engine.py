@@ -255,8 +255,11 @@ def _fit_stats(posterior: Any, resumed_from: int) -> dict[str, Any]:
              "log_features": report.log_features, "training": report.training.to_dict(), "budget": report.budget}
     if report.compared_flows:
         # several candidate flows were trained: name them, and point the report at the kept one's log
-        # a candidate is its coupling, and its summary network where the race had one ("spline + MLPSummary")
+        # a candidate is its coupling, and its summary network where the race had one ("spline + MLPSummary"),
+        # and its learning rate where two share both ("spline + MLPSummary, lr 0.004")
         names = [c.flow["coupling"] + (f" + {c.summary}" if c.summary else "") for c in report.candidates]
+        names = [n + (f", lr {c.lr:.3g}" if names.count(n) > 1 and c.lr is not None else "")
+                 for n, c in zip(names, report.candidates)]
         stats["flow_selection"] = {"candidates": names,
                                    "val_loss": [None if c.val_loss is None else round(c.val_loss, 4)
                                                 for c in report.candidates],
