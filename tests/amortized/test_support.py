@@ -10,7 +10,7 @@ from scipy import stats
 from scipy.integrate import quad
 
 from innverse.amortized import SupportTransform
-from innverse.blocks.support import LINEAR_HALF_WIDTH
+from innverse.blocks.support import LINEAR_HALF_WIDTH, _linear_quantile
 
 INF = math.inf
 
@@ -83,6 +83,28 @@ def test_linear_maps_a_uniform_to_a_uniform_plus_a_standard_normal():
     grid = u[:5, 0].numpy()
     density = [quad(lambda s, g=g: stats.norm.pdf(g - s) / (2 * half), -half, half)[0] for g in grid]
     torch.testing.assert_close(-math.log(b - a) - log_det[:5], torch.log(torch.tensor(density, dtype=torch.float64)))
+
+
+@pytest.mark.parametrize("q", [1e-30, 1e-20, 1e-12, 1e-6, 1e-3, 0.02, 0.1, 0.124, 0.126, 0.2, 0.3, 0.45, 0.5])
+def test_linear_quantile_solves_the_cdf_against_high_precision_arithmetic(q):
+    """The inverse of the ``"linear"`` map's CDF, F(w) = (psi(w + L) - psi(w - L)) / 2L, against a 50-digit root
+    found by mpmath (its own erfc; none of the float64 code), over the whole range the map uses, on both
+    sides of the switch between the tail and the middle starts (q = 1/4L), and its gradient 1 / f(w)."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    half = mpmath.mpf(LINEAR_HALF_WIDTH)
+
+    def psi(t):
+        return t * mpmath.ncdf(t) + mpmath.npdf(t)
+
+    exact = mpmath.findroot(lambda w: mpmath.log((psi(w + half) - psi(w - half)) / (2 * half)) - mpmath.log(q),
+                            (-half - 20, mpmath.mpf(0)), solver="anderson")
+    qt = torch.tensor([q], dtype=torch.float64, requires_grad=True)
+    w = _linear_quantile(qt, LINEAR_HALF_WIDTH)
+    assert abs(w.item() - float(exact)) <= 1e-10 * max(1.0, abs(float(exact)))
+    (grad,) = torch.autograd.grad(w.sum(), qt)
+    density = (mpmath.ncdf(exact + half) - mpmath.ncdf(exact - half)) / (2 * half)
+    assert grad.item() == pytest.approx(float(1 / density), rel=1e-8)
 
 
 def test_an_unknown_interval_map_is_refused():

@@ -18,8 +18,9 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: ``interval="linear"``: half-width :math:`L` of the flat part of the density of :math:`u` under a uniform prior.
 #: Part of the map's definition: saved posteriors name the map, not this number, so it must not change.
 LINEAR_HALF_WIDTH = 2.0
-#: the inverse of the ``"linear"`` map's CDF: bisection steps on :math:`[-L - 12, 0]`, then Newton steps on its log
-_BISECTION_STEPS, _NEWTON_STEPS = 12, 4
+#: the inverse of the ``"linear"`` map's CDF: Newton steps on its log from a closed-form start (three reach
+#: float64's precision over :math:`q \in [10^{-30}, 1/2]`; one more is kept as a margin)
+_NEWTON_STEPS = 4
 
 
 def _psi(x: Tensor) -> Tensor:
@@ -27,7 +28,7 @@ def _psi(x: Tensor) -> Tensor:
 
     As :math:`\max(x, 0) + \psi(-|x|)`, with :math:`\psi(-t) = e^{-t^2/2}\big(1/\sqrt{2\pi} -
     t\,\mathrm{erfcx}(t/\sqrt 2)/2\big)`: ``ndtr`` loses all its digits in the left tail, where the
-    bisection of the ``"linear"`` map's inverse needs them.
+    Newton steps of the ``"linear"`` map's inverse need them.
     """
     t = x.abs()
     tail = torch.exp(-0.5 * t.square()) * (math.exp(-_HALF_LOG_2PI) - 0.5 * t * torch.special.erfcx(t / math.sqrt(2)))
@@ -50,22 +51,22 @@ def _linear_log_density(u: Tensor, half: float) -> Tensor:
 def _linear_quantile(q: Tensor, half: float) -> Tensor:
     r"""The :math:`w \le 0` with :math:`F(w) = q` for :math:`q \in [10^{-30}, 1/2]` (float64).
 
-    Bisection to a bracket of width :math:`3 \cdot 10^{-3}`, Newton steps on :math:`\log F`
-    (concave: :math:`F` is log-concave, as the convolution of log-concave densities; kept in the
-    bracket), then one Newton step on :math:`F` that carries the gradient
-    (:math:`\partial w / \partial q = 1 / f(w)`).
+    Newton steps on :math:`g(w) = \log F(w) - \log q`, then one Newton step on :math:`F` that carries
+    the gradient (:math:`\partial w / \partial q = 1 / f(w)`). :math:`g` is increasing and concave
+    (:math:`F` is log-concave, as the convolution of log-concave densities), so from a start left of
+    the root the steps rise monotonically to it, and from a start right of it the first step lands
+    left of it. The start is closed-form, from bounds on :math:`2L\,F(w) = \psi(w + L) - \psi(w - L)`:
+    in the tails (:math:`q \le 1/4L`), :math:`\Phi^{-1}(2Lq) - L`, left of the root since
+    :math:`\psi(t) \le \Phi(t)` for :math:`t \le 0`; in the middle, :math:`2Lq - L`, right of it since
+    :math:`2L\,F(w) \ge w + L` for :math:`w \le 0`. This replaced twelve bisection steps before the
+    Newton steps, at the same precision in less than half the time.
     """
     with torch.no_grad():
-        lo, hi = torch.full_like(q, -half - 12.0), torch.zeros_like(q)
-        for _ in range(_BISECTION_STEPS):
-            mid = 0.5 * (lo + hi)
-            below = _linear_cdf(mid, half) < q
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-        w = 0.5 * (lo + hi)
+        tail = torch.special.ndtri((2 * half * q).clamp(max=0.5)) - half
+        w = torch.where(q <= 1 / (4 * half), tail, 2 * half * q - half)
         for _ in range(_NEWTON_STEPS):
             cdf = _linear_cdf(w, half)
-            w = torch.minimum(torch.maximum(w - cdf / torch.exp(_linear_log_density(w, half)) * torch.log(cdf / q),
-                                            lo), hi)
+            w = (w - cdf / torch.exp(_linear_log_density(w, half)) * torch.log(cdf / q)).clamp(-half - 40.0, 0.0)
         cdf, density = _linear_cdf(w, half), torch.exp(_linear_log_density(w, half))
     return w - (cdf - q) / density
 
@@ -89,7 +90,7 @@ class SupportTransform(AbstractInvertible):
       :math:`U(-L, L) + N(0, 1)` (``innverse.blocks.support.LINEAR_HALF_WIDTH`` :math:`= L`),
       :math:`F_L(u) = (\psi(u + L) - \psi(u - L)) / 2L`, :math:`\psi(x) = x\Phi(x) + \varphi(x)`,
       :math:`\log|\partial\theta/\partial u| = \log(b - a) + \log(\Phi(u + L) - \Phi(u - L)) - \log 2L`;
-      :math:`u = F_L^{-1}` by bisection and Newton steps (float64). Affine in the middle of the box, Gaussian tails at
+      :math:`u = F_L^{-1}` by Newton steps from a closed-form start (float64). Affine in the middle of the box, Gaussian tails at
       the bounds; probit is its limit :math:`L \to 0`;
     * lower bound :math:`a`: :math:`u = \log(\theta - a)`, :math:`\theta = a + e^u`,
       :math:`\log|\partial\theta/\partial u| = u`;
