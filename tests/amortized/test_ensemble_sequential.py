@@ -226,3 +226,43 @@ def test_ensemble_workers_die_when_their_parent_is_killed(tmp_path):
         assert _all_dead_within(found, 10), "ensemble workers outlived their killed parent"
     finally:
         _reap(proc, found)
+
+
+UNGUARDED_ENSEMBLE = """
+import torch
+from innverse.amortized.ensemble import fit_ensemble
+theta = torch.randn(200, 2)
+fit_ensemble(theta, theta + torch.randn(200, 2), 2, workers=2, flow={"blocks": 1, "hidden": [8]}, training={"epochs": 2})
+"""
+
+DYING_MEMBER = """
+import os
+import torch
+from innverse.amortized.ensemble import fit_ensemble
+
+class Dies(torch.nn.Module):
+    def forward(self, x):
+        os._exit(3)   # a worker killed while training (the OOM killer, a kill -9)
+
+if __name__ == "__main__":
+    theta = torch.randn(200, 2)
+    fit_ensemble(theta, theta + torch.randn(200, 2), 2, workers=2, summary=Dies(), flow={"blocks": 1, "hidden": [8]},
+                 training={"epochs": 2})
+"""
+
+
+@pytest.mark.parametrize(("script", "says"), [
+    (UNGUARDED_ENSEMBLE, ["fit_ensemble", "workers died while starting", '__name__ == "__main__"']),
+    (DYING_MEMBER, ["fit_ensemble: a worker process died while training a member (0 of 2", "workers=0"]),
+])
+def test_ensemble_workers_that_die_give_a_clear_error_naming_the_cause(tmp_path, script, says):
+    """Spawned workers import the main script again: a script that trains an ensemble at top level makes every
+    worker die while starting, and a member whose process is killed breaks the pool. Both used to end in a bare
+    BrokenProcessPool, the cause printed by the workers only; now the error says which happened."""
+    (tmp_path / "script.py").write_text(script)
+    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, str(tmp_path / "script.py")], env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: ") and all(s in last for s in says), done.stderr[-3000:]

@@ -22,6 +22,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from torch import Tensor
 
 from ..core.conditional import check_count
 from .posterior import Posterior
-from .process_pool import orphan_safe_executor
+from .process_pool import check_started, orphan_safe_executor
 
 __all__ = ["EnsemblePosterior", "fit_ensemble"]
 
@@ -140,6 +141,9 @@ def fit_ensemble(theta: Any, x: Any, members: int = 5, *, workers: int = 0, seed
 
     Raises:
         ValueError: ``members`` below 1.
+        RuntimeError: worker processes that die while starting (a script that calls this at top
+            level, without ``if __name__ == "__main__":``) or while training a member (killed, out of
+            memory); the message says which.
     """
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise ValueError(f"fit_ensemble: members must be an int >= 1, got {members!r}")
@@ -155,5 +159,16 @@ def fit_ensemble(theta: Any, x: Any, members: int = 5, *, workers: int = 0, seed
         jobs = [({**arrays, **_member_files(options, i), "seed": seed + i},
                  os.path.join(tmp, f"member{i}.safetensors")) for i in range(members)]
         with orphan_safe_executor(workers) as pool:   # a killed caller leaves no workers training on
-            paths = list(pool.map(_fit_member, jobs))
+            check_started(pool, "fit_ensemble (fit_posterior with ensemble=k or budget=\"accurate\")", "spawn",
+                          "pass workers=0 to fit_ensemble")
+            futures = [pool.submit(_fit_member, job) for job in jobs]
+            try:
+                paths = [f.result() for f in futures]
+            except BrokenProcessPool as err:
+                done = sum(f.done() and not f.cancelled() and f.exception() is None for f in futures)
+                raise RuntimeError(
+                    f"fit_ensemble: a worker process died while training a member ({done} of {members} members "
+                    f"had finished): it was killed from outside or ran out of memory (each worker holds a copy of "
+                    f"the {len(arrays['theta'])} training pairs); train fewer members at once (workers=) or one after "
+                    f"the other (workers=0)") from err
         return EnsemblePosterior([load(Path(p)) for p in paths])

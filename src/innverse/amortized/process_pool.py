@@ -107,23 +107,30 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _started(pool: ProcessPoolExecutor, options: ProcessPool) -> None:
+def check_started(pool: ProcessPoolExecutor, caller: str, start_method: str, alternative: str) -> None:
     """Raise a clear error when the pool's workers die before they can run anything.
 
     The usual cause: with the ``spawn`` start method every worker imports the main script again,
-    and a script that calls :func:`simulate` at top level (no ``if __name__ == "__main__":``)
-    makes each worker start a pool of its own, which Python refuses. Without this check the
-    broken pool looks like crashing simulations, and the row-by-row re-runs go on for minutes.
+    and a script that calls ``caller`` at top level (no ``if __name__ == "__main__":``) makes each
+    worker start a pool of its own, which Python refuses. Without this check the broken pool
+    looks like failing work (:func:`simulate`: crashing simulations, re-run row by row for
+    minutes), or a bare ``BrokenProcessPool`` whose cause is printed by the workers only.
+
+    Args:
+        pool: the freshly started pool.
+        caller: the function the user called, named in the message.
+        start_method: the pool's start method, named in the message.
+        alternative: how to run without worker processes, named in the message.
     """
     try:
         pool.submit(_ready).result()
     except BrokenProcessPool as err:
         _stop(pool, True)
         raise RuntimeError(
-            f"simulate: the process pool's workers died while starting, before any simulation ran "
-            f"(start method {options.start_method!r}). Each worker imports the main script again: put the code "
-            "that calls simulate under `if __name__ == \"__main__\":`, and define the simulator in a module the "
-            "workers can import (not in an interactive session), or run without workers=ProcessPool(...)") from err
+            f"{caller}: the process pool's workers died while starting, before any work ran "
+            f"(start method {start_method!r}). Each worker imports the main script again: put the code "
+            f"that calls {caller} under `if __name__ == \"__main__\":`, and define what the workers run in a "
+            f"module they can import (not in an interactive session), or {alternative}") from err
 
 
 def _died(i: int, b: int) -> BatchResult:
@@ -205,7 +212,7 @@ def run_pool(simulator: Callable[..., Any], job: Callable[[int], tuple[np.ndarra
     seeds: dict[int, int] = {}
     nxt = indices[0] if len(indices) else 0
     pool = _pool(options)
-    _started(pool, options)
+    check_started(pool, "simulate", options.start_method, "run without workers=ProcessPool(...)")
     futures: dict[Future, Unit] = {}
 
     def submit(unit: Unit) -> None:
