@@ -161,8 +161,9 @@ def fit_ensemble(theta: Any, x: Any, members: int = 5, *, workers: int = 0, seed
         with orphan_safe_executor(workers) as pool:   # a killed caller leaves no workers training on
             check_started(pool, "fit_ensemble (fit_posterior with ensemble=k or budget=\"accurate\")", "spawn",
                           "pass workers=0 to fit_ensemble")
-            futures = [pool.submit(_fit_member, job) for job in jobs]
+            futures: list = []
             try:
+                futures += [pool.submit(_fit_member, job) for job in jobs]
                 paths = [f.result() for f in futures]
             except BrokenProcessPool as err:
                 done = sum(f.done() and not f.cancelled() and f.exception() is None for f in futures)

@@ -59,7 +59,7 @@ def _linear_quantile(q: Tensor, half: float) -> Tensor:
     in the tails (:math:`q \le 1/4L`), :math:`\Phi^{-1}(2Lq) - L`, left of the root since
     :math:`\psi(t) \le \Phi(t)` for :math:`t \le 0`; in the middle, :math:`2Lq - L`, right of it since
     :math:`2L\,F(w) \ge w + L` for :math:`w \le 0`. This replaced twelve bisection steps before the
-    Newton steps, at the same precision in less than half the time.
+    Newton steps, at the same precision in about half the time.
     """
     with torch.no_grad():
         tail = torch.special.ndtri((2 * half * q).clamp(max=0.5)) - half
