@@ -109,7 +109,7 @@ TRAIN = textwrap.dedent("""
     import torch
     import torch.distributed as dist
     from innverse.flows import coupling_flow
-    from innverse.train import TensorBatches, TrainConfig, train
+    from innverse.train import TensorBatches, TrainConfig, leave_group, train
     torch.set_num_threads(1)
     if "RANK" in os.environ:
         dist.init_process_group("gloo")
@@ -124,8 +124,7 @@ TRAIN = textwrap.dedent("""
         secs = [r["seconds"] for r in hist.records][1:]   # the first epoch warms up
         json.dump({"seconds_per_epoch": sum(secs) / len(secs), "steps_per_epoch": 16,
                    "final_loss": hist.records[-1]["train_loss"]}, open(sys.argv[1], "w"))
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    leave_group()
 """)
 
 

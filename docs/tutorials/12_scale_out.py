@@ -165,14 +165,17 @@ if __name__ == "__main__":
 # From Python, any script that trains through :func:`innverse.train.train` (the loop of every model
 # in the package; ``innverse fit`` runs ``fit_posterior`` this way) trains data-parallel when it runs
 # inside a process group: start it with ``torchrun`` and join the group first. Only the first
-# process writes checkpoints and logs.
+# process writes checkpoints and logs. Leave the group with :func:`innverse.train.leave_group`:
+# ``destroy_process_group`` alone lets a process that finishes first reset the connections while
+# another still reads its last message, and gloo aborts that one.
 #
 # .. code-block:: python
 #
 #     import torch.distributed as dist
+#     from innverse.train import TrainConfig, leave_group, train
 #     dist.init_process_group("gloo")          # "nccl" on GPUs; torchrun sets RANK and WORLD_SIZE
 #     history = train(model, loss, batches, config=TrainConfig(epochs=50, batch_size=512))
-#     dist.destroy_process_group()
+#     leave_group()                            # wait for every process, then dist.destroy_process_group()
 #
 # Here the same small config is trained by one process and by two (``--nproc 2``).
 CONFIG = f"""

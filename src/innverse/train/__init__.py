@@ -3,6 +3,7 @@
 from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from .config import SCHEDULES, TrainConfig
 from .data import BatchSource, TensorBatches
+from .distributed import leave_group
 from .history import EpochCallback, History
 from .progress import progress_bar
 from .schedule import learning_rate
@@ -21,6 +22,7 @@ __all__ = [
     "adam",
     "atomic_write_bytes",
     "learning_rate",
+    "leave_group",
     "load_checkpoint",
     "progress_bar",
     "save_checkpoint",

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DataParallel"]
+__all__ = ["DataParallel", "leave_group"]
+
+_leaves = 0  # how many times this process has left a group (the key of each rendezvous)
 
 
 class DataParallel:
@@ -69,3 +71,31 @@ class DataParallel:
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return t.cpu().tolist()
+
+
+def leave_group() -> None:
+    """Wait until every process is past its last collective, then destroy the default process group.
+
+    ``torch.distributed.destroy_process_group`` alone is not collective: a process that finishes
+    first closes its connections while another may still be reading the last message of the last
+    all-reduce, and gloo aborts that process (SIGABRT) on the reset connection. The processes
+    therefore meet first on the rendezvous store (which ``torchrun`` keeps in its agent, outside
+    the processes), where no message between them is in flight once all have arrived. A no-op when
+    no group is initialised.
+    """
+    import torch.distributed as dist
+
+    global _leaves
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    _leaves += 1
+    key = f"innverse/leave/{_leaves}"
+    try:
+        store = dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):  # no store to meet on: a barrier is the next best
+        dist.barrier()
+    else:
+        if store.add(key, 1) == dist.get_world_size():
+            store.set(key + "/all", "1")
+        store.wait([key + "/all"])
+    dist.destroy_process_group()

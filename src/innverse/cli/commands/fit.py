@@ -139,9 +139,9 @@ def run(args: argparse.Namespace, console: Console) -> dict:
         return _fit(args, console, cfg, text, device, (rank, world))
     finally:
         if world > 1:
-            import torch.distributed as dist
+            from ...train import leave_group
 
-            dist.destroy_process_group()
+            leave_group()
 
 
 def _fit(args: argparse.Namespace, console: Console, cfg: dict[str, Any], text: str, device: str,
