@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
-from innverse.amortized import PosteriorEstimator, box_uniform, gaussian, log_normal, product
+from innverse.amortized import FlowOptions, PosteriorEstimator, box_uniform, gaussian, log_normal, product
 from innverse.amortized.gaussian_start import (
     gaussian_flow,
     gaussian_head,
@@ -220,6 +220,36 @@ def test_files_from_before_the_probit_support_map_load_with_the_logit_map(prior)
     x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(again.log_prob(theta, x), est.log_prob(theta, x))
     assert PosteriorEstimator(2, (3,), prior, None, {"blocks": 1}).support.interval == "linear"   # the default now
+
+
+@pytest.mark.parametrize("prior", [box_uniform(torch.zeros(2), torch.ones(2)), None])
+def test_the_linear_maps_half_width_is_saved_and_files_without_it_read_as_two(prior):
+    """A half-width of 4 survives the config (also when the prior is not describable and the bounds rebuild
+    the map); a file written before the option existed reads with the half-width of its time, 2."""
+    box = box_uniform(torch.zeros(2), torch.ones(2))
+    theta = torch.rand(5, 2, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    for half, drop in ((4.0, False), (2.0, True)):
+        est = PosteriorEstimator(2, (3,), box, None, {"blocks": 1, "hidden": [8], "support_half_width": half})
+        cfg = est.config()
+        if drop:
+            del cfg["flow"]["support_half_width"]
+        if prior is None:
+            cfg["prior"] = None
+        again = PosteriorEstimator.from_config(cfg)
+        again.load_state_dict(est.state_dict())
+        assert again.support.half_width == half and again.flow_options.support_half_width == half
+        torch.testing.assert_close(again.log_prob(theta, x), est.log_prob(theta, x))
+    four = PosteriorEstimator(2, (3,), box, None, {"blocks": 1, "hidden": [8], "support_half_width": 4.0})
+    u4, _ = four.support(theta.double())
+    u2, _ = PosteriorEstimator(2, (3,), box, None, {"blocks": 1, "hidden": [8]}).support(theta.double())
+    assert not torch.allclose(u4, u2)   # the option reaches the map
+
+
+@pytest.mark.parametrize("half", [0, -2.0, float("inf"), "4"])
+def test_flow_options_refuse_a_bad_half_width(half):
+    with pytest.raises(ValueError, match="FlowOptions: support_half_width must be a positive finite number, got "):
+        FlowOptions(support_half_width=half)
 
 
 def test_least_squares_start_of_the_gaussian_head_recovers_a_linear_gaussian_model():

@@ -15,15 +15,16 @@ from innverse.blocks.support import LINEAR_HALF_WIDTH, _linear_quantile
 INF = math.inf
 
 
-def _transform(interval: str = "probit"):
+def _transform(interval: str = "probit", half: float = LINEAR_HALF_WIDTH):
     lower = torch.tensor([-INF, 0.0, -INF, -1.0], dtype=torch.float64)
     upper = torch.tensor([INF, INF, 3.0, 2.0], dtype=torch.float64)
-    return SupportTransform(lower, upper, interval)
+    return SupportTransform(lower, upper, interval, half)
 
 
-@pytest.mark.parametrize("interval", ["probit", "logit", "linear"])
-def test_round_trip_and_log_det_against_autograd_jacobian(interval):
-    t = _transform(interval)
+@pytest.mark.parametrize(("interval", "half"), [("probit", 2.0), ("logit", 2.0), ("linear", 2.0), ("linear", 4.0),
+                                               ("linear", 0.5)])
+def test_round_trip_and_log_det_against_autograd_jacobian(interval, half):
+    t = _transform(interval, half)
     gen = torch.Generator().manual_seed(0)
     u = torch.randn(6, 4, generator=gen, dtype=torch.float64) * 2
     theta, ld_inv = t.inverse(u)
@@ -67,13 +68,14 @@ def test_probit_maps_a_uniform_to_a_standard_normal_and_logit_to_a_logistic():
     assert stats.kstest(u_logit, "norm").pvalue < 1e-6       # the logit's tails are not Gaussian
 
 
-def test_linear_maps_a_uniform_to_a_uniform_plus_a_standard_normal():
+@pytest.mark.parametrize("half", [LINEAR_HALF_WIDTH, 4.0])
+def test_linear_maps_a_uniform_to_a_uniform_plus_a_standard_normal(half):
     """The pushforward of U(a, b) under ``"linear"`` is U(-L, L) + N(0, 1), drawn directly here (two-sample KS;
     a monotone map is fixed by its pushforward), with the log-density the map's log-determinant implies."""
-    a, b, half = -1.0, 3.0, LINEAR_HALF_WIDTH
+    a, b = -1.0, 3.0
     gen = torch.Generator().manual_seed(0)
     theta = a + (b - a) * torch.rand(20000, 1, generator=gen, dtype=torch.float64)
-    t = SupportTransform(torch.tensor([a]), torch.tensor([b]), "linear")
+    t = SupportTransform(torch.tensor([a]), torch.tensor([b]), "linear", half)
     u, log_det = t(theta)
     direct = half * (2 * torch.rand(20000, generator=gen, dtype=torch.float64) - 1) + torch.randn(
         20000, generator=gen, dtype=torch.float64)
@@ -85,14 +87,16 @@ def test_linear_maps_a_uniform_to_a_uniform_plus_a_standard_normal():
     torch.testing.assert_close(-math.log(b - a) - log_det[:5], torch.log(torch.tensor(density, dtype=torch.float64)))
 
 
-@pytest.mark.parametrize("q", [1e-30, 1e-20, 1e-12, 1e-6, 1e-3, 0.02, 0.1, 0.124, 0.126, 0.2, 0.3, 0.45, 0.5])
-def test_linear_quantile_solves_the_cdf_against_high_precision_arithmetic(q):
+@pytest.mark.parametrize(("q", "half_width"), [
+    *[(q, LINEAR_HALF_WIDTH) for q in (1e-30, 1e-20, 1e-12, 1e-6, 1e-3, 0.02, 0.1, 0.124, 0.126, 0.2, 0.3, 0.45, 0.5)],
+    *[(q, 4.0) for q in (1e-30, 1e-6, 0.03, 0.062, 0.063, 0.3, 0.5)], *[(q, 0.5) for q in (1e-30, 1e-3, 0.3, 0.5)]])
+def test_linear_quantile_solves_the_cdf_against_high_precision_arithmetic(q, half_width):
     """The inverse of the ``"linear"`` map's CDF, F(w) = (psi(w + L) - psi(w - L)) / 2L, against a 50-digit root
     found by mpmath (its own erfc; none of the float64 code), over the whole range the map uses, on both
     sides of the switch between the tail and the middle starts (q = 1/4L), and its gradient 1 / f(w)."""
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 50
-    half = mpmath.mpf(LINEAR_HALF_WIDTH)
+    half = mpmath.mpf(half_width)
 
     def psi(t):
         return t * mpmath.ncdf(t) + mpmath.npdf(t)
@@ -100,7 +104,7 @@ def test_linear_quantile_solves_the_cdf_against_high_precision_arithmetic(q):
     exact = mpmath.findroot(lambda w: mpmath.log((psi(w + half) - psi(w - half)) / (2 * half)) - mpmath.log(q),
                             (-half - 20, mpmath.mpf(0)), solver="anderson")
     qt = torch.tensor([q], dtype=torch.float64, requires_grad=True)
-    w = _linear_quantile(qt, LINEAR_HALF_WIDTH)
+    w = _linear_quantile(qt, half_width)
     assert abs(w.item() - float(exact)) <= 1e-10 * max(1.0, abs(float(exact)))
     (grad,) = torch.autograd.grad(w.sum(), qt)
     density = (mpmath.ncdf(exact + half) - mpmath.ncdf(exact - half)) / (2 * half)
@@ -111,6 +115,12 @@ def test_an_unknown_interval_map_is_refused():
     with pytest.raises(ValueError, match=r"SupportTransform: interval must be one of \('probit', 'logit', 'linear'\), "
                        r"got 'tanh'"):
         SupportTransform(torch.tensor([0.0]), torch.tensor([1.0]), "tanh")
+
+
+@pytest.mark.parametrize("half", [0.0, -1.0, math.inf, math.nan])
+def test_a_bad_half_width_is_refused(half):
+    with pytest.raises(ValueError, match=r"SupportTransform: half_width must be a positive finite number, got "):
+        SupportTransform(torch.tensor([0.0]), torch.tensor([1.0]), "linear", half)
 
 
 def test_unbounded_is_identity():

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..blocks import Standardization, SupportTransform
+from ..blocks.support import LINEAR_HALF_WIDTH
 from ..core import Flow
 from ..core import Sequence as InvSequence
 from ..nets.summaries import summary_from_config
@@ -25,12 +26,12 @@ __all__ = ["FlowOptions", "PosteriorEstimator", "FORMAT_VERSION"]
 FORMAT_VERSION = 2
 
 
-def _support_of(prior: Distribution | None, theta_dim: int, interval: str) -> SupportTransform:
+def _support_of(prior: Distribution | None, theta_dim: int, flow: FlowOptions) -> SupportTransform:
     if prior is None:
         inf = torch.full((theta_dim,), math.inf, dtype=torch.float64)
-        return SupportTransform(-inf, inf, interval)
+        return SupportTransform(-inf, inf, flow.support_interval, flow.support_half_width)
     lower, upper = prior_bounds(prior)
-    return SupportTransform(lower, upper, interval)
+    return SupportTransform(lower, upper, flow.support_interval, flow.support_half_width)
 
 
 #: state-dict names of version-1 files -> names now (prefix rewrites, first match wins)
@@ -103,7 +104,7 @@ class PosteriorEstimator(nn.Module):
                              f"theta_dim is {self.theta_dim}")
         self.flow_options = flow if isinstance(flow, FlowOptions) else FlowOptions(**(flow or {}))
         self.embedding = ObservationEmbedding(self.x_shape, summary, x_scaling)
-        parameter_map = InvSequence(_support_of(self.prior, self.theta_dim, self.flow_options.support_interval),
+        parameter_map = InvSequence(_support_of(self.prior, self.theta_dim, self.flow_options),
                                     Standardization(self.theta_dim, name="Standardization(theta)"))
         self.flow = Flow(InvSequence(parameter_map, build_inn(self.theta_dim, self.context_features, self.flow_options)))
         self.register_buffer("reference_summaries", torch.zeros(int(reference_size), self.context_features))
@@ -199,7 +200,7 @@ class PosteriorEstimator(nn.Module):
             summary = summary_from_config(config["summary"])
         # files written before these options existed
         flow = {"head_linear": False, "head_input_bound": None, "spline_affine": False, "support_interval": "logit",
-                **config["flow"]}
+                "support_half_width": LINEAR_HALF_WIDTH, **config["flow"]}
         # files written before robust scaling existed used the moments
         est = cls(config["theta_dim"], tuple(config["x_shape"]), prior, summary, FlowOptions(**flow),
                   config["reference_size"], config.get("x_scaling", "moments"))
@@ -208,7 +209,8 @@ class PosteriorEstimator(nn.Module):
             hi = [math.inf if v is None else v for v in config["support"]["upper"]]
             est.parameter_map.blocks[0] = SupportTransform(torch.tensor(lo, dtype=torch.float64),
                                                            torch.tensor(hi, dtype=torch.float64),
-                                                           est.flow_options.support_interval)
+                                                           est.flow_options.support_interval,
+                                                           est.flow_options.support_half_width)
         return est
 
     # -- standardisation -------------------------------------------------------------------------

@@ -15,8 +15,8 @@ __all__ = ["SupportTransform", "INTERVAL_MAPS"]
 #: maps of components bounded on both sides
 INTERVAL_MAPS = ("probit", "logit", "linear")
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-#: ``interval="linear"``: half-width :math:`L` of the flat part of the density of :math:`u` under a uniform prior.
-#: Part of the map's definition: saved posteriors name the map, not this number, so it must not change.
+#: ``interval="linear"``: the default half-width :math:`L` of the flat part of the density of :math:`u` under a
+#: uniform prior. Files saved before the half-width was an option read with it, so it must not change.
 LINEAR_HALF_WIDTH = 2.0
 #: the inverse of the ``"linear"`` map's CDF: Newton steps on its log from a closed-form start (three reach
 #: float64's precision over :math:`q \in [10^{-30}, 1/2]`; one more is kept as a margin)
@@ -120,9 +120,17 @@ class SupportTransform(AbstractInvertible):
     Args:
         lower, upper: bounds ``(D,)``, ``-inf`` / ``+inf`` where a side is unbounded.
         interval: the map of components bounded on both sides, ``"probit"``, ``"logit"`` or ``"linear"``.
+        half_width: :math:`L` of the ``"linear"`` map (ignored by the others). How much of a posterior
+            that piles against a bound lies in the map's Gaussian tail grows as :math:`L` shrinks,
+            and a flow extrapolates that tail. On the 10-D Gaussian-linear task with a uniform prior
+            (``fit_posterior``'s defaults, 20 observations, C2ST): at 10^5 simulations L = 2, 3, 4,
+            6, 8 score .542, .536, .534, .540, .547, and the held-out KL falls from .080 to .036
+            nats from L = 2 to 4; at 10^4, L = 2, 3, 4, 6 score .609, .630, .614, .619 (standard
+            error about .012), with the held-out KL .250 at L = 2 and .201 at L = 4.
     """
 
-    def __init__(self, lower: Tensor, upper: Tensor, interval: str = "probit") -> None:
+    def __init__(self, lower: Tensor, upper: Tensor, interval: str = "probit",
+                 half_width: float = LINEAR_HALF_WIDTH) -> None:
         lower = torch.as_tensor(lower, dtype=torch.float64).reshape(-1)
         upper = torch.as_tensor(upper, dtype=torch.float64).reshape(-1)
         if lower.shape != upper.shape or lower.numel() == 0:
@@ -132,8 +140,11 @@ class SupportTransform(AbstractInvertible):
             raise ValueError(f"SupportTransform: need upper > lower, got {lower.tolist()} and {upper.tolist()}")
         if interval not in INTERVAL_MAPS:
             raise ValueError(f"SupportTransform: interval must be one of {INTERVAL_MAPS}, got {interval!r}")
+        if not (math.isfinite(half_width) and half_width > 0):
+            raise ValueError(f"SupportTransform: half_width must be a positive finite number, got {half_width!r}")
         super().__init__(lower.shape[0])
         self.interval = interval
+        self.half_width = float(half_width)
         lo_f, hi_f = torch.isfinite(lower), torch.isfinite(upper)
         kind = torch.full(lower.shape, _REAL, dtype=torch.long)
         kind[lo_f & ~hi_f] = _LOWER
@@ -200,7 +211,7 @@ class SupportTransform(AbstractInvertible):
         # the nearer bound's side, measured from that bound (1 - p would lose the digits near the upper one)
         upper = p > 0.5
         q = torch.where(upper, ((hi - t) / width).clamp(eps, 0.5), p.clamp(max=0.5))
-        w = _linear_quantile(q, LINEAR_HALF_WIDTH)
+        w = _linear_quantile(q, self.half_width)
         return torch.where(upper, -w, w)
 
     def _interval_log_det(self, u: Tensor, width: Tensor) -> Tensor:
@@ -209,7 +220,7 @@ class SupportTransform(AbstractInvertible):
             return torch.log(width) - 0.5 * u.square() - _HALF_LOG_2PI
         if self.interval == "logit":
             return torch.log(width) + F.logsigmoid(u) + F.logsigmoid(-u)
-        return torch.log(width) + _linear_log_density(u, LINEAR_HALF_WIDTH)
+        return torch.log(width) + _linear_log_density(u, self.half_width)
 
     def _interval_unit(self, v: Tensor, lo: Tensor, hi: Tensor, width: Tensor) -> Tensor:
         """``theta`` of the interval map at ``v`` (float64)."""
@@ -217,7 +228,7 @@ class SupportTransform(AbstractInvertible):
             return lo + width * torch.special.ndtr(v)
         if self.interval == "logit":
             return lo + width * torch.sigmoid(v)
-        q = _linear_cdf(-v.abs(), LINEAR_HALF_WIDTH)   # measured from the nearer bound
+        q = _linear_cdf(-v.abs(), self.half_width)   # measured from the nearer bound
         return torch.where(v > 0, hi - width * q, lo + width * q)
 
     def _inverse(self, u: Tensor, c: Context, log_det: bool) -> tuple[Tensor, Tensor | None]:
