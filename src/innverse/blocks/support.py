@@ -126,7 +126,9 @@ class SupportTransform(AbstractInvertible):
             (``fit_posterior``'s defaults, 20 observations, C2ST): at 10^5 simulations L = 2, 3, 4,
             6, 8 score .542, .536, .534, .540, .547, and the held-out KL falls from .080 to .036
             nats from L = 2 to 4; at 10^4, L = 2, 3, 4, 6 score .609, .630, .614, .619 (standard
-            error about .012), with the held-out KL .250 at L = 2 and .201 at L = 4.
+            error about .012), with the held-out KL .250 at L = 2 and .201 at L = 4. On sbibm's
+            observations at 10^3, L = 4 scores .639 against .605, and on SLCP at 10^4 .869 against
+            .856; two moons and the Gaussian mixture are level. So the default stays 2.
     """
 
     def __init__(self, lower: Tensor, upper: Tensor, interval: str = "probit",
