@@ -133,15 +133,21 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = _device(args, cfg, world)
     rank, world = _join_group(device)
+    if rank != 0:  # the first process speaks and writes; the others train
+        console.quiet = True
     try:
-        if rank != 0:  # the first process speaks and writes; the others train
-            console.quiet = True
-        return _fit(args, console, cfg, text, device, (rank, world))
-    finally:
-        if world > 1:
-            from ...train import leave_group
+        result = _fit(args, console, cfg, text, device, (rank, world))
+    except BaseException:
+        if world > 1:  # fail now: waiting for the others could hang, and torchrun stops them on this exit
+            import torch.distributed as dist
 
-            leave_group()
+            dist.destroy_process_group()
+        raise
+    if world > 1:
+        from ...train import leave_group
+
+        leave_group()   # every process finished: wait for all, then close
+    return result
 
 
 def _fit(args: argparse.Namespace, console: Console, cfg: dict[str, Any], text: str, device: str,
