@@ -246,10 +246,21 @@ def test_the_linear_maps_half_width_is_saved_and_files_without_it_read_as_two(pr
     assert not torch.allclose(u4, u2)   # the option reaches the map
 
 
-@pytest.mark.parametrize("half", [0, -2.0, float("inf"), "4"])
+@pytest.mark.parametrize("half", [0, -2.0, float("inf"), "4", True])
 def test_flow_options_refuse_a_bad_half_width(half):
-    with pytest.raises(ValueError, match="FlowOptions: support_half_width must be a positive finite number, got "):
+    with pytest.raises(ValueError, match="FlowOptions: support_half_width must be a positive finite number or None, "
+                                         "got "):
         FlowOptions(support_half_width=half)
+
+
+def test_an_estimator_built_without_a_half_width_uses_two_and_its_file_says_so():
+    """``None`` (the default: fit_posterior sets it from the simulations) never reaches a file."""
+    box = box_uniform(torch.zeros(2), torch.ones(2))
+    options = FlowOptions(blocks=1, hidden=[8])
+    assert options.support_half_width is None
+    est = PosteriorEstimator(2, (3,), box, None, options)
+    assert est.support.half_width == 2.0 and est.config()["flow"]["support_half_width"] == 2.0
+    assert options.support_half_width is None   # the caller's options are not changed
 
 
 def test_least_squares_start_of_the_gaussian_head_recovers_a_linear_gaussian_model():

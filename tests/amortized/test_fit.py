@@ -370,3 +370,37 @@ def test_the_summary_race_still_warns_when_the_data_carry_no_information():
     with pytest.warns(RuntimeWarning, match="did not beat a Gaussian fit of the prior"):
         post = fit_posterior(theta, x, training={"epochs": 30}, progress=False)
     assert [c.summary for c in post.report.candidates] == [None, "MLPSummary", "MLPSummary"]
+
+
+@pytest.mark.parametrize(("n", "flow", "half"), [(2_000, {}, 2.0), (31_623, {}, 3.0),
+                                                 (31_623, {"support_half_width": 2.5}, 2.5)])
+def test_the_support_maps_half_width_follows_the_number_of_simulations_unless_set(n, flow, half, tmp_path):
+    """Unset, the box map's half-width comes from the number of pairs (2 up to 10^4, 3 at 10^4.5); a set
+    one is kept; the saved posterior names the half-width it was trained with and reads back the same."""
+    import innverse
+    from innverse.amortized import box_uniform
+
+    gen = torch.Generator().manual_seed(0)
+    prior = box_uniform(-torch.ones(2), torch.ones(2))
+    theta = 2 * torch.rand(n, 2, generator=gen) - 1
+    x = theta + 0.1 * torch.randn(n, 2, generator=gen)
+    post = fit_posterior(theta, x, prior, flow={"blocks": 1, "hidden": [8], **flow}, training={"epochs": 1},
+                         progress=False)
+    assert post.estimator.flow_options.support_half_width == pytest.approx(half, abs=1e-4)
+    assert post.estimator.support.half_width == pytest.approx(half, abs=1e-4)
+    assert post.report.candidates[post.report.chosen].flow["support_half_width"] == pytest.approx(half, abs=1e-4)
+    again = innverse.load(innverse.save(post, tmp_path / "post.safetensors"))
+    assert again.estimator.support.half_width == post.estimator.support.half_width
+    obs = torch.tensor([[0.95, -0.3]])
+    torch.testing.assert_close(again.log_prob(theta[:50], obs.expand(50, 2)), post.log_prob(theta[:50], obs.expand(50, 2)))
+
+
+def test_default_candidates_take_the_half_width_of_their_simulations_and_online_ones_two():
+    from innverse.amortized.candidates import flow_candidates
+
+    big = flow_candidates(None, 8, online=False, validation=True, summary=False, simulations=100_000)
+    assert len(big) == 2 and all(f.support_half_width == 4.0 for f in big)   # the spline flow and MAF alike
+    online = flow_candidates(None, 8, online=True, validation=False, summary=False, simulations=100_000)
+    assert [f.support_half_width for f in online] == [2.0]
+    mixed = flow_candidates([{"support_half_width": 1.5}, {}], 8, False, True, False, simulations=100_000)
+    assert [f.support_half_width for f in mixed] == [1.5, 4.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -10,7 +11,7 @@ from scipy import stats
 from scipy.integrate import quad
 
 from innverse.amortized import SupportTransform
-from innverse.blocks.support import LINEAR_HALF_WIDTH, _linear_quantile
+from innverse.blocks.support import LINEAR_HALF_WIDTH, WIDE_HALF_WIDTH, _linear_quantile, half_width_for
 
 INF = math.inf
 
@@ -128,3 +129,21 @@ def test_unbounded_is_identity():
     x = torch.randn(3, 2)
     y, ld = t(x)
     assert y is x and torch.equal(ld, torch.zeros(3))
+
+
+@pytest.mark.parametrize(("simulations", "half"), [(None, 2.0), (0, 2.0), (1, 2.0), (1_000, 2.0), (10_000, 2.0),
+                                                   (31_623, 3.0), (100_000, 4.0), (10**7, 4.0)])
+def test_the_half_width_grows_from_two_to_four_between_ten_and_a_hundred_thousand_simulations(simulations, half):
+    assert half_width_for(simulations) == pytest.approx(half, abs=1e-4)
+
+
+def test_the_half_width_never_shrinks_with_more_simulations():
+    widths = [half_width_for(n) for n in range(0, 200_000, 997)]
+    assert all(a <= b for a, b in itertools.pairwise(widths))
+    assert widths[0] == LINEAR_HALF_WIDTH and widths[-1] == WIDE_HALF_WIDTH
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5e4, True, "10000"])
+def test_the_half_width_rule_refuses_a_bad_number_of_simulations(bad):
+    with pytest.raises(ValueError, match=r"half_width_for: simulations must be a non-negative int or None, got "):
+        half_width_for(bad)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..blocks.support import half_width_for
 from ..train import EpochCallback, History, Step, TrainConfig, adam, atomic_write_bytes, train
 from .estimator import FlowOptions, PosteriorEstimator
 from .fit_report import CandidateRun, FitReport, GaussianStartReport
@@ -58,7 +59,8 @@ class Candidate:
     training: TrainConfig
 
 
-def flow_candidates(flow: Any, theta_dim: int, online: bool, validation: bool, summary: bool) -> list[FlowOptions]:
+def flow_candidates(flow: Any, theta_dim: int, online: bool, validation: bool, summary: bool,
+                    simulations: int | None = None) -> list[FlowOptions]:
     """The flow architectures to train: the user's one or list, else the defaults.
 
     By default (``flow=None``) a posterior over 6 or more parameters, trained offline with a
@@ -69,6 +71,10 @@ def flow_candidates(flow: Any, theta_dim: int, online: bool, validation: bool, s
     conditional Gaussian: strongly correlated, nearly Gaussian posteriors favour MAF, non-Gaussian
     ones the splines (``benchmarks/sbi_c2st.py``). With fewer parameters the couplings are rarely
     worse and training twice would not pay.
+
+    Where a candidate leaves the support map's half-width unset (``None``, the default), it is set
+    from ``simulations``, the number of training pairs (``None`` online), by
+    :func:`~innverse.blocks.support.half_width_for`.
     """
     if isinstance(flow, (list, tuple)):
         if not flow:
@@ -77,10 +83,12 @@ def flow_candidates(flow: Any, theta_dim: int, online: bool, validation: bool, s
         if len({o.flow_matching for o in options}) > 1:
             raise ValueError("fit_posterior: flow-matching and likelihood-trained flows cannot be compared on their "
                              "validation losses (a flow-matching loss is no likelihood); give one kind")
-        return options
-    if flow is None and not online and validation and not summary and theta_dim >= 6:
-        return [FlowOptions(), FlowOptions(coupling="autoregressive", head="none")]
-    return [flow if isinstance(flow, FlowOptions) else FlowOptions(**(flow or {}))]
+    elif flow is None and not online and validation and not summary and theta_dim >= 6:
+        options = [FlowOptions(), FlowOptions(coupling="autoregressive", head="none")]
+    else:
+        options = [flow if isinstance(flow, FlowOptions) else FlowOptions(**(flow or {}))]
+    half_width = half_width_for(None if online else simulations)
+    return [o if o.support_half_width is not None else replace(o, support_half_width=half_width) for o in options]
 
 
 def _candidate_path(path: str | os.PathLike | None, i: int) -> str | os.PathLike | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -103,6 +103,8 @@ class PosteriorEstimator(nn.Module):
             raise ValueError(f"PosteriorEstimator: the prior has {self.prior.event_shape[0]} components but "
                              f"theta_dim is {self.theta_dim}")
         self.flow_options = flow if isinstance(flow, FlowOptions) else FlowOptions(**(flow or {}))
+        if self.flow_options.support_half_width is None:   # saved files name the half-width used
+            self.flow_options = replace(self.flow_options, support_half_width=LINEAR_HALF_WIDTH)
         self.embedding = ObservationEmbedding(self.x_shape, summary, x_scaling)
         parameter_map = InvSequence(_support_of(self.prior, self.theta_dim, self.flow_options),
                                     Standardization(self.theta_dim, name="Standardization(theta)"))

@@ -162,7 +162,7 @@ def _candidates(flow: Any, summary: Any, summary_options: dict[str, Any] | None,
     (``race=False``, for ``budget="fast"``: one summary network, the first of the race)."""
     theta_dim, x_shape = shapes
     online, validation = source.mode == "online", validation_fraction > 0
-    flows = flow_candidates(flow, theta_dim, online, validation, False)
+    flows = flow_candidates(flow, theta_dim, online, validation, False, source.rows)
     # a flow-matching loss ranks vector fields, not posteriors: it chose the worse summary for FMPE on Bernoulli
     # GLM's raw spike train at 10^3 (C2ST .899 against .857 without a summary network)
     compare = race and not online and validation and not any(f.flow_matching for f in flows)
@@ -175,7 +175,8 @@ def _candidates(flow: Any, summary: Any, summary_options: dict[str, Any] | None,
         # in the race, the MLP summary trains at two learning rates (the default one and a larger one)
         factors = MLP_SUMMARY_LR_FACTORS if len(kinds) > 1 and kind == "mlp" and training.lr is None else (1.0,)
         out += [Candidate(f, kind, cfg.replace(lr=cfg.lr * factor))  # type: ignore[operator]
-                for factor in factors for f in flow_candidates(flow, theta_dim, online, validation, has_summary)]
+                for factor in factors
+                for f in flow_candidates(flow, theta_dim, online, validation, has_summary, source.rows)]
     return out
 
 
@@ -302,7 +303,8 @@ def fit_posterior(theta: Any = None, x: Any = None, prior: Distribution | None =
 
         generator = torch.Generator().manual_seed(seed)
         cfg = TrainConfig.coerce(training, seed=seed)
-        est = make_estimator(Candidate(flow_candidates(flow, theta_dim, False, False, False)[0], summary, cfg))
+        est = make_estimator(Candidate(flow_candidates(flow, theta_dim, source.mode == "online", False, False,
+                                                       source.rows)[0], summary, cfg))
         source.setup(est, validation_fraction, drop_invalid, generator)
         candidates = _candidates(flow, summary, summary_options, (theta_dim, x_shape), source, validation_fraction, cfg,
                                  race=budget != "fast")

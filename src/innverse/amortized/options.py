@@ -12,7 +12,7 @@ from ..blocks import (
     RationalQuadraticSpline,
     VelocityField,
 )
-from ..blocks.support import INTERVAL_MAPS, LINEAR_HALF_WIDTH
+from ..blocks.support import INTERVAL_MAPS
 from ..core import AbstractInvertible
 from ..core import Sequence as InvSequence
 from ..flows import COUPLINGS, coupling_flow
@@ -58,9 +58,10 @@ class FlowOptions:
     #: (:class:`~innverse.blocks.SupportTransform` has the figures; files saved before the option read
     #: as logit, files saved before ``"linear"`` name their map)
     support_interval: str = "linear"
-    #: half-width :math:`L` of the ``"linear"`` map's flat part (:class:`~innverse.blocks.SupportTransform`
-    #: has the figures: on a posterior piled against a bound, 4 was better than 2 at 10^5 simulations, worse at 10^3)
-    support_half_width: float = LINEAR_HALF_WIDTH
+    #: half-width :math:`L` of the ``"linear"`` map's flat part; ``None``: ``fit_posterior`` sets it from the
+    #: number of training simulations (:func:`~innverse.blocks.support.half_width_for`: 2 up to 10^4, 4 from
+    #: 10^5), and an estimator built directly uses 2 (:class:`~innverse.blocks.SupportTransform` has the figures)
+    support_half_width: float | None = None
 
     def __post_init__(self) -> None:
         self.hidden = [int(h) for h in self.hidden]
@@ -72,11 +73,12 @@ class FlowOptions:
         if self.support_interval not in INTERVAL_MAPS:
             raise ValueError(f"FlowOptions: support_interval must be one of {INTERVAL_MAPS}, "
                              f"got {self.support_interval!r}")
-        if not (isinstance(self.support_half_width, (int, float)) and math.isfinite(self.support_half_width)
-                and self.support_half_width > 0):
-            raise ValueError(f"FlowOptions: support_half_width must be a positive finite number, "
-                             f"got {self.support_half_width!r}")
-        self.support_half_width = float(self.support_half_width)
+        if self.support_half_width is not None:
+            if not (isinstance(self.support_half_width, (int, float)) and not isinstance(self.support_half_width, bool)
+                    and math.isfinite(self.support_half_width) and self.support_half_width > 0):
+                raise ValueError(f"FlowOptions: support_half_width must be a positive finite number or None, "
+                                 f"got {self.support_half_width!r}")
+            self.support_half_width = float(self.support_half_width)
         if self.head not in ("affine", "none"):
             raise ValueError(f"FlowOptions: head must be 'affine' or 'none', got {self.head!r}")
 
