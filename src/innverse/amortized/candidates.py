@@ -231,6 +231,24 @@ def _objective(est: PosteriorEstimator) -> Callable[[Sequence[Tensor], Step], Te
     return loss
 
 
+@torch.no_grad()
+def _map_log_det(est: PosteriorEstimator, data: Batches) -> float | None:
+    r"""Mean :math:`\log|\partial\theta/\partial v|` of ``est``'s fixed parameter map over the validation pairs.
+
+    A validation loss is :math:`-\log q(v)` in the networks' units; adding this gives the negative
+    log density of the parameters themselves, :math:`-\log q(\theta) = -\log q(v) + \log|\partial
+    \theta/\partial v|`, which compares across candidates whose support maps or half-widths differ.
+    """
+    if data.val is None:
+        return None
+    total, rows = 0.0, 0
+    for v, _ in data.val.epoch(0, torch.Generator()):
+        _, log_det = est.parameter_map.inverse(v)
+        total += float(log_det.double().sum())
+        rows += v.shape[0]
+    return total / max(rows, 1)
+
+
 def _baseline_loss(data: Batches) -> float | None:
     r"""Validation loss of the flow that learned nothing: :math:`\mathcal N(0, I)` on the standardised parameters.
 
@@ -275,8 +293,9 @@ def train_candidates(first: PosteriorEstimator, candidates: list[Candidate],
     ``first`` is the estimator of the first candidate (already built); the others are built by
     ``make``. Every estimator's standardisation is fitted on the same pairs, and every candidate
     trains with its own resolved options (``run.training`` is the first one's). The validation
-    losses compare, whatever the flows and summary networks: each is the negative log posterior
-    density of the same held-out parameters given the same data.
+    losses compare, whatever the flows, summary networks and parameter maps: each, with its fixed
+    map's log-determinant added (:func:`_map_log_det`), is the negative log posterior density of
+    the same held-out parameters given the same data.
 
     A time budget (``TrainConfig.max_seconds``) is for all of them together. Several candidates
     race: each trains for an equal part of :data:`RACE_SHARE` of the budget (a full, short
@@ -290,6 +309,7 @@ def train_candidates(first: PosteriorEstimator, candidates: list[Candidate],
     runs: list[tuple[PosteriorEstimator, History, GaussianStartReport | None, float | None]] = []
     prepared: list[Batches] = []
     baselines: list[float | None] = []
+    map_log_dets: list[float | None] = []
     runs_of: list[RunOptions] = []
     for i, candidate in enumerate(candidates):
         options, run_i = candidate.flow, replace(run, training=candidate.training)
@@ -306,13 +326,17 @@ def train_candidates(first: PosteriorEstimator, candidates: list[Candidate],
         data = source.batches(est, run_i.training.batch_size)  # type: ignore[arg-type]
         # a flow-matching validation loss is no likelihood: nothing to compare with the baseline
         baselines.append(None if options.flow_matching else _baseline_loss(data))
+        map_log_dets.append(None if options.flow_matching else _map_log_det(est, data))
         prepared.append(data)
         if deadline is not None:
             left = (deadline - time.perf_counter()) / (len(candidates) - i)
             share = max(RACE_SHARE * budget / len(candidates) if race else left, 1e-3)  # type: ignore[operator]
             run_i = replace(run_i, training=run_i.training.replace(max_seconds=share))
         runs.append((est, *_train_one(est, data, run_i, start, i, label)))
-    best = min(range(len(runs)), key=lambda i: math.inf if runs[i][3] is None else runs[i][3])
+    def criterion(i: int, loss: float | None) -> float:   # in theta's units where the loss is a likelihood
+        return math.inf if loss is None else loss + (map_log_dets[i] or 0.0)
+
+    best = min(range(len(runs)), key=lambda i: criterion(i, runs[i][3]))
     if race and deadline - time.perf_counter() > 0:  # type: ignore[operator]
         est, done, start_report, loss = runs[best]
         left = deadline - time.perf_counter()  # type: ignore[operator]
@@ -323,7 +347,8 @@ def train_candidates(first: PosteriorEstimator, candidates: list[Candidate],
                                  h.seconds + (s.seconds if s else 0.0),
                                  None if run.log_path is None else str(_candidate_path(run.log_path, i)),
                                  None if est.summary is None else type(est.summary).__name__,
-                                 candidates[i].training.lr)
+                                 candidates[i].training.lr,
+                                 None if loss is None or map_log_dets[i] is None else criterion(i, loss))
                     for i, (est, h, s, loss) in enumerate(runs))
     report = FitReport(mode=source.mode, training_pairs=source.rows, dropped_invalid=source.dropped,
                        training=candidates[best].training, log_features=kept.embedding.log_features.flatten().nonzero()

@@ -38,7 +38,12 @@ class CandidateRun:
 
     Attributes:
         flow: its :class:`~innverse.amortized.FlowOptions` as a dict.
-        val_loss: its best validation loss (Gaussian start included), the selection criterion.
+        val_loss: its best validation loss (Gaussian start included), in the units its networks see
+            (the parameters after its fixed support map and standardisation).
+        theta_val_loss: the same in the parameters' own units, the selection criterion: the
+            negative log density of the held-out parameters, ``val_loss`` plus the fixed maps' mean
+            ``log|dθ/dv|``, so candidates whose maps differ (support map,
+            half-width) compare. ``None`` for flow matching (no likelihood) and in older files.
         epochs / seconds: its training length and time (Gaussian start included).
         log_path: its JSON-lines training log, if one was written.
         summary: the class name of its summary network; ``None`` where it had none.
@@ -52,6 +57,7 @@ class CandidateRun:
     log_path: str | None = None
     summary: str | None = None
     lr: float | None = None
+    theta_val_loss: float | None = None
 
 
 @dataclass(frozen=True)

@@ -260,9 +260,10 @@ def _fit_stats(posterior: Any, resumed_from: int) -> dict[str, Any]:
         names = [c.flow["coupling"] + (f" + {c.summary}" if c.summary else "") for c in report.candidates]
         names = [n + (f", lr {c.lr:.3g}" if names.count(n) > 1 and c.lr is not None else "")
                  for n, c in zip(names, report.candidates)]
+        # the selection criterion: the held-out parameters' negative log density (theta_val_loss), where it is one
+        losses = [c.val_loss if c.theta_val_loss is None else c.theta_val_loss for c in report.candidates]
         stats["flow_selection"] = {"candidates": names,
-                                   "val_loss": [None if c.val_loss is None else round(c.val_loss, 4)
-                                                for c in report.candidates],
+                                   "val_loss": [None if v is None else round(v, 4) for v in losses],
                                    "kept": names[report.chosen]}
         log = report.candidates[report.chosen].log_path
         if log is not None:
