@@ -74,7 +74,7 @@ def flow_candidates(flow: Any, theta_dim: int, online: bool, validation: bool, s
 
     Where a candidate leaves the support map's half-width unset (``None``, the default), it is set
     from ``simulations``, the number of training pairs (``None`` online), by
-    :func:`~innverse.blocks.support.half_width_for`.
+    :func:`~innverse.blocks.half_width_for`.
     """
     if isinstance(flow, (list, tuple)):
         if not flow:

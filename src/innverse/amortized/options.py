@@ -59,7 +59,7 @@ class FlowOptions:
     #: as logit, files saved before ``"linear"`` name their map)
     support_interval: str = "linear"
     #: half-width :math:`L` of the ``"linear"`` map's flat part; ``None``: ``fit_posterior`` sets it from the
-    #: number of training simulations (:func:`~innverse.blocks.support.half_width_for`: 2 up to 10^4, 4 from
+    #: number of training simulations (:func:`~innverse.blocks.half_width_for`: 2 up to 10^4, 4 from
     #: 10^5), and an estimator built directly uses 2 (:class:`~innverse.blocks.SupportTransform` has the figures)
     support_half_width: float | None = None
 

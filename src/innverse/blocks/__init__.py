@@ -20,7 +20,7 @@ from .reshape import Flatten, HaarDownsample, Squeeze, Unflatten
 from .residual import ResidualBlock, lipschitz_bounds, log_det_estimator
 from .revnet import IRevNetBlock
 from .standardization import Standardization
-from .support import SupportTransform
+from .support import SupportTransform, half_width_for
 from .transformers import (
     AbstractTransformer,
     AdditiveTransformer,
@@ -70,6 +70,7 @@ __all__ = [
     "Unflatten",
     "VelocityField",
     "default_subnet",
+    "half_width_for",
     "lipschitz_bounds",
     "log_det_estimator",
 ]

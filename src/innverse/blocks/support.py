@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +19,9 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: ``interval="linear"``: the default half-width :math:`L` of the flat part of the density of :math:`u` under a
 #: uniform prior. Files saved before the half-width was an option read with it, so it must not change.
 LINEAR_HALF_WIDTH = 2.0
-#: ``fit_posterior``'s half-width grows from :data:`LINEAR_HALF_WIDTH` at this many training simulations ...
+#: ``fit_posterior``'s half-width grows from ``LINEAR_HALF_WIDTH`` at this many training simulations ...
 HALF_WIDTH_GROWTH_START = 10_000
-#: ... log-linearly to this one at ten times as many (:func:`half_width_for`)
+#: ... log-linearly to this one at ten times as many (``half_width_for``)
 WIDE_HALF_WIDTH = 4.0
 #: the inverse of the ``"linear"`` map's CDF: Newton steps on its log from a closed-form start (three reach
 #: float64's precision over :math:`q \in [10^{-30}, 1/2]`; one more is kept as a margin)
@@ -82,7 +83,7 @@ _REAL, _LOWER, _UPPER, _INTERVAL = 0, 1, 2, 3
 def half_width_for(simulations: int | None) -> float:
     """The ``"linear"`` map's half-width :math:`L` that ``fit_posterior`` uses for ``simulations`` training pairs.
 
-    :data:`LINEAR_HALF_WIDTH` (2) up to :data:`HALF_WIDTH_GROWTH_START` (10^4) pairs, :data:`WIDE_HALF_WIDTH`
+    ``LINEAR_HALF_WIDTH`` (2) up to ``HALF_WIDTH_GROWTH_START`` (10^4) pairs, ``WIDE_HALF_WIDTH``
     (4) from ten times as many, log-linear in between; 2 where the number is not known (``None``: online
     training). A wider flat part leaves less of a posterior that piles against a bound in the map's
     Gaussian tail, which the flow must extrapolate; with few pairs the narrower one is better
@@ -90,7 +91,7 @@ def half_width_for(simulations: int | None) -> float:
     """
     if simulations is None:
         return LINEAR_HALF_WIDTH
-    if isinstance(simulations, bool) or not isinstance(simulations, int) or simulations < 0:
+    if isinstance(simulations, bool) or not isinstance(simulations, numbers.Integral) or simulations < 0:
         raise ValueError(f"half_width_for: simulations must be a non-negative int or None, got {simulations!r}")
     decades = math.log10(max(simulations, 1) / HALF_WIDTH_GROWTH_START)
     return LINEAR_HALF_WIDTH + (WIDE_HALF_WIDTH - LINEAR_HALF_WIDTH) * min(max(decades, 0.0), 1.0)
@@ -154,7 +155,7 @@ class SupportTransform(AbstractInvertible):
             .515), two moons .514 / .517, Gaussian mixture .518 / .515, SLCP .691 / .688; at 3 x 10^4
             the rule's L = 2.95 against 2: SLCP .760 / .781, two moons .533 / .531, and on 20 fresh
             Gaussian-linear-uniform observations .575 / .581. ``fit_posterior`` therefore takes
-            :math:`L` from the number of simulations (:func:`half_width_for`: 2 up to 10^4, 4 from
+            :math:`L` from the number of simulations (:func:`~innverse.blocks.half_width_for`: 2 up to 10^4, 4 from
             10^5); the default here stays 2.
     """
 
