@@ -447,3 +447,23 @@ def test_candidates_with_different_maps_are_chosen_on_thetas_density():
     logit, linear = report.candidates
     assert logit.val_loss < linear.val_loss and linear.theta_val_loss < logit.theta_val_loss   # the orders differ
     assert report.chosen == 1
+
+
+def test_resuming_with_another_half_width_is_refused_and_with_the_same_one_goes_on(tmp_path):
+    """The half-width leaves no trace in the weights; resuming a checkpoint under another would train and
+    save a flow under a map it never saw (as when a store has grown between the runs)."""
+    from innverse.amortized import box_uniform
+
+    gen = torch.Generator().manual_seed(0)
+    prior = box_uniform(-torch.ones(2), torch.ones(2))
+    theta = 2 * torch.rand(600, 2, generator=gen) - 1
+    x = theta + 0.1 * torch.randn(600, 2, generator=gen)
+    ckpt = tmp_path / "fit.ckpt"
+    opts = {"prior": prior, "training": {"epochs": 2}, "checkpoint": ckpt, "progress": False}
+    first = fit_posterior(theta, x, flow={"blocks": 1, "hidden": [8]}, **opts)
+    assert json.loads((tmp_path / "fit.ckpt.flow.json").read_text())["support_half_width"] == 2.0
+    with pytest.raises(ValueError, match=r"cannot resume .*fit\.ckpt: it was trained with support_half_width=2\.0, "
+                                         r"but this fit resolves support_half_width=3\.0 .*pass flow=\{'support_half_width': 2\.0\}"):
+        fit_posterior(theta, x, flow={"blocks": 1, "hidden": [8], "support_half_width": 3.0}, resume=True, **opts)
+    again = fit_posterior(theta, x, flow={"blocks": 1, "hidden": [8]}, resume=True, **opts)
+    assert again.report.history.epochs == first.report.history.epochs   # it finished: nothing left to train

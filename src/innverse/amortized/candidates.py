@@ -135,12 +135,37 @@ def _gaussian_start(est: PosteriorEstimator, data: Batches, cfg: TrainConfig, pr
                                         history.seconds)
 
 
+def _check_resumable(est: PosteriorEstimator, checkpoint: str | os.PathLike | None, resume: bool) -> None:
+    """Refuse to resume a checkpoint trained as another flow; record this one's options next to its checkpoint.
+
+    Options that leave no trace in the weights would otherwise resume silently into the wrong
+    posterior: the support map (its half-width follows the number of simulations, so it changes
+    when a store has grown) and its interval. Checkpoints written without the record resume as before.
+    """
+    if checkpoint is None:
+        return
+    record = Path(checkpoint).with_name(Path(checkpoint).name + ".flow.json")
+    options = json.loads(json.dumps(asdict(est.flow_options)))
+    if resume and Path(checkpoint).exists() and record.exists():
+        saved = json.loads(record.read_text())
+        differ = [k for k, v in options.items() if k in saved and saved[k] != v]
+        if differ:
+            was = ", ".join(f"{k}={saved[k]!r}" for k in differ)
+            now = ", ".join(f"{k}={options[k]!r}" for k in differ)
+            raise ValueError(f"fit_posterior: cannot resume {checkpoint}: it was trained with {was}, but this fit "
+                             f"resolves {now} (the support map's half-width follows the number of simulations); "
+                             f"pass flow={{{', '.join(f'{k!r}: {saved[k]!r}' for k in differ)}}} to resume it, "
+                             f"or resume=False to start over")
+    atomic_write_bytes(record, json.dumps(options).encode())
+
+
 def _train_one(est: PosteriorEstimator, data: Batches, run: RunOptions, start: bool, index: int,
                label: str) -> tuple[History, GaussianStartReport | None, float | None]:
     """Train one candidate (its Gaussian start first where ``start``); its history, start and best validation loss.
 
     ``run.training.max_seconds``, where set, is this candidate's time budget, the start's included.
     """
+    _check_resumable(est, _candidate_path(run.checkpoint, index), run.resume)
     start_history, report, start_state = None, None, None
     t0, cfg = time.perf_counter(), run.training
     # inputs are validated by the data source, so the flows skip their per-call NaN checks
