@@ -135,6 +135,7 @@ def _run_innverse(task, theta, x, seed: int, observations, refs, args) -> tuple[
     if report.compared_flows:
         row["flow_selection"] = {"candidates": [c.flow["coupling"] for c in report.candidates],
                                  "val_loss": [c.val_loss for c in report.candidates],
+                                 "theta_val_loss": [c.theta_val_loss for c in report.candidates],
                                  "seconds": [c.seconds for c in report.candidates], "chosen": report.chosen}
     return row, post
 
