@@ -467,3 +467,16 @@ def test_resuming_with_another_half_width_is_refused_and_with_the_same_one_goes_
         fit_posterior(theta, x, flow={"blocks": 1, "hidden": [8], "support_half_width": 3.0}, resume=True, **opts)
     again = fit_posterior(theta, x, flow={"blocks": 1, "hidden": [8]}, resume=True, **opts)
     assert again.report.history.epochs == first.report.history.epochs   # it finished: nothing left to train
+
+
+def test_a_half_width_that_no_map_uses_does_not_block_a_resume(tmp_path):
+    """Under a Gaussian prior no component is bounded on both sides, so a store grown past 10^4 rows (a new
+    half-width) resumes; the check compares only what the map uses."""
+    prior, theta, x = _linear_data(600)
+    ckpt = tmp_path / "fit.ckpt"
+    opts = {"prior": prior, "training": {"epochs": 2}, "checkpoint": ckpt, "progress": False}
+    first = fit_posterior(theta, x, flow={"blocks": 1, "hidden": [8]}, **opts)
+    again = fit_posterior(theta, x, flow={"blocks": 1, "hidden": [8], "support_half_width": 3.0}, resume=True, **opts)
+    assert again.report.history.epochs == first.report.history.epochs
+    with pytest.raises(ValueError, match=r"it was trained with blocks=1, but this fit resolves blocks=2"):
+        fit_posterior(theta, x, flow={"blocks": 2, "hidden": [8]}, resume=True, **opts)

@@ -146,14 +146,21 @@ def _check_resumable(est: PosteriorEstimator, checkpoint: str | os.PathLike | No
         return
     record = Path(checkpoint).with_name(Path(checkpoint).name + ".flow.json")
     options = json.loads(json.dumps(asdict(est.flow_options)))
+    support = est.support
+    if not bool((support.lower.isfinite() & support.upper.isfinite()).any()):
+        del options["support_interval"], options["support_half_width"]   # no component bounded on both sides
+    elif support.interval != "linear":
+        del options["support_half_width"]                                 # only the linear map has one
     if resume and Path(checkpoint).exists() and record.exists():
         saved = json.loads(record.read_text())
         differ = [k for k, v in options.items() if k in saved and saved[k] != v]
         if differ:
             was = ", ".join(f"{k}={saved[k]!r}" for k in differ)
             now = ", ".join(f"{k}={options[k]!r}" for k in differ)
+            why = " (the support map's half-width follows the number of simulations)" \
+                if "support_half_width" in differ else ""
             raise ValueError(f"fit_posterior: cannot resume {checkpoint}: it was trained with {was}, but this fit "
-                             f"resolves {now} (the support map's half-width follows the number of simulations); "
+                             f"resolves {now}{why}; "
                              f"pass flow={{{', '.join(f'{k!r}: {saved[k]!r}' for k in differ)}}} to resume it, "
                              f"or resume=False to start over")
     atomic_write_bytes(record, json.dumps(options).encode())
